@@ -1,0 +1,1 @@
+"""The evaluation machinery every method shares: data, protocol, personas, metrics, runs."""

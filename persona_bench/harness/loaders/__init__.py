@@ -1,0 +1,35 @@
+"""Survey loaders, chosen by a data spec: ``demo[:N]``, ``opinionqa:PATH`` or ``pew:PATH``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..survey import Survey, SurveyError
+
+DATA_KINDS = ("demo", "opinionqa", "pew")
+
+
+def load_survey(spec: str, waves: list[str] | None = None, metadata: str | Path | None = None) -> Survey:
+    """Load the survey named by ``spec`` restricted to ``waves`` (None: every wave with answers).
+
+    ``metadata`` is the OpinionQA folder whose info.csv files convert raw Pew waves
+    (``pew:`` only; default: an ``opinionqa`` folder beside the .sav folder).
+    """
+    kind, _, argument = spec.partition(":")
+    if kind == "demo":
+        from .demo import load_demo
+
+        n_people = int(argument) if argument.isdigit() else None
+        if argument and n_people is None:
+            raise SurveyError(f"data spec {spec!r}: demo takes an optional number of people, e.g. demo:500")
+        return load_demo(**({"n_people": n_people} if n_people else {})).select_waves(waves)
+    if not argument:
+        raise SurveyError(f"data spec {spec!r}: expected demo, opinionqa:PATH or pew:PATH")
+    if kind == "opinionqa":
+        from .opinionqa import load_opinionqa
+
+        return load_opinionqa(argument, waves)
+    if kind == "pew":
+        from .pew import load_pew
+
+        return load_pew(argument, waves, metadata)
+    raise SurveyError(f"data spec {spec!r}: unknown kind {kind!r} (expected one of {', '.join(DATA_KINDS)})")
