@@ -18,12 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .errors import SurveyError
+
 REFUSED = "Refused"
 RESPONSE_COLUMNS = ("respondent", "question", "option", "value")
-
-
-class SurveyError(ValueError):
-    """Invalid survey input; the message names the file, column, row or key at fault."""
 
 
 @dataclass(frozen=True)
@@ -143,8 +141,8 @@ def responses_frame(respondent: list[str], question: list[str], option: list[int
     """Build a responses table with the canonical column names and dtypes."""
     return pd.DataFrame(
         {
-            "respondent": pd.Series(respondent, dtype=object),
-            "question": pd.Series(question, dtype=object),
+            "respondent": pd.Series(respondent, dtype=str),
+            "question": pd.Series(question, dtype=str),
             "option": pd.Series(option, dtype=np.int16),
             "value": pd.Series(values, dtype=np.float32),
         }

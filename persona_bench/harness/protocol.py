@@ -1,0 +1,162 @@
+"""The evaluation protocol: who trains, who is scored, on which answers (Li et al. 2023, Sec. 5).
+
+1. People are split into ``train`` and ``eval`` groups (per wave, seeded).
+2. Each person's answers are split again into a ``train`` part and an ``eval`` part.
+3. Seen users (train group) are scored on their eval part; everything that learns (CF,
+   clusters, group centroids, SPM) sees only the train group's train part.
+4. Unseen users (eval group) reveal the first K answers of their train part, in a seeded
+   order, for fold-in (K capped by what they answered) and are scored on their eval part,
+   the same answers for every K, so results across K are paired.
+
+A Split is saved as ``split.json`` (config and fingerprint) plus ``split.csv.gz`` (one row per
+answer) and reloads only against the survey it was made from.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_write_text, atomic_writer
+from .survey import Survey, SurveyError
+
+UNSEEN_K = (1, 5, 10, 20, 50, 100)
+USERS = ("seen", "unseen")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How to split: seed and the train shares of people and of each person's answers."""
+
+    seed: int = 0
+    people_train: float = 0.8
+    answers_train: float = 0.8
+
+    def __post_init__(self) -> None:
+        for name in ("people_train", "answers_train"):
+            share = getattr(self, name)
+            if not 0.0 < share < 1.0:
+                raise ValueError(f"{name} must be between 0 and 1 (exclusive), got {share}")
+
+
+def survey_fingerprint(survey: Survey) -> str:
+    """A short hash of who answered what, to refuse reloading a split onto other data."""
+    pairs = survey.responses[["respondent", "question", "option"]].sort_values(["respondent", "question"])
+    digest = hashlib.sha256()
+    for column in pairs.columns:
+        digest.update("\x1f".join(map(str, pairs[column].to_numpy())).encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class Split:
+    """One seeded split of a survey; ``answers`` has respondent, question, group, part, rank."""
+
+    config: SplitConfig
+    fingerprint: str
+    answers: pd.DataFrame
+
+    # ------------------------------------------------------------ selections
+    def people(self, group: str) -> list[str]:
+        """Respondent ids of the ``train`` or ``eval`` group, sorted."""
+        return sorted(self.answers.loc[self.answers["group"] == group, "respondent"].unique())
+
+    def train_answers(self) -> pd.DataFrame:
+        """What learners may see: the train group's train part."""
+        return self._select("train", "train")
+
+    def scored_answers(self, users: str) -> pd.DataFrame:
+        """The answers a run is scored on: the eval part of seen (train) or unseen (eval) people."""
+        if users not in USERS:
+            raise ValueError(f"users must be one of {USERS}, got {users!r}")
+        return self._select("train" if users == "seen" else "eval", "eval")
+
+    def fold_in_answers(self, k: int) -> pd.DataFrame:
+        """The first ``k`` train-part answers of each unseen person (all of them if fewer)."""
+        if k < 1:
+            raise ValueError(f"fold-in needs k >= 1, got {k}")
+        revealed = self._select("eval", "train")
+        return revealed[revealed["rank"] < k]
+
+    def _select(self, group: str, part: str) -> pd.DataFrame:
+        mask = (self.answers["group"] == group) & (self.answers["part"] == part)
+        return self.answers.loc[mask, ["respondent", "question", "rank"]].reset_index(drop=True)
+
+    # ------------------------------------------------------------ persistence
+    def save(self, folder: Path) -> None:
+        """Write split.json and split.csv.gz into ``folder`` atomically."""
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_writer(folder / "split.csv.gz", binary=True) as handle:
+            self.answers.to_csv(handle, index=False, compression={"method": "gzip", "mtime": 0, "compresslevel": 1})
+        meta = {"config": asdict(self.config), "fingerprint": self.fingerprint, "n_answers": len(self.answers)}
+        atomic_write_text(folder / "split.json", json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, folder: Path, survey: Survey) -> "Split":
+        """Reload a saved split, refusing one that was made from different data."""
+        meta_path = folder / "split.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+            config = SplitConfig(**meta["config"])
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise SurveyError(f"{meta_path}: not a saved split ({exc})") from None
+        fingerprint = survey_fingerprint(survey)
+        if meta["fingerprint"] != fingerprint:
+            raise SurveyError(f"{meta_path}: split was made from other data (fingerprint {meta['fingerprint']} != {fingerprint})")
+        answers = pd.read_csv(folder / "split.csv.gz", dtype={"respondent": str, "question": str, "group": str, "part": str})
+        return cls(config, fingerprint, answers)
+
+
+def make_split(survey: Survey, config: SplitConfig | None = None) -> Split:
+    """Split people per wave, then each person's answers, with ``config.seed``."""
+    config = config or SplitConfig()
+    rng = np.random.default_rng(config.seed)
+    people = survey.respondents.index.to_numpy()
+    waves = survey.respondents["wave"].to_numpy()
+    in_train = np.zeros(len(people), dtype=bool)
+    for wave in pd.unique(waves):
+        members = np.flatnonzero(waves == wave)
+        chosen = rng.permutation(members)[: int(round(config.people_train * len(members)))]
+        in_train[chosen] = True
+    group_of = pd.Series(np.where(in_train, "train", "eval"), index=people)
+
+    answers = survey.responses[["respondent", "question"]].copy()
+    person = pd.factorize(answers["respondent"])[0]
+    order = np.lexsort((rng.random(len(answers)), person))
+    counts = np.bincount(person)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    position = np.empty(len(answers), dtype=np.int64)
+    position[order] = np.arange(len(answers)) - np.repeat(starts, counts)
+    n_eval = np.where(counts >= 2, np.maximum(1, np.rint((1 - config.answers_train) * counts)), 0).astype(int)
+    is_eval = position < n_eval[person]
+    answers["group"] = group_of.loc[answers["respondent"]].to_numpy()
+    answers["part"] = np.where(is_eval, "eval", "train")
+    answers["rank"] = np.where(is_eval, position, position - n_eval[person])
+    answers = answers.sort_values(["respondent", "part", "rank"], kind="stable").reset_index(drop=True)
+    return Split(config, survey_fingerprint(survey), answers)
+
+
+def scored_docs(
+    survey: Survey, split: Split, users: str, max_people: int | None = None, seed: int = 0
+) -> pd.DataFrame:
+    """The docs a run is scored on: one per (person, held-out question) of seen or unseen users.
+
+    Columns: ``doc_id`` (``respondent|question``), ``respondent``, ``question``, ``target``
+    (the answered option's index) and ``n_options``. ``max_people`` keeps a seeded random
+    subset of people (all their docs), the same subset for every method.
+    """
+    scored = split.scored_answers(users)[["respondent", "question"]]
+    if max_people is not None:
+        people = np.array(sorted(scored["respondent"].unique()))
+        if max_people < len(people):
+            keep = np.random.default_rng(seed).choice(people, size=max_people, replace=False)
+            scored = scored[scored["respondent"].isin(keep)]
+    docs = scored.merge(survey.responses[["respondent", "question", "option"]], on=["respondent", "question"], how="left")
+    docs = docs.rename(columns={"option": "target"})
+    docs["n_options"] = docs["question"].map({k: len(q.options) for k, q in survey.questions.items()})
+    docs.insert(0, "doc_id", docs["respondent"] + "|" + docs["question"])
+    return docs.sort_values("doc_id").reset_index(drop=True)

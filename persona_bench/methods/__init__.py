@@ -1,0 +1,1 @@
+"""Steering methods (the soft-prompting model), registered as methods."""
