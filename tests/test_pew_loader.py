@@ -12,7 +12,8 @@ from persona_bench.harness.loaders.opinionqa import load_opinionqa
 from persona_bench.harness.loaders.pew import income_bracket, load_pew, trait_label
 from persona_bench.harness.survey import SurveyError
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from .conftest import SHARED_DATA
+
 
 INFO_CSV = """\
 ,key,option_mapping,question,references,option_ordinal

@@ -196,7 +196,7 @@ def run(config: RunConfig, runs_dir: Path, force: bool = False, log: Callable[[s
     log(f"{config.method}: preparing on {len(split.train_answers())} train answers")
     method.prepare(context)
     log(f"{config.method}: scoring {len(docs)} docs of {docs['respondent'].nunique()} people")
-    scores = method.score(docs, context)
+    scores = method.score(docs.drop(columns="target"), context)
     predictions = check_scores(method, scores, docs)
     score = macro_score(docs["respondent"], predictions == docs["target"].to_numpy(), seed=config.seed)
     write_samples(run_dir / "samples.jsonl.gz", docs, np.asarray(scores, dtype=float), predictions)

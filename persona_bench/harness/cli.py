@@ -1,0 +1,270 @@
+"""The ``persona-bench`` command line.
+
+    persona-bench data summary    [--data D] [--waves W26,W41]
+    persona-bench personas fit    [--data D] --out DIR [--solver als|adam] [--dim 16]
+    persona-bench personas analyze [--data D] --out DIR [--k K]
+    persona-bench methods
+    persona-bench run --method M [--model NAME] [--data D] [--persona P] [--users seen|unseen]
+                      [--k N] [--max-eval-people N] [--seed S] [--out RUNS_DIR] [method flags]
+
+``--data`` is ``demo`` (default, embedded), ``opinionqa:PATH`` or ``pew:PATH``. Errors in input
+or arguments print one line and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import MISSING, fields, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tabulate import tabulate
+
+from .errors import PersonaBenchError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {}
+
+
+def command(name: str) -> Callable:
+    """Register a sub-command handler under ``name`` (``"personas fit"``)."""
+
+    def wrap(handler: Callable) -> Callable:
+        COMMANDS[name] = handler
+        return handler
+
+    return wrap
+
+
+def waves_arg(text: str) -> list[str]:
+    """``W26,W41`` -> ["W26", "W41"]."""
+    waves = [w.strip() for w in text.split(",") if w.strip()]
+    if not waves:
+        raise argparse.ArgumentTypeError("expected a comma-separated list such as W26,W41")
+    return waves
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """--data, --waves and --metadata, shared by every data-reading command."""
+    parser.add_argument("--data", default="demo", help="demo (embedded), opinionqa:PATH or pew:PATH (default: demo)")
+    parser.add_argument("--waves", type=waves_arg, default=None, help="comma-separated waves (default: all with answers)")
+    parser.add_argument("--metadata", default=None, help="pew: only; OpinionQA folder with info.csv per wave")
+
+
+def load_data(args: argparse.Namespace):
+    """The survey named by the data arguments."""
+    from .loaders import load_survey
+
+    return load_survey(args.data, args.waves, args.metadata)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every sub-command."""
+    parser = argparse.ArgumentParser(prog="persona-bench", description="Steer language models toward data-driven personas.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="inspect survey data").add_subparsers(dest="action", required=True)
+    add_data_args(data.add_parser("summary", help="people, questions and answers per wave"))
+
+    personas = sub.add_parser("personas", help="fit and analyse data-driven personas").add_subparsers(dest="action", required=True)
+    fit = personas.add_parser("fit", help="collaborative filtering, elbow curve and clusters")
+    analyze = personas.add_parser("analyze", help="cluster composition and distinctive questions (paper Sec. 4.2)")
+    for p in (fit, analyze):
+        add_data_args(p)
+        p.add_argument("--out", type=Path, required=True, help="output folder")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--solver", choices=("als", "adam"), default="als", help="CF solver (default: als)")
+        p.add_argument("--dim", type=int, default=16, help="embedding size d (default: 16)")
+    fit.add_argument("--ks", default="1-12", help="cluster counts for the elbow curve, e.g. 1-12 or 2,4,6")
+    analyze.add_argument("--k", type=int, default=None, help="number of clusters (default: the elbow)")
+
+    sub.add_parser("methods", help="list registered methods and their options")
+
+    run = sub.add_parser(
+        "run", help="run one method and write results.json", epilog="Method flags (e.g. --k-context 5): see `persona-bench methods`."
+    )
+    run.add_argument("--method", required=True, help="registered method name (see `persona-bench methods`)")
+    run.add_argument("--model", default=None, help="language model alias or folder (LLM methods; default smollm2-135m)")
+    add_data_args(run)
+    run.add_argument("--persona", default="individual", help="individual | cluster | cluster:K | demographic:TRAIT[xTRAIT]")
+    run.add_argument("--users", choices=("seen", "unseen"), default="seen")
+    run.add_argument("--k", type=int, default=None, help="unseen users: answers folded in per person")
+    run.add_argument("--max-eval-people", type=int, default=None, help="score a seeded subset of people")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
+    run.add_argument("--force", action="store_true", help="recompute even if this run already finished")
+    run.add_argument("--no-references", action="store_true", help="do not score the majority and cf references beside it")
+    run.add_argument("--import", dest="imports", action="append", default=[], help="module that registers extra methods")
+    return parser
+
+
+def option_flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def method_options(method: type, argv: list[str], parser: argparse.ArgumentParser) -> dict:
+    """Parse a method's own flags (one per field of its Options dataclass) from ``argv``."""
+    own = argparse.ArgumentParser(prog=f"persona-bench run --method {method.name}", add_help=False)
+    for f in fields(method.Options):
+        default = None if f.default is MISSING else f.default
+        kind = type(default) if default is not None else str
+        if kind is bool:
+            own.add_argument(option_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            own.add_argument(option_flag(f.name), dest=f.name, type=kind, default=default, help=f"default: {default}")
+    values, unknown = own.parse_known_args(argv)
+    if unknown:
+        parser.error(f"unrecognized arguments for method {method.name}: {' '.join(unknown)}")
+    defaults = {f.name: f.default for f in fields(method.Options)}
+    return {k: v for k, v in vars(values).items() if v != defaults.get(k)}
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def results_row(result: dict) -> list:
+    lo, hi = result["ci95"]
+    k = result["k"] if result["users"] == "unseen" else ""
+    return [result["method"], result["model"] or "-", result["persona"], result["users"], k,
+            percent(result["accuracy"]), f"[{percent(lo)}, {percent(hi)}]", result["n_people"], result["n_answers"]]
+
+
+RESULT_HEADERS = ["method", "model", "persona", "users", "K", "macro acc %", "95% CI", "people", "answers"]
+
+
+@command("data summary")
+def data_summary(args: argparse.Namespace, extra: list[str]) -> int:
+    survey = load_data(args)
+    table = survey.summary()
+    print(tabulate(table, headers="keys", showindex=False, tablefmt="github", floatfmt=".3f"))
+    return 0
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    """``1-12`` or ``2,4,6`` -> a tuple of cluster counts."""
+    try:
+        if "-" in text:
+            low, high = (int(x) for x in text.split("-"))
+            return tuple(range(low, high + 1))
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise PersonaBenchError(f"--ks {text!r}: expected a range like 1-12 or a list like 2,4,6") from None
+
+
+def fitted_personas(args: argparse.Namespace):
+    """Survey, split and persona space for the personas commands (the split is saved in --out)."""
+    from .personas import fit_personas
+    from .protocol import SplitConfig, make_split
+
+    survey = load_data(args)
+    split = make_split(survey, SplitConfig(seed=args.seed))
+    split.save(args.out)
+    space = fit_personas(survey, split, args.solver, args.dim, args.seed)
+    return survey, split, space
+
+
+@command("personas fit")
+def personas_fit(args: argparse.Namespace, extra: list[str]) -> int:
+    from .atomic import atomic_write_text
+    from .personas import elbow_curve, kmeans, pick_elbow
+
+    survey, split, space = fitted_personas(args)
+    space.save(args.out)
+    curve = elbow_curve(space, split, parse_ks(args.ks), seed=args.seed)
+    chosen = pick_elbow(curve)
+    clusters = kmeans(space.vectors, chosen, seed=args.seed)
+    assignments = space.people.to_frame(index=False).assign(cluster=clusters.labels)
+    assignments.to_csv(args.out / "clusters.csv", index=False)
+    rmse = tabulate([[k, f"{v:.4f}"] for k, v in space.rmse.items()], headers=["answers", "RMSE"], tablefmt="github")
+    elbow = tabulate(curve, headers="keys", showindex=False, tablefmt="github", floatfmt=".5f")
+    report = (
+        f"# Personas of {survey.name} ({args.solver}, d={args.dim}, seed {args.seed})\n\n"
+        f"{len(space.people)} train people, {len(space.questions)} questions.\n\n## CF RMSE\n\n{rmse}\n\n"
+        f"## Elbow of Eq. 1 (centroid MSE on train answers)\n\n{elbow}\n\nElbow pick: k = {chosen} "
+        f"(cluster sizes {sorted(np.bincount(clusters.labels).tolist(), reverse=True)}).\n"
+    )
+    atomic_write_text(args.out / "personas.md", report)
+    print(report)
+    print(f"wrote {args.out}/personas.json, cf.safetensors, clusters.csv, personas.md, split.*")
+    return 0
+
+
+@command("personas analyze")
+def personas_analyze(args: argparse.Namespace, extra: list[str]) -> int:
+    from .analysis import write_analysis
+    from .personas import elbow_curve, kmeans, pick_elbow
+
+    survey, split, space = fitted_personas(args)
+    k = args.k or pick_elbow(elbow_curve(space, split, seed=args.seed))
+    labels = kmeans(space.vectors, k, seed=args.seed).labels
+    for path in write_analysis(survey, space.people, labels, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+@command("methods")
+def list_methods(args: argparse.Namespace, extra: list[str]) -> int:
+    from .method import load_methods
+
+    rows = []
+    for name, method in sorted(load_methods().items()):
+        options = ", ".join(f"{option_flag(f.name)} ({f.default})" for f in fields(method.Options)) or "-"
+        rows.append([name, "yes" if method.needs_model else "no", "yes" if method.uses_persona else "no", options, method.description])
+    print(tabulate(rows, headers=["method", "LLM", "persona", "options", "description"], tablefmt="github"))
+    return 0
+
+
+@command("run")
+def run_command(args: argparse.Namespace, extra: list[str]) -> int:
+    from .method import get_method, load_methods
+    from .metrics import paired_comparison
+    from .runner import RunConfig, read_samples, run
+
+    load_methods(tuple(args.imports))
+    method = get_method(args.method)
+    config = RunConfig(
+        method=args.method, model=args.model, data=args.data, waves=tuple(args.waves or ()), persona=args.persona,
+        users=args.users, k=args.k, max_eval_people=args.max_eval_people, seed=args.seed,
+        method_options=method_options(method, extra, build_parser()),
+    )
+    log = lambda message: print(message, file=sys.stderr)  # noqa: E731
+    results = [run(config, args.out, force=args.force, log=log)]
+    if not args.no_references and args.method not in ("majority", "cf"):
+        for reference in ("majority", "cf"):
+            reference_config = replace(config, method=reference, model=None, method_options={})
+            results.append(run(reference_config, args.out, log=log))
+    print(tabulate([results_row(r) for r in results], headers=RESULT_HEADERS, tablefmt="github"))
+    if len(results) > 1:
+        best = max(results[1:], key=lambda r: r["accuracy"])
+        comparison = paired_comparison(read_samples(args.out / results[0]["run_id"]), read_samples(args.out / best["run_id"]), seed=args.seed)
+        lo, hi = comparison.ci95
+        verdict = (
+            "is not significantly different from" if not comparison.significant
+            else "beats" if comparison.difference > 0 else "is significantly below"
+        )
+        print(f"\n{results[0]['method']} {verdict} the best reference ({best['method']}): "
+              f"{100 * comparison.difference:+.1f} points, 95% CI [{100 * lo:+.1f}, {100 * hi:+.1f}], p = {comparison.p_value:.3g}")
+    print(f"\nresults: {args.out / results[0]['run_id'] / 'results.json'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``persona-bench`` console script."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    name = f"{args.command} {getattr(args, 'action', '')}".strip()
+    if extra and name != "run":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return COMMANDS[name](args, extra)
+    except PersonaBenchError as exc:
+        print(f"persona-bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("persona-bench: interrupted (finished runs are kept; rerun to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

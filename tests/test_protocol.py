@@ -1,0 +1,87 @@
+"""Split invariants: disjoint people, per-person answer splits, fold-in caps, persistence."""
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import pytest
+
+from persona_bench.harness.loaders.demo import generate_demo
+from persona_bench.harness.protocol import Split, SplitConfig, make_split, scored_docs
+from persona_bench.harness.survey import SurveyError
+
+
+def test_people_are_split_per_wave_and_disjoint(demo_split, demo_survey):
+    train, evaluation = set(demo_split.people("train")), set(demo_split.people("eval"))
+    assert not train & evaluation
+    assert train | evaluation == set(demo_survey.responses["respondent"])
+    assert len(train) == pytest.approx(0.8 * len(train | evaluation), abs=2)
+
+
+def test_each_person_keeps_about_a_fifth_of_answers_for_scoring(demo_split):
+    answers = demo_split.answers
+    per_person = answers.groupby("respondent")["part"].apply(lambda p: (p == "eval").mean())
+    assert per_person.mean() == pytest.approx(0.2, abs=0.02)
+    counts = answers.groupby("respondent").size()
+    has_eval = answers[answers["part"] == "eval"].groupby("respondent").size()
+    assert (has_eval.reindex(counts[counts >= 2].index) >= 1).all()
+
+
+def test_learners_see_only_train_people_train_answers(demo_split):
+    train = demo_split.train_answers()
+    assert set(train["respondent"]) <= set(demo_split.people("train"))
+    seen = demo_split.scored_answers("seen")
+    unseen = demo_split.scored_answers("unseen")
+    keys = lambda f: set(zip(f["respondent"], f["question"]))  # noqa: E731
+    assert not keys(train) & keys(seen)
+    assert not keys(train) & keys(unseen)
+    assert set(unseen["respondent"]) <= set(demo_split.people("eval"))
+
+
+def test_fold_in_reveals_the_first_k_and_is_capped(demo_split):
+    unseen_scored = demo_split.scored_answers("unseen")
+    for k in (1, 5, 100):
+        revealed = demo_split.fold_in_answers(k)
+        sizes = revealed.groupby("respondent").size()
+        assert sizes.max() <= k
+        assert not set(zip(revealed["respondent"], revealed["question"])) & set(
+            zip(unseen_scored["respondent"], unseen_scored["question"])
+        )
+    five, one = demo_split.fold_in_answers(5), demo_split.fold_in_answers(1)
+    assert set(zip(one["respondent"], one["question"])) <= set(zip(five["respondent"], five["question"]))
+    everything = demo_split.answers.query("group == 'eval' and part == 'train'").groupby("respondent").size()
+    assert (demo_split.fold_in_answers(100).groupby("respondent").size() == everything).all()
+    with pytest.raises(ValueError):
+        demo_split.fold_in_answers(0)
+
+
+def test_split_is_seeded(demo_survey, demo_split):
+    pd.testing.assert_frame_equal(make_split(demo_survey).answers, demo_split.answers)
+    other = make_split(demo_survey, SplitConfig(seed=1))
+    assert other.people("train") != demo_split.people("train")
+
+
+def test_save_and_reload(tmp_path, demo_survey, demo_split):
+    demo_split.save(tmp_path)
+    again = Split.load(tmp_path, demo_survey)
+    pd.testing.assert_frame_equal(again.answers, demo_split.answers)
+    assert again.config == demo_split.config
+    other_survey = generate_demo(n_people=300).survey
+    with pytest.raises(SurveyError, match="made from other data"):
+        Split.load(tmp_path, other_survey)
+
+
+def test_scored_docs_are_the_held_out_answers(demo_survey, demo_split):
+    docs = scored_docs(demo_survey, demo_split, "seen")
+    assert len(docs) == len(demo_split.scored_answers("seen"))
+    answers = demo_survey.responses.set_index(["respondent", "question"])["option"]
+    assert (docs["target"].to_numpy() == answers.loc[list(zip(docs["respondent"], docs["question"]))].to_numpy()).all()
+    subset = scored_docs(demo_survey, demo_split, "unseen", max_people=10, seed=3)
+    assert subset["respondent"].nunique() == 10
+    assert subset.equals(scored_docs(demo_survey, demo_split, "unseen", max_people=10, seed=3))
+
+
+def test_config_rejects_bad_shares():
+    with pytest.raises(ValueError, match="people_train"):
+        SplitConfig(people_train=1.0)
+    assert dataclasses.asdict(SplitConfig()) == {"seed": 0, "people_train": 0.8, "answers_train": 0.8}
