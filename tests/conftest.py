@@ -37,7 +37,23 @@ def demo_split(demo_survey):
     return make_split(demo_survey)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Score and embedding caches in a fresh folder, so no test passes on an earlier run's cache."""
+    import os
+
+    previous = os.environ.get("PERSONA_BENCH_CACHE")
+    os.environ["PERSONA_BENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("PERSONA_BENCH_CACHE")
+    else:
+        os.environ["PERSONA_BENCH_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
-def tiny_model_path():
-    """A tiny random causal LM for methods that steer one (none registered yet)."""
-    return None
+def tiny_model_path(tmp_path_factory):
+    """A tiny random llama with a tiny BPE, for methods that steer a language model."""
+    from .tiny_models import make_tiny_model
+
+    return make_tiny_model("llama", tmp_path_factory.mktemp("tiny-llama"))

@@ -1,2 +1,2 @@
 """Prompt baselines and the no-LLM reference predictors, registered as methods."""
-from . import references  # noqa: F401  (registers majority, demographic-majority, cf)
+from . import prompting, references  # noqa: F401  (registering: raw, demographics, context; majority, demographic-majority, cf)

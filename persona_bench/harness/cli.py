@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--k", type=int, default=None, help="unseen users: answers folded in per person")
     run.add_argument("--max-eval-people", type=int, default=None, help="score a seeded subset of people")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1, ...")
+    run.add_argument("--dtype", default="auto", help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16")
     run.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
     run.add_argument("--force", action="store_true", help="recompute even if this run already finished")
     run.add_argument("--no-references", action="store_true", help="do not score the majority and cf references beside it")
@@ -225,11 +227,11 @@ def run_command(args: argparse.Namespace, extra: list[str]) -> int:
     method = get_method(args.method)
     config = RunConfig(
         method=args.method, model=args.model, data=args.data, waves=tuple(args.waves or ()), persona=args.persona,
-        users=args.users, k=args.k, max_eval_people=args.max_eval_people, seed=args.seed,
+        users=args.users, k=args.k, max_eval_people=args.max_eval_people, seed=args.seed, dtype=args.dtype,
         method_options=method_options(method, extra, build_parser()),
     )
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731
-    results = [run(config, args.out, force=args.force, log=log)]
+    results = [run(config, args.out, force=args.force, log=log, device=args.device)]
     if not args.no_references and args.method not in ("majority", "cf"):
         for reference in ("majority", "cf"):
             reference_config = replace(config, method=reference, model=None, method_options={})
@@ -251,6 +253,9 @@ def run_command(args: argparse.Namespace, extra: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``persona-bench`` console script."""
+    from .models import enforce_offline
+
+    enforce_offline()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     name = f"{args.command} {getattr(args, 'action', '')}".strip()

@@ -24,6 +24,7 @@ import pandas as pd
 from .. import __version__
 from .atomic import atomic_write_json, atomic_writer
 from .errors import ConfigError
+from .evaluation import evaluate_records, task_records
 from .loaders import load_survey
 from .method import Method, build_options, get_method
 from .metrics import macro_score
@@ -51,6 +52,7 @@ class RunConfig:
     answers_train: float = 0.8
     cf_solver: str = "als"
     cf_dim: int = 16
+    dtype: str = "auto"
     method_options: dict = field(default_factory=dict)
 
     def resolved(self) -> "RunConfig":
@@ -69,7 +71,8 @@ class RunConfig:
         SplitConfig(self.seed, self.people_train, self.answers_train)
         model = (self.model or DEFAULT_MODEL) if method.needs_model else None
         persona = self.persona if method.uses_persona else "individual"
-        return replace(self, model=model, persona=persona, waves=tuple(self.waves))
+        dtype = self.dtype if method.needs_model else "auto"
+        return replace(self, model=model, persona=persona, dtype=dtype, waves=tuple(self.waves))
 
     def as_dict(self) -> dict:
         """JSON-ready fields."""
@@ -90,9 +93,9 @@ class RunConfig:
 class RunContext:
     """What a method may use: the survey, the split, shared personas and the run folder."""
 
-    def __init__(self, config: RunConfig, survey: Survey, split: Split, run_dir: Path, shared_dir: Path):
+    def __init__(self, config: RunConfig, survey: Survey, split: Split, run_dir: Path, shared_dir: Path, device: str = "auto"):
         self.config, self.survey, self.split = config, survey, split
-        self.run_dir, self.shared_dir = run_dir, shared_dir
+        self.run_dir, self.shared_dir, self.device = run_dir, shared_dir, device
         self.persona_kind = PersonaKind.parse(config.persona)
 
     @property
@@ -100,11 +103,25 @@ class RunContext:
         """The run's seed: every random choice a method makes takes it."""
         return self.config.seed
 
+    def with_answers(self, pairs: pd.DataFrame) -> pd.DataFrame:
+        """(respondent, question) rows joined with the chosen ``option`` and its ``value``."""
+        return pairs.merge(self.survey.responses, on=["respondent", "question"], how="left", validate="one_to_one")
+
     def train_answers(self) -> pd.DataFrame:
         """The train people's train answers with ``option`` and ``value`` (all a method learns from)."""
-        return self.split.train_answers().merge(
-            self.survey.responses, on=["respondent", "question"], how="left", validate="one_to_one"
-        )
+        return self.with_answers(self.split.train_answers())
+
+    def known_answers(self) -> pd.DataFrame:
+        """What the scored people have revealed: seen users' train answers, unseen users' K fold-in answers."""
+        if self.config.users == "seen":
+            return self.train_answers()
+        return self.with_answers(self.split.fold_in_answers(self.config.k))
+
+    def evaluate(self, task: str, docs: pd.DataFrame, lm, extra: list[dict] | None = None, chat_template: bool = False) -> np.ndarray:
+        """Score ``docs`` with lm-eval task ``task`` and model ``lm`` (targets added here, not by the method)."""
+        targets = self.with_answers(docs[["respondent", "question"]])["option"]
+        records = task_records(docs, self.survey, targets, extra)
+        return evaluate_records(records, task, lm, self.run_dir / "docs.jsonl", chat_template)
 
     @cached_property
     def personas(self) -> PersonaSpace:
@@ -176,8 +193,10 @@ def check_scores(method: Method, scores: np.ndarray, docs: pd.DataFrame) -> np.n
     return np.where(valid, scores, -np.inf).argmax(axis=1)
 
 
-def run(config: RunConfig, runs_dir: Path, force: bool = False, log: Callable[[str], None] = print) -> dict:
-    """Run (or reuse) one configuration and return its results record."""
+def run(
+    config: RunConfig, runs_dir: Path, force: bool = False, log: Callable[[str], None] = print, device: str = "auto"
+) -> dict:
+    """Run (or reuse) one configuration and return its results record (``device`` does not change it)."""
     config = config.resolved()
     run_dir = runs_dir / config.run_id()
     results_path = run_dir / "results.json"
@@ -192,7 +211,7 @@ def run(config: RunConfig, runs_dir: Path, force: bool = False, log: Callable[[s
     docs = scored_docs(survey, split, config.users, config.max_eval_people, config.seed)
     method_class = get_method(config.method)
     method = method_class(build_options(method_class, config.method_options))
-    context = RunContext(config, survey, split, run_dir, shared_dir)
+    context = RunContext(config, survey, split, run_dir, shared_dir, device)
     log(f"{config.method}: preparing on {len(split.train_answers())} train answers")
     method.prepare(context)
     log(f"{config.method}: scoring {len(docs)} docs of {docs['respondent'].nunique()} people")

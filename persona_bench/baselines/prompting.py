@@ -1,0 +1,93 @@
+"""Prompt baselines (Li et al. 2023, Sec. 5.1), each an lm-eval task of the opinionqa_persona family.
+
+* ``raw``: the question and its lettered options (Raw Q);
+* ``demographics``: the person's 12 traits, then the question (Demographics + Raw Q);
+* ``context``: the ``--k-context`` questions this person answered (seen users: their train
+  answers; unseen users: their K revealed answers) that are most similar to the asked one by
+  text embedding, with their answers, then the question (Context + Raw Q).
+
+The exact prompts are in :mod:`persona_bench.tasks.prompts`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from ..harness.lm import LetterScoringLM
+from ..harness.method import Method, register_method
+from ..harness.runner import RunContext
+from .embedders import get_embedder
+
+
+class PromptMethod(Method):
+    """A frozen LM prompted with text only; subclasses add per-doc fields for their prompt."""
+
+    needs_model = True
+    task: ClassVar[str]
+
+    @dataclass(frozen=True)
+    class Options:
+        chat_template: bool = False  # wrap the prompt in the model's chat template
+
+    def doc_fields(self, docs: pd.DataFrame, context: RunContext) -> list[dict] | None:
+        """Extra fields each doc needs for this prompt style (none for Raw Q)."""
+        return None
+
+    def score(self, docs: pd.DataFrame, context: RunContext) -> np.ndarray:
+        lm = LetterScoringLM(pretrained=context.config.model, device=context.device, dtype=context.config.dtype)
+        return context.evaluate(self.task, docs, lm, self.doc_fields(docs, context), self.options.chat_template)
+
+
+@register_method
+class RawQuestion(PromptMethod):
+    name = "raw"
+    description = "Raw Q: the question alone"
+    task = "opinionqa_persona_raw"
+
+
+@register_method
+class Demographics(PromptMethod):
+    name = "demographics"
+    description = "Demographics + Raw Q: the person's traits, then the question"
+    task = "opinionqa_persona_demographics"
+
+    def doc_fields(self, docs: pd.DataFrame, context: RunContext) -> list[dict]:
+        traits = context.survey.respondents.loc[docs["respondent"], list(context.survey.traits)]
+        return [{"traits": row} for row in traits.to_dict(orient="records")]
+
+
+@register_method
+class Context(PromptMethod):
+    name = "context"
+    description = "Context + Raw Q: the person's most similar earlier answers, then the question"
+    task = "opinionqa_persona_context"
+
+    @dataclass(frozen=True)
+    class Options(PromptMethod.Options):
+        k_context: int = 5  # earlier answers shown (paper: 3, 5, 8, 10)
+        embedder: str = "minilm"  # minilm | wordllama | openai (text-embedding-ada-002)
+
+    def doc_fields(self, docs: pd.DataFrame, context: RunContext) -> list[dict]:
+        questions = context.survey.questions
+        keys = list(questions)
+        vectors = get_embedder(self.options.embedder).embed([questions[k].with_options_text() for k in keys])
+        similarity = pd.DataFrame(vectors @ vectors.T, index=keys, columns=keys)
+        known = context.known_answers().groupby("respondent")
+        fields = []
+        for doc in docs.itertuples(index=False):
+            answered = known.get_group(doc.respondent) if doc.respondent in known.groups else None
+            shown = [] if answered is None else self.most_similar(answered, doc.question, similarity)
+            fields.append(
+                {"context": [{"question": questions[q].text, "options": list(questions[q].options), "answer": int(o)} for q, o in shown]}
+            )
+        return fields
+
+    def most_similar(self, answered: pd.DataFrame, question: str, similarity: pd.DataFrame) -> list[tuple[str, int]]:
+        """The ``k_context`` answered questions most similar to ``question`` (most similar first)."""
+        candidates = answered[answered["question"] != question]
+        scores = similarity.loc[question, candidates["question"]].to_numpy()
+        order = np.lexsort((candidates["question"].to_numpy(), -scores))[: self.options.k_context]
+        return list(zip(candidates["question"].to_numpy()[order], candidates["option"].to_numpy()[order]))
