@@ -23,6 +23,8 @@ ARCHITECTURES = {
     "gpt2": dict(n_embd=32, n_layer=2, n_head=4),
 }
 
+CHAT_TEMPLATE = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
+
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
     """A 600-token byte-level BPE trained on demo prompts."""
@@ -37,7 +39,9 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     bpe.train_from_iterator(texts * 2, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
 
 
 def make_tiny_model(architecture: str, folder: Path, seed: int = 0) -> Path:

@@ -16,6 +16,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from ..harness.errors import ConfigError
 from ..harness.lm import LetterScoringLM
 from ..harness.method import Method, register_method
 from ..harness.runner import RunContext
@@ -38,6 +39,8 @@ class PromptMethod(Method):
 
     def score(self, docs: pd.DataFrame, context: RunContext) -> np.ndarray:
         lm = LetterScoringLM(pretrained=context.config.model, device=context.device, dtype=context.config.dtype)
+        if self.options.chat_template and not lm.tokenizer.chat_template:
+            raise ConfigError(f"--chat-template: model {context.config.model!r} has no chat template")
         return context.evaluate(self.task, docs, lm, self.doc_fields(docs, context), self.options.chat_template)
 
 

@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--k", type=int, default=None, help="number of clusters (default: the elbow)")
 
     sub.add_parser("methods", help="list registered methods and their options")
+    models = sub.add_parser("models", help="language models").add_subparsers(dest="action", required=True)
+    models.add_parser("list", help="model aliases and whether each is available here")
 
     run = sub.add_parser(
         "run", help="run one method and write results.json", epilog="Method flags (e.g. --k-context 5): see `persona-bench methods`."
@@ -214,6 +216,16 @@ def list_methods(args: argparse.Namespace, extra: list[str]) -> int:
         options = ", ".join(f"{option_flag(f.name)} ({f.default})" for f in fields(method.Options)) or "-"
         rows.append([name, "yes" if method.needs_model else "no", "yes" if method.uses_persona else "no", options, method.description])
     print(tabulate(rows, headers=["method", "LLM", "persona", "options", "description"], tablefmt="github"))
+    return 0
+
+
+@command("models list")
+def list_models(args: argparse.Namespace, extra: list[str]) -> int:
+    from .models import ALIASES, model_status
+
+    rows = [[a.name, a.hub_id or "-", model_status(a.name), a.description] for a in ALIASES.values()]
+    print(tabulate(rows, headers=["alias", "hub id", "status", "description"], tablefmt="github"))
+    print("\nAlso accepted: a local model folder, or an org/name hub id found in the Hugging Face cache.")
     return 0
 
 
