@@ -41,7 +41,7 @@ def assert_same_scores(first: np.ndarray, second: np.ndarray) -> None:
 
 def prepared_scores(name, context, docs):
     method = load_methods()[name]
-    instance = method(build_options(method, {}))
+    instance = method(build_options(method, method.quick_options))
     instance.prepare(context)
     return instance.score(docs.drop(columns="target"), context)
 

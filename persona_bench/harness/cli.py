@@ -60,7 +60,9 @@ def load_data(args: argparse.Namespace):
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every sub-command."""
-    parser = argparse.ArgumentParser(prog="persona-bench", description="Steer language models toward data-driven personas.")
+    parser = argparse.ArgumentParser(
+        prog="persona-bench", description="Steer language models toward data-driven personas.", allow_abbrev=False
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="inspect survey data").add_subparsers(dest="action", required=True)
@@ -83,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_parser("list", help="model aliases and whether each is available here")
 
     run = sub.add_parser(
-        "run", help="run one method and write results.json", epilog="Method flags (e.g. --k-context 5): see `persona-bench methods`."
+        "run", help="run one method and write results.json", allow_abbrev=False,
+        epilog="Method flags (e.g. --k-context 5): see `persona-bench methods`.",
     )
     run.add_argument("--method", required=True, help="registered method name (see `persona-bench methods`)")
     run.add_argument("--model", default=None, help="language model alias or folder (LLM methods; default smollm2-135m)")
@@ -108,7 +111,7 @@ def option_flag(name: str) -> str:
 
 def method_options(method: type, argv: list[str], parser: argparse.ArgumentParser) -> dict:
     """Parse a method's own flags (one per field of its Options dataclass) from ``argv``."""
-    own = argparse.ArgumentParser(prog=f"persona-bench run --method {method.name}", add_help=False)
+    own = argparse.ArgumentParser(prog=f"persona-bench run --method {method.name}", add_help=False, allow_abbrev=False)
     for f in fields(method.Options):
         default = None if f.default is MISSING else f.default
         kind = type(default) if default is not None else str

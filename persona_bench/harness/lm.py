@@ -14,7 +14,7 @@ a full-vocabulary log-softmax at every position of every row. Here:
 Tokenisation follows lm-eval's ``TemplateLM`` (same ``_encode_pair``), so the log-probs equal
 ``HFLM``'s (benchmarks/bench_scoring.py checks it to 1e-4). Subclasses steer the model by
 overriding :meth:`request_key` (what, besides the text, makes a request distinct) and
-:meth:`body_inputs` (extra inputs for the transformer body, e.g. a per-row prefix cache).
+:meth:`body_inputs` (the transformer body's inputs, e.g. with a per-row prefix cache).
 """
 from __future__ import annotations
 
@@ -145,9 +145,10 @@ class LetterScoringLM(TemplateLM):
         """What besides the text distinguishes a request (nothing for an unsteered model)."""
         return ""
 
-    def body_inputs(self, keys: list[str], input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict:
-        """Inputs for the transformer body for rows steered by ``keys`` (plain: ids and mask)."""
-        return {"input_ids": input_ids, "attention_mask": attention_mask}
+    def body_inputs(self, keys: list[str], input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[dict, int]:
+        """Inputs of the transformer body for rows steered by ``keys``, and how many positions
+        its output has before the first token (virtual tokens fed as embeddings)."""
+        return {"input_ids": input_ids, "attention_mask": attention_mask}, 0
 
     # ----------------------------------------------------------------- scoring
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
@@ -173,7 +174,7 @@ class LetterScoringLM(TemplateLM):
             whole = (tuple(context_enc) + tuple(continuation_enc))[-(self.max_length + 1) :]
             row = rows.setdefault((steer, whole[:-1]), [])
             row.append((cache_key, tuple(continuation_enc)))
-        for batch in tqdm(self.length_batches(list(rows)), disable=disable_tqdm or not rows, desc="scoring", unit="batch"):
+        for batch in tqdm(self.length_batches(list(rows)), disable=True if disable_tqdm or not rows else None, desc="scoring", unit="batch"):
             results_batch = self.score_rows(batch, [rows[r] for r in batch])
             self.cache.put_many(results_batch)
             results.update(results_batch)
@@ -200,8 +201,8 @@ class LetterScoringLM(TemplateLM):
             input_ids[i, : len(tokens)] = torch.tensor(tokens)
             attention_mask[i, : len(tokens)] = 1
         device = self.device
-        inputs = self.body_inputs([steer for steer, _ in batch], input_ids.to(device), attention_mask.to(device))
-        hidden = self.body(**inputs, use_cache=False).last_hidden_state
+        inputs, offset = self.body_inputs([steer for steer, _ in batch], input_ids.to(device), attention_mask.to(device))
+        hidden = self.body(**inputs, use_cache=False).last_hidden_state[:, offset:]
         row_index, positions, targets, owners = [], [], [], []
         for i, ((_, tokens), requests) in enumerate(zip(batch, wanted)):
             for cache_key, continuation in requests:

@@ -41,6 +41,7 @@ class Method(ABC):
     description: ClassVar[str] = ""
     needs_model: ClassVar[bool] = False  # True: --model names the language model it steers
     uses_persona: ClassVar[bool] = False  # True: --persona changes its predictions
+    quick_options: ClassVar[dict] = {}  # options that keep the shared conformance suite fast
 
     @dataclass(frozen=True)
     class Options:

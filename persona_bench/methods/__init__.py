@@ -1,1 +1,2 @@
-"""Steering methods (the soft-prompting model), registered as methods."""
+"""Steering methods, one package each (peft-style), registered by name."""
+from . import spm  # noqa: F401
