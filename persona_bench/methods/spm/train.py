@@ -103,13 +103,27 @@ def letter_logits(spm: SoftPromptModel, lm, batch: Examples) -> torch.Tensor:
 def evaluate(spm: SoftPromptModel, lm, examples: Examples, batch_size: int) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) on ``examples``."""
     losses, hits = [], []
+    order = np.argsort([len(p) for p in examples.prompts], kind="stable")
     for start in range(0, len(examples), batch_size):
-        batch = examples.subset(np.arange(start, min(start + batch_size, len(examples))))
+        batch = examples.subset(order[start : start + batch_size])
         logits = letter_logits(spm, lm, batch)
         targets = batch.targets.to(logits.device)
         losses.append(torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item())
         hits.append((logits.argmax(1) == targets).sum().item())
     return sum(losses) / len(examples), sum(hits) / len(examples)
+
+
+def length_bucketed_batches(examples: Examples, batch_size: int, rng: np.random.Generator, bucket: int = 50) -> list[np.ndarray]:
+    """Shuffled batches of similar prompt length: shuffle, sort within buckets of ``bucket``
+    batches, cut, shuffle the batch order (less padding, still random)."""
+    order = rng.permutation(len(examples))
+    lengths = np.array([len(examples.prompts[i]) for i in order])
+    batches = []
+    for start in range(0, len(order), bucket * batch_size):
+        chunk = order[start : start + bucket * batch_size]
+        chunk = chunk[np.argsort(lengths[start : start + bucket * batch_size], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def train_spm(
@@ -134,11 +148,10 @@ def train_spm(
         if epoch - state["best_epoch"] > options.patience and state["best_epoch"] > 0:
             break
         spm.train()
-        generator = torch.Generator().manual_seed(options.seed * 1000 + epoch)
-        batches = torch.randperm(len(train), generator=generator).split(options.batch_size)
+        batches = length_bucketed_batches(train, options.batch_size, np.random.default_rng(options.seed * 1000 + epoch))
         running = 0.0
-        for step, rows in enumerate(tqdm(batches, desc=f"spm epoch {epoch}", unit="step", leave=False, disable=None)):
-            batch = train.subset(rows.numpy())
+        for rows in tqdm(batches, desc=f"spm epoch {epoch}", unit="step", leave=False, disable=None):
+            batch = train.subset(rows)
             loss = torch.nn.functional.cross_entropy(letter_logits(spm, lm, batch), batch.targets.to(lm.device))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
