@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,12 +35,28 @@ class Ratings:
     n_users: int
     n_items: int
 
+    @cached_property
+    def pattern(self) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Who answered what as a CSR matrix of ones, and the answer order of its entries
+        (built once; ALS re-fills the same pattern at every half-step)."""
+        order = np.lexsort((self.items, self.users))
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(self.users, minlength=self.n_users))])
+        ones = sp.csr_matrix((np.ones(len(order)), self.items[order], indptr), shape=(self.n_users, self.n_items))
+        return ones, order
+
     def matrices(self, values: np.ndarray | None = None) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """(who-answered-what as ones, the same pattern holding ``values``) as CSR matrices."""
-        shape = (self.n_users, self.n_items)
-        ones = sp.csr_matrix((np.ones(len(self.users)), (self.users, self.items)), shape=shape)
-        data = self.values if values is None else values
-        return ones, sp.csr_matrix((data.astype(float), (self.users, self.items)), shape=shape)
+        ones, order = self.pattern
+        data = (self.values if values is None else values)[order].astype(float)
+        return ones, sp.csr_matrix((data, ones.indices, ones.indptr), shape=ones.shape)
+
+    def squared_error(self, predict: Callable[[np.ndarray, np.ndarray], np.ndarray], chunk: int = 1 << 18) -> float:
+        """Sum of squared errors of ``predict(users, items)``, in chunks to bound memory."""
+        total = 0.0
+        for start in range(0, len(self.values), chunk):
+            rows = slice(start, start + chunk)
+            total += float(np.sum((predict(self.users[rows], self.items[rows]) - self.values[rows]) ** 2))
+        return total
 
     def transposed(self) -> "Ratings":
         """The same answers seen from the question side."""
@@ -98,7 +116,7 @@ class Factorizer(ABC):
     def fit_prior(self, ratings: Ratings) -> None:
         """Fit the fold-in prior to the train vectors and the train residual variance."""
         vectors = self.user_vectors()
-        noise = np.mean((self.predict(vectors[ratings.users], ratings.items) - ratings.values) ** 2)
+        noise = ratings.squared_error(lambda users, items: self.predict(vectors[users], items)) / max(len(ratings.values), 1)
         self.prior_mean = vectors.mean(axis=0)
         self.prior_penalty = noise / (vectors.var(axis=0) + 1e-6)
 
@@ -129,8 +147,7 @@ class Factorizer(ABC):
         """Root mean squared error of the predictions on ``ratings`` (users index ``vectors``)."""
         if len(ratings.values) == 0:
             return float("nan")
-        error = self.predict(vectors[ratings.users], ratings.items) - ratings.values
-        return float(np.sqrt(np.mean(error**2)))
+        return float(np.sqrt(ratings.squared_error(lambda users, items: self.predict(vectors[users], items)) / len(ratings.values)))
 
 
 class ALSFactorizer(Factorizer):
@@ -183,6 +200,14 @@ class AdamFactorizer(Factorizer):
         self.dim, self.lr, self.batch_size, self.epochs, self.seed = dim, lr, batch_size, epochs, seed
 
     def fit(self, ratings: Ratings) -> "AdamFactorizer":
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # thousands of tiny steps: extra threads only wait on each other
+        try:
+            return self._fit(ratings)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self, ratings: Ratings) -> "AdamFactorizer":
         generator = torch.Generator().manual_seed(self.seed)
         users = torch.nn.Parameter(torch.randn(ratings.n_users, self.dim, generator=generator) * 0.1)
         items = torch.nn.Parameter(torch.randn(ratings.n_items, self.dim, generator=generator) * 0.1)

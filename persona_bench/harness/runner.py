@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import time
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -228,6 +229,7 @@ def run(
         "method_options": config.method_options,
         **score.as_dict(),
         "wall_seconds": round(time.perf_counter() - started, 2),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "persona_bench_version": __version__,
     }
     atomic_write_json(results_path, results)

@@ -1,0 +1,92 @@
+"""Experiment grids: a YAML file of run settings expanded into runs, run in order, resumable.
+
+    defaults:                     # applied to every run (any RunConfig field, plus options)
+      model: smollm2-135m
+      max_eval_people: 100
+    grid:                         # each entry expands to the product of its list values
+      - data: opinionqa:../shared/data/opinionqa
+        waves: [[W26], [W41]]     # a list of wave lists
+        method: [majority, cf, raw, demographics]
+      - method: context
+        options: {k_context: [3, 5, 8, 10]}
+
+Runs already finished in the runs folder are reused, so an interrupted sweep continues where it
+stopped. A run that fails (say, a paper model missing here) is reported and the sweep goes on.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import fields
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from .errors import ConfigError, PersonaBenchError
+from .runner import RunConfig, run
+
+CONFIG_FIELDS = {f.name for f in fields(RunConfig)} - {"method_options"}
+
+
+def expand(entry: dict) -> list[dict]:
+    """All combinations of an entry's list-valued settings (``waves`` and ``options`` included)."""
+    options = entry.get("options", {}) or {}
+    settings = {k: v for k, v in entry.items() if k != "options"}
+    keys = list(settings) + [f"options.{k}" for k in options]
+    values = [as_choices(k, v) for k, v in settings.items()] + [as_choices(k, v) for k, v in options.items()]
+    runs = []
+    for combination in itertools.product(*values):
+        chosen = dict(zip(keys, combination))
+        runs.append(
+            {
+                **{k: v for k, v in chosen.items() if not k.startswith("options.")},
+                "method_options": {k.split(".", 1)[1]: v for k, v in chosen.items() if k.startswith("options.")},
+            }
+        )
+    return runs
+
+
+def as_choices(key: str, value: object) -> list:
+    """A setting's alternatives: ``waves`` is a list of wave lists; other lists are choices."""
+    if key == "waves":
+        if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+            return [tuple(v) for v in value]
+        return [tuple(value) if isinstance(value, list) else (value,)]
+    return value if isinstance(value, list) else [value]
+
+
+def load_grid(path: Path) -> list[RunConfig]:
+    """The run configurations a grid file describes, in file order, duplicates removed."""
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read grid ({exc})") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("grid"), list):
+        raise ConfigError(f"{path}: a grid file needs a 'grid:' list (and optionally 'defaults:')")
+    defaults = spec.get("defaults") or {}
+    configs: dict[str, RunConfig] = {}
+    for number, entry in enumerate(spec["grid"], start=1):
+        for settings in expand({**defaults, **entry, "options": {**defaults.get("options", {}), **entry.get("options", {})}}):
+            unknown = set(settings) - CONFIG_FIELDS - {"method_options"}
+            if unknown:
+                raise ConfigError(f"{path}: grid entry {number} has unknown setting(s) {', '.join(sorted(unknown))}")
+            config = RunConfig(**settings).resolved()
+            configs.setdefault(config.run_id(), config)
+    return list(configs.values())
+
+
+def sweep(path: Path, runs_dir: Path, log: Callable[[str], None] = print, dry_run: bool = False) -> tuple[list[dict], list[str]]:
+    """Run every configuration of the grid (reusing finished runs); return results and failures."""
+    configs = load_grid(path)
+    results, failures = [], []
+    for number, config in enumerate(configs, start=1):
+        label = f"[{number}/{len(configs)}] {config.method} {config.model or ''} {config.persona} {config.users} k={config.k} {config.data} {','.join(config.waves)} {config.method_options or ''}"
+        log(label)
+        if dry_run:
+            continue
+        try:
+            results.append(run(config, runs_dir, log=log))
+        except PersonaBenchError as exc:
+            failures.append(f"{label}: {exc}")
+            log(f"  failed: {exc}")
+    return results, failures

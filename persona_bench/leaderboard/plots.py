@@ -1,0 +1,75 @@
+"""Leaderboard plots (PNG beside the markdown): accuracy vs unseen K, vs cluster k, per method."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..harness.atomic import atomic_writer
+
+
+def save(figure: Figure, path: Path) -> Path:
+    """Write a figure as PNG atomically."""
+    with atomic_writer(path, binary=True) as handle:
+        figure.savefig(handle, format="png", dpi=120, bbox_inches="tight")
+    return path
+
+
+def line_plot(frame: pd.DataFrame, x: str, title: str, xlabel: str, path: Path) -> Path | None:
+    """Accuracy (with CI band) against ``x``, one line per (model, method)."""
+    if frame.empty or frame[x].nunique() < 2:
+        return None
+    figure = Figure(figsize=(6.5, 4))
+    axes = figure.subplots()
+    for (model, method), group in frame.groupby(["model", "method"]):
+        group = group.sort_values(x)
+        low = group["ci95"].str[0] * 100
+        high = group["ci95"].str[1] * 100
+        axes.plot(group[x], group["accuracy"] * 100, marker="o", label=f"{method} ({model})" if model != "-" else method)
+        axes.fill_between(group[x], low, high, alpha=0.15)
+    axes.set(title=title, xlabel=xlabel, ylabel="macro accuracy (%)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    return save(figure, path)
+
+
+def method_bars(frame: pd.DataFrame, title: str, path: Path) -> Path | None:
+    """Per-method accuracy with 95% CI error bars (one bar per method and model)."""
+    if frame.empty:
+        return None
+    frame = frame.sort_values("accuracy")
+    labels = [m if model == "-" else f"{m}\n{model}" for m, model in zip(frame["method"], frame["model"])]
+    accuracy = frame["accuracy"] * 100
+    errors = [accuracy - frame["ci95"].str[0] * 100, frame["ci95"].str[1] * 100 - accuracy]
+    figure = Figure(figsize=(max(5, 0.9 * len(frame)), 4))
+    axes = figure.subplots()
+    axes.bar(range(len(frame)), accuracy, yerr=errors, capsize=4, color="#4c72b0")
+    axes.set_xticks(range(len(frame)), labels, fontsize=7)
+    axes.set(title=title, ylabel="macro accuracy (%)")
+    axes.grid(axis="y", alpha=0.3)
+    return save(figure, path)
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of ``text``."""
+    return "".join(c if c.isalnum() else "_" for c in text).strip("_")[:60] or "plot"
+
+
+def write_plots(results: pd.DataFrame, folder: Path) -> list[Path]:
+    """All plots for the results, one set per (data, waves) scope."""
+    written = []
+    for (data, waves), group in results.sort_values("finished_at").groupby(["data", "waves_label"]):
+        name = slug(f"{os.path.basename(str(data).rstrip('/'))}_{waves}")
+        plain = group[group["variant"] == ""]
+        unseen = plain[(plain["users"] == "unseen") & (plain["persona"] == "individual")].drop_duplicates(["model", "method", "k"], keep="last")
+        seen = plain[plain["users"] == "seen"]
+        clusters = seen[seen["persona"].str.startswith("cluster:")].assign(clusters=lambda f: f["persona"].str.split(":").str[1].astype(int))
+        individual = seen[seen["persona"] == "individual"].drop_duplicates(["model", "method"], keep="last")
+        written += [
+            line_plot(unseen.assign(k=unseen["k"].astype(float)), "k", f"Unseen users — {waves}", "answers folded in (K)", folder / f"unseen_k_{name}.png"),
+            line_plot(clusters.drop_duplicates(["model", "method", "clusters"], keep="last"), "clusters", f"Cluster personas — {waves}", "clusters (k)", folder / f"cluster_k_{name}.png"),
+            method_bars(individual, f"Seen users, individual personas — {waves}", folder / f"methods_{name}.png"),
+        ]
+    return [p for p in written if p is not None]

@@ -1,0 +1,105 @@
+"""Sweeps expand and resume; the leaderboard renders tables, markers and plots; a toy method
+registered in a test appears on it like any built-in method."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from persona_bench.harness.cli import main
+from persona_bench.harness.errors import ConfigError
+from persona_bench.harness.method import METHODS, Method, register_method
+from persona_bench.harness.sweep import expand, load_grid
+from persona_bench.leaderboard import write_leaderboard
+
+
+class FirstOption(Method):
+    """Toy method for the test: always the first listed option."""
+
+    name = "toy-first-option"
+
+    @dataclass(frozen=True)
+    class Options:
+        bias: float = 1.0
+
+    def score(self, docs, context):
+        scores = np.full((len(docs), int(docs["n_options"].max())), -np.inf)
+        for i, n in enumerate(docs["n_options"]):
+            scores[i, :n] = 0.0
+            scores[i, 0] = self.options.bias
+        return scores
+
+
+@pytest.fixture(scope="module")
+def toy_registered():
+    register_method(FirstOption)
+    yield
+    METHODS.pop(FirstOption.name)
+
+
+GRID = """
+defaults:
+  data: demo:600
+  max_eval_people: 60
+grid:
+  - method: [majority, cf, toy-first-option]
+  - method: cf
+    persona: [cluster:2, cluster:4]
+  - method: [majority, cf]
+    users: unseen
+    k: [1, 10]
+"""
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, toy_registered):
+    root = tmp_path_factory.mktemp("sweep")
+    (root / "grid.yaml").write_text(GRID)
+    assert main(["sweep", str(root / "grid.yaml"), "--out", str(root / "runs"), "--leaderboard", str(root / "board" / "LEADERBOARD.md")]) == 0
+    return root
+
+
+def test_grid_expands_lists_and_options():
+    runs = expand({"method": ["a", "b"], "waves": [["W26"], ["W41"]], "options": {"k_context": [3, 5]}})
+    assert len(runs) == 8
+    assert {r["waves"] for r in runs} == {("W26",), ("W41",)}
+    assert {r["method_options"]["k_context"] for r in runs} == {3, 5}
+
+
+def test_grid_rejects_unknown_settings(tmp_path):
+    (tmp_path / "grid.yaml").write_text("grid:\n  - method: majority\n    colour: blue\n")
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_grid(tmp_path / "grid.yaml")
+    (tmp_path / "bad.yaml").write_text("runs: []\n")
+    with pytest.raises(ConfigError, match="needs a 'grid:' list"):
+        load_grid(tmp_path / "bad.yaml")
+
+
+def test_toy_method_appears_on_the_leaderboard_with_a_marker(swept):
+    board = (swept / "board" / "LEADERBOARD.md").read_text()
+    header = next(line for line in board.splitlines() if line.startswith("| model"))
+    assert "toy-first-option" in header and "majority" in header and "cf" in header
+    toy_row = next(line for line in board.splitlines() if line.startswith("|") and "°" in line)
+    assert "**" in toy_row  # the best cell of the row (cf) is bold
+    assert "Cluster personas by number of clusters k" in board
+    assert "Unseen users by number of answers folded in" in board
+    for png in swept.glob("board/*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(list(swept.glob("board/*.png"))) == 3
+
+
+def test_sweep_resumes_without_recomputing(swept, capsys):
+    assert main(["sweep", str(swept / "grid.yaml"), "--out", str(swept / "runs"), "--leaderboard", str(swept / "board" / "LEADERBOARD.md")]) == 0
+    log = capsys.readouterr().err
+    assert log.count("reusing finished run") == len(list((swept / "runs").glob("*/results.json")))
+
+
+def test_leaderboard_holds_aggregates_only(swept, demo_survey):
+    board = (swept / "board" / "LEADERBOARD.md").read_text()
+    assert "DEMO:" not in board  # no respondent ids leave the runs folder
+
+
+def test_leaderboard_needs_runs(tmp_path):
+    with pytest.raises(ConfigError, match="no finished runs"):
+        write_leaderboard(tmp_path, tmp_path / "LEADERBOARD.md")
