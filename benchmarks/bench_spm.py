@@ -1,0 +1,90 @@
+"""Benchmark the soft-prompting model with SmolLM2-135M: training speed and steered scoring speed.
+
+Prints, for prefix-tuning and prompt-tuning (1 virtual token, batch 16, length-bucketed):
+training steps/second and examples/second over ``--steps`` steps (after one warm-up step), and
+steered docs/second when every doc has its own persona (individual personas: no two rows share
+a forward) through the ``persona-bench-spm`` lm-eval model, beside the same docs unsteered.
+Uses W26 from ../shared/data when present, else the demo survey. Run from the repository root:
+
+    python benchmarks/bench_spm.py [--steps 20] [--docs 400]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from lm_eval.api.instance import Instance  # noqa: E402
+from tabulate import tabulate  # noqa: E402
+
+from persona_bench.harness.lm import LetterScoringLM  # noqa: E402
+from persona_bench.harness.loaders import load_survey  # noqa: E402
+from persona_bench.methods.spm.lm import SteeredLM  # noqa: E402
+from persona_bench.methods.spm.model import SoftPromptModel, SPMConfig, SPMShape  # noqa: E402
+from persona_bench.methods.spm.train import build_examples, length_bucketed_batches, letter_logits  # noqa: E402
+from persona_bench.tasks.prompts import ANSWER_PREFIX, LETTERS, raw_prompt  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "opinionqa"
+DIM = 17
+
+
+def training_speed(lm, spm, examples, steps: int, batch_size: int = 16) -> tuple[float, float]:
+    """(steps/s, examples/s) of AdamW steps on length-bucketed batches."""
+    optimiser = torch.optim.AdamW(spm.parameters(), lr=1e-3, weight_decay=1e-3)
+    batches = length_bucketed_batches(examples, batch_size, np.random.default_rng(0))[: steps + 1]
+    done = 0
+    for number, rows in enumerate(batches):
+        if number == 1:
+            started, done = time.perf_counter(), 0
+        batch = examples.subset(rows)
+        loss = torch.nn.functional.cross_entropy(letter_logits(spm, lm, batch), batch.targets)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        done += len(rows)
+    seconds = time.perf_counter() - started
+    return steps / seconds, done / seconds
+
+
+def scoring_speed(lm, requests: list[Instance], n_docs: int) -> float:
+    """Docs/second of loglikelihood over ``requests`` (all letters of each doc)."""
+    started = time.perf_counter()
+    lm.loglikelihood(requests, disable_tqdm=True)
+    return n_docs / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--docs", type=int, default=400)
+    args = parser.parse_args()
+    survey = load_survey(f"opinionqa:{SHARED}", ["W26"]) if SHARED.is_dir() else load_survey("demo")
+    answers = survey.responses.sample(max(args.docs, 17 * (args.steps + 1)), random_state=0).reset_index(drop=True)
+    personas = np.random.default_rng(0).normal(size=(len(answers), DIM)).astype(np.float32)
+    lm = LetterScoringLM(pretrained="smollm2-135m", device="cpu", score_cache=None)
+    examples = build_examples(answers, survey, personas, lm)
+    requests = []
+    for i, row in answers.head(args.docs).iterrows():
+        question = survey.questions[row["question"]]
+        context = raw_prompt({"question": question.text, "options": list(question.options)}) + "\n" + ANSWER_PREFIX
+        requests += [Instance("loglikelihood", {"persona": personas[i].tolist()}, (context, f" {letter}"), 0)
+                     for letter in LETTERS[: len(question.options)]]
+    rows = [["unsteered (same docs)", "", "", f"{scoring_speed(lm, requests, args.docs):.1f}"]]
+    for mode in ("prefix", "prompt"):
+        torch.manual_seed(0)
+        spm = SoftPromptModel(SPMConfig(DIM, SPMShape.probe(lm.model), mode), torch.zeros(DIM), torch.ones(DIM))
+        steps_per_second, examples_per_second = training_speed(lm, spm, examples, args.steps)
+        steered = SteeredLM(spm=spm.eval(), model=lm.model, tokenizer=lm.tokenizer, score_cache=None)
+        rows.append([f"spm {mode}", f"{steps_per_second:.2f}", f"{examples_per_second:.1f}", f"{scoring_speed(steered, requests, args.docs):.1f}"])
+    print(f"SmolLM2-135M, {survey.name}, CPU threads {torch.get_num_threads()}, batch 16, {args.steps} timed steps, {args.docs} docs")
+    print(tabulate(rows, headers=["model", "train steps/s", "train examples/s", "scoring docs/s"], tablefmt="github"))
+
+
+if __name__ == "__main__":
+    main()
