@@ -119,3 +119,12 @@ def test_spm_runs_for_every_persona_kind_and_the_random_control(tiny_model_path,
     assert len(results) == 6
     trained = list((tmp_path / "_shared").glob("*/spm/*/training.json"))
     assert len(trained) == 2  # prefix and prompt SPMs; the other runs reused the prefix one
+
+
+def test_train_command_trains_once_and_run_reuses_it(tiny_model_path, tmp_path, capsys):
+    flags = ["--model", str(tiny_model_path), "--data", "demo:600", "--out", str(tmp_path), "--epochs", "1", "--max-train-answers", "64"]
+    assert main(["train", *flags]) == 0
+    folder = capsys.readouterr().out.strip().split("trained SPM: ")[1]
+    assert (tmp_path / "_shared").exists() and folder.endswith(tiny_model_path.name)
+    assert main(["run", "--method", "spm", *flags, "--max-eval-people", "5", "--no-references"]) == 0
+    assert "spm: epoch" not in capsys.readouterr().err  # the trained SPM was loaded, not retrained

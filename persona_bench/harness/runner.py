@@ -197,6 +197,22 @@ def check_scores(method: Method, scores: np.ndarray, docs: pd.DataFrame) -> np.n
     return np.where(valid, scores, -np.inf).argmax(axis=1)
 
 
+def prepared_method(
+    config: RunConfig, runs_dir: Path, log: Callable[[str], None] = print, device: str = "auto"
+) -> tuple[Method, RunContext]:
+    """Load the data and split, then build and prepare (train) the configured method."""
+    run_dir = runs_dir / config.run_id()
+    survey = load_survey(config.data, list(config.waves) or None)
+    shared_dir = runs_dir / "_shared" / config.split_key()
+    split = shared_split(config, survey, shared_dir)
+    method_class = get_method(config.method)
+    method = method_class(build_options(method_class, config.method_options))
+    context = RunContext(config, survey, split, run_dir, shared_dir, device, log)
+    log(f"{config.method}: preparing on {len(split.train_answers())} train answers")
+    method.prepare(context)
+    return method, context
+
+
 def run(
     config: RunConfig, runs_dir: Path, force: bool = False, log: Callable[[str], None] = print, device: str = "auto"
 ) -> dict:
@@ -209,15 +225,8 @@ def run(
         return json.loads(results_path.read_text())
     started = time.perf_counter()
     atomic_write_json(run_dir / "config.json", config.as_dict())
-    survey = load_survey(config.data, list(config.waves) or None)
-    shared_dir = runs_dir / "_shared" / config.split_key()
-    split = shared_split(config, survey, shared_dir)
-    docs = scored_docs(survey, split, config.users, config.max_eval_people, config.seed)
-    method_class = get_method(config.method)
-    method = method_class(build_options(method_class, config.method_options))
-    context = RunContext(config, survey, split, run_dir, shared_dir, device, log)
-    log(f"{config.method}: preparing on {len(split.train_answers())} train answers")
-    method.prepare(context)
+    method, context = prepared_method(config, runs_dir, log, device)
+    docs = scored_docs(context.survey, context.split, config.users, config.max_eval_people, config.seed)
     log(f"{config.method}: scoring {len(docs)} docs of {docs['respondent'].nunique()} people")
     scores = method.score(docs.drop(columns="target"), context)
     predictions = check_scores(method, scores, docs)

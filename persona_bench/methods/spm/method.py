@@ -74,6 +74,7 @@ class SoftPromptSteering(Method):
             self.spm = spm.to(self.lm.device).eval()
             return
         folder = context.shared_dir / "spm" / f"{self.checkpoint_key(context)}-{context.config.model.replace('/', '_')}"
+        self.checkpoint = folder
         if (folder / "training.json").is_file():
             self.spm = SoftPromptModel.load(folder / "best").to(self.lm.device).eval()
             return
