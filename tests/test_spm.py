@@ -15,7 +15,6 @@ from persona_bench.harness.lm import LetterScoringLM
 from persona_bench.methods.spm.lm import SteeredLM
 from persona_bench.methods.spm.model import SoftPromptModel, SPMConfig, SPMShape
 from persona_bench.methods.spm.train import TrainOptions, build_examples, evaluate, train_spm
-from persona_bench.tasks.prompts import raw_prompt
 
 from .tiny_models import ARCHITECTURES, make_tiny_model
 

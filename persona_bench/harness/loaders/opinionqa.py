@@ -14,6 +14,7 @@ import ast
 import json
 import re
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -194,17 +195,30 @@ def load_opinionqa(path: str | Path, waves: list[str] | None = None) -> Survey:
         selected = {w: d for w, d in folders.items() if responses_file(d) is not None}
         if not selected:
             raise SurveyError(f"{path}: no wave has a responses.csv")
-    topic_root = path if (path / "human_resp").is_dir() else path.parent
-    topics = read_topics(topic_root / "topic_mapping.json")
+    topics = topics_of(path)
+    loaded = ((folder / "metadata.csv", load_wave(folder, wave, topics)) for wave, folder in selected.items())
+    return combine_waves(f"opinionqa:{path}", loaded)
+
+
+def topics_of(path: Path) -> dict[str, str]:
+    """The topic mapping of an OpinionQA folder (``path`` holds or is ``human_resp``)."""
+    root = path if (path / "human_resp").is_dir() else path.parent
+    return read_topics(root / "topic_mapping.json")
+
+
+def combine_waves(name: str, loaded: Iterable[tuple[Path, tuple]]) -> Survey:
+    """One Survey from each wave's (questions, traits, respondents, responses); traits must agree.
+
+    ``loaded`` yields (the wave's metadata.csv, for error messages; its loaded parts).
+    """
     questions: dict[str, Question] = {}
     traits: dict[str, tuple[str, ...]] = {}
     people, answers = [], []
-    for wave, folder in selected.items():
-        wave_questions, wave_traits, wave_people, wave_answers = load_wave(folder, wave, topics)
+    for metadata_csv, (wave_questions, wave_traits, wave_people, wave_answers) in loaded:
         questions.update(wave_questions)
         traits = traits or wave_traits
         if list(wave_traits) != list(traits):
-            raise SurveyError(f"{folder / 'metadata.csv'}: traits {list(wave_traits)} differ from other waves' {list(traits)}")
+            raise SurveyError(f"{metadata_csv}: traits {list(wave_traits)} differ from other waves' {list(traits)}")
         people.append(wave_people)
         answers.append(wave_answers)
-    return Survey(f"opinionqa:{path}", questions, traits, pd.concat(people), pd.concat(answers, ignore_index=True))
+    return Survey(name, questions, traits, pd.concat(people), pd.concat(answers, ignore_index=True))

@@ -23,12 +23,13 @@ import pyreadstat
 from ..survey import REFUSED, Question, Survey, SurveyError
 from .opinionqa import (
     answers_from_labels,
+    combine_waves,
     parse_literal,
     read_csv_checked,
     read_info,
     read_metadata,
-    read_topics,
     respondent_table,
+    topics_of,
     wave_dirs,
 )
 
@@ -285,19 +286,6 @@ def load_pew(path: str | Path, waves: list[str] | None = None, metadata: str | P
         files = {w: files[w] for w in waves}
     metadata = Path(metadata) if metadata is not None else path.parent / "opinionqa"
     folders = wave_metadata(metadata, list(files))
-    topic_root = metadata if (metadata / "human_resp").is_dir() else metadata.parent
-    topics = read_topics(topic_root / "topic_mapping.json")
-    questions: dict[str, Question] = {}
-    traits: dict[str, tuple[str, ...]] = {}
-    people, answers = [], []
-    for wave, sav in files.items():
-        wave_questions, wave_traits, wave_people, wave_answers = load_wave(sav, wave, folders[wave], topics)
-        questions.update(wave_questions)
-        traits = traits or wave_traits
-        if list(wave_traits) != list(traits):
-            raise SurveyError(
-                f"{folders[wave] / 'metadata.csv'}: traits {list(wave_traits)} differ from other waves' {list(traits)}"
-            )
-        people.append(wave_people)
-        answers.append(wave_answers)
-    return Survey(f"pew:{path}", questions, traits, pd.concat(people), pd.concat(answers, ignore_index=True))
+    topics = topics_of(metadata)
+    loaded = ((folders[wave] / "metadata.csv", load_wave(sav, wave, folders[wave], topics)) for wave, sav in files.items())
+    return combine_waves(f"pew:{path}", loaded)
