@@ -103,6 +103,18 @@ class LetterScoringLM(TemplateLM):
         self._pending_keys: list[str] | None = None
 
     # ----------------------------------------------------------------- lm-eval plumbing
+    @classmethod
+    def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None):
+        """Build from ``--model_args`` only: lm-eval's generic ``--device``/``--batch_size`` do not
+        apply (device defaults to auto; batches are sized by ``batch_tokens``)."""
+        return cls(**arg_dict)
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):
+        from lm_eval.utils import simple_parse_args_string
+
+        return cls(**simple_parse_args_string(arg_string))
+
     @property
     def eot_token_id(self) -> int:
         return self.tokenizer.eos_token_id
