@@ -3,6 +3,7 @@ context retrieval order, the score cache, model aliases, and end-to-end prompt r
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -159,3 +160,20 @@ def test_paper_model_fails_with_one_line(capsys, tmp_path):
     assert main(["run", "--method", "raw", "--model", "falcon-7b-instruct", "--out", str(tmp_path), "--no-references"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) >= 1 and "falcon-7b-instruct" in err[-1] and "not in the Hugging Face cache" in err[-1]
+
+
+def test_lm_eval_cli_runs_the_task_with_our_model(tiny_model_path, tmp_path):
+    import subprocess
+    import sys
+
+    records = [
+        {"doc_id": f"p{i}|Q", "respondent": f"p{i}", "question": "Is it safe?", "options": ["Yes", "No"], "choices": ["A", "B"], "target": i % 2}
+        for i in range(4)
+    ]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    command = [sys.executable, "-m", "persona_bench.tasks", "run", "--tasks", "opinionqa_persona_raw",
+               "--metadata", json.dumps({"docs_path": str(tmp_path / "docs.jsonl")}), "--model", "persona-bench-lm",
+               "--model_args", f"pretrained={tiny_model_path},device=cpu,score_cache="]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert output.returncode == 0, output.stderr[-2000:]
+    assert re.search(r"macro_acc\|\S*\s*\|\s*0\.5\s*\|", output.stdout), output.stdout  # one prompt for all: 2 of 4 right
