@@ -1,11 +1,14 @@
 """The ``persona-bench`` command line.
 
-    persona-bench data summary    [--data D] [--waves W26,W41]
-    persona-bench personas fit    [--data D] --out DIR [--solver als|adam] [--dim 16]
+    persona-bench data summary     [--data D] [--waves W26,W41]
+    persona-bench personas fit     [--data D] --out DIR [--solver als|adam] [--dim 16] [--ks 1-12]
     persona-bench personas analyze [--data D] --out DIR [--k K]
-    persona-bench methods
+    persona-bench methods | models list
     persona-bench run --method M [--model NAME] [--data D] [--persona P] [--users seen|unseen]
                       [--k N] [--max-eval-people N] [--seed S] [--out RUNS_DIR] [method flags]
+    persona-bench train [run flags] [SPM flags]
+    persona-bench sweep GRID.yaml [--out RUNS_DIR] [--leaderboard FILE]
+    persona-bench leaderboard [--runs RUNS_DIR] [--out FILE]
 
 ``--data`` is ``demo`` (default, embedded), ``opinionqa:PATH`` or ``pew:PATH``. Errors in input
 or arguments print one line and exit with status 2.
