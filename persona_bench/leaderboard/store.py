@@ -2,7 +2,7 @@
 
 Records are read as a DataFrame with a few derived columns: ``waves_label`` (``W26`` or
 ``W26+W41``; ``all`` when no waves were chosen), ``variant`` (the options that change *what*
-a method is, e.g. ``k_context=3``; empty for the method's defaults) and ``budget`` (options
+a method is, e.g. ``k_context=3``, or a non-default CF space; empty for the defaults) and ``budget`` (options
 that only change how long it trains, e.g. ``epochs=3``).
 """
 from __future__ import annotations
@@ -32,7 +32,9 @@ def load_results(runs_dir: Path) -> pd.DataFrame:
             record = json.loads(path.read_text())
         except json.JSONDecodeError:
             continue  # a run being written elsewhere; atomic writes make this rare
-        options = record.get("method_options") or {}
+        options = dict(record.get("method_options") or {})
+        if record.get("cf_solver", "als") != "als" or record.get("cf_dim", 16) != 16:
+            options.update(cf_solver=record["cf_solver"], cf_dim=record["cf_dim"])  # a different persona space
         record["variant"] = options_label(options, lambda k: k not in BUDGET_OPTIONS)
         record["budget"] = options_label(options, lambda k: k in BUDGET_OPTIONS)
         record["waves_label"] = "+".join(record.get("waves") or []) or "all"
