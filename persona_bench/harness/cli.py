@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", help="render the leaderboard markdown and plots from a runs folder")
     board.add_argument("--runs", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
     board.add_argument("--out", type=Path, default=Path("leaderboard/LEADERBOARD.md"))
-    board.add_argument("--provenance", default="", help="a paragraph saying how these runs were produced")
+    board.add_argument("--note", default="", help="extra words on how these runs were produced (after the standard line)")
     grid = sub.add_parser("sweep", help="run an experiment grid (resumable), then refresh the leaderboard")
     grid.add_argument("grid", type=Path, help="grid YAML, e.g. grids/cpu.yaml")
     grid.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
@@ -251,8 +251,10 @@ def list_methods(args: argparse.Namespace, extra: list[str]) -> int:
 @command("leaderboard")
 def leaderboard_command(args: argparse.Namespace, extra: list[str]) -> int:
     from ..leaderboard import write_leaderboard
+    from ..leaderboard.render import provenance
 
-    for path in write_leaderboard(args.runs, args.out, args.provenance):
+    command = f"persona-bench leaderboard --runs {args.runs} --out {args.out}"
+    for path in write_leaderboard(args.runs, args.out, f"{provenance(command)} {args.note}".strip()):
         print(f"wrote {path}")
     return 0
 

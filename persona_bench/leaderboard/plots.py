@@ -46,7 +46,7 @@ def method_bars(frame: pd.DataFrame, title: str, path: Path) -> Path | None:
     figure = Figure(figsize=(max(5, 0.9 * len(frame)), 4))
     axes = figure.subplots()
     axes.bar(range(len(frame)), accuracy, yerr=errors, capsize=4, color="#4c72b0")
-    axes.set_xticks(range(len(frame)), labels, fontsize=7)
+    axes.set_xticks(range(len(frame)), labels, fontsize=7, rotation=30, ha="right")
     axes.set(title=title, ylabel="macro accuracy (%)")
     axes.grid(axis="y", alpha=0.3)
     return save(figure, path)

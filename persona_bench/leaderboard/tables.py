@@ -48,8 +48,7 @@ def method_rank(method: str) -> tuple[int, str]:
 
 def persona_runs(frame: pd.DataFrame, persona: str) -> pd.DataFrame:
     """Runs that belong in a table for ``persona``: persona methods with it, the rest as they are."""
-    uses_persona = frame["method"].map(lambda m: getattr(load_methods().get(m), "uses_persona", False))
-    return frame[~uses_persona | (frame["persona"] == persona)]
+    return frame[~frame["method"].map(uses_persona) | (frame["persona"] == persona)]
 
 
 def beats(runs_dir: Path, run_id: str, reference_id: str, seed: int) -> bool:
@@ -62,11 +61,12 @@ def main_table(frame: pd.DataFrame, runs_dir: Path) -> pd.DataFrame:
     """Rows = models, columns = methods, for runs of one scope and persona kind."""
     chosen = frame[frame["variant"] == ""].sort_values("finished_at").drop_duplicates(["model", "method"], keep="last")
     references = chosen[chosen["method"].isin(REFERENCES)]
+    without_llm = chosen[chosen["model"] == "-"]
     models = sorted(m for m in chosen["model"].unique() if m != "-") or ["-"]
     methods = sorted(chosen["method"].unique(), key=method_rank)
     rows = []
     for model in models:
-        in_row = pd.concat([chosen[chosen["model"] == model], references]).drop_duplicates("run_id")
+        in_row = pd.concat([chosen[chosen["model"] == model], without_llm]).drop_duplicates("run_id")
         best_reference = references.loc[references["accuracy"].idxmax()] if len(references) else None
         top = in_row["accuracy"].max()
         row = {"model": model}
@@ -91,15 +91,25 @@ def scope_title(scope: dict) -> str:
     return f"{scope['data']} [{scope['waves_label']}], {users}{people}, seed {int(scope['seed'])}"
 
 
+def uses_persona(method: str) -> bool:
+    return getattr(load_methods().get(method), "uses_persona", False)
+
+
 def main_tables(results: pd.DataFrame, runs_dir: Path) -> list[Table]:
-    """One main table per (scope, persona kind) that has at least one steering/prompt method."""
+    """One main table per (scope, persona kind) in which a method other than the references ran.
+
+    The individual-persona table holds every method; a cluster or demographic table holds the
+    persona methods and the references only (the other methods do not change with the persona).
+    """
     tables = []
     for values, group in results.groupby(SCOPE, dropna=False, sort=True):
         scope = dict(zip(SCOPE, values))
-        personas = sorted(group.loc[group["method"] != "majority", "persona"].unique(), key=lambda p: (p != "individual", p))
+        personas = sorted(group["persona"].unique(), key=lambda p: (p != "individual", p))
         for persona in personas:
             subset = persona_runs(group, persona)
-            if set(subset["method"]) <= set(REFERENCES) and persona != "individual":
+            if persona != "individual":
+                subset = subset[subset["method"].map(uses_persona) | subset["method"].isin(REFERENCES)]
+            if set(subset["method"]) <= set(REFERENCES):
                 continue
             budgets = sorted({b for b in subset["budget"] if b})
             note = "Training budget: " + "; ".join(budgets) + "." if budgets else ""
@@ -137,11 +147,12 @@ def sweep_tables(results: pd.DataFrame) -> list[Table]:
         tables.append(sweep(clusters, ["model", "method"], clusters["persona"].str.split(":").str[1],
                             f"Cluster personas by number of clusters k (paper Table 11) — {where}"))
         traits = steer[steer["persona"].str.startswith("demographic:")]
-        tables.append(sweep(traits, ["persona"], traits["method"] + " " + traits["model"],
+        tables.append(sweep(traits, ["persona"], traits["method"] + traits["model"].map(lambda m: "" if m == "-" else f" ({m})"),
                             f"Demographic personas by trait and trait combination (paper Tables 9, 10) — {where}"))
         unseen = group[(group["users"] == "unseen") & (group["variant"] == "") & (group["persona"] == "individual")]
         tables.append(sweep(unseen, ["model", "method"], unseen["k"].astype(int),
-                            f"Unseen users by number of answers folded in, K (paper Table 6) — {where}"))
+                            f"Unseen users by number of answers folded in, K (paper Table 6) — {where}",
+                            "K is capped by the train-part answers each person gave, so large K can coincide."))
         spm = seen[(seen["method"] == "spm") & (seen["persona"] == "individual")]
         modes = spm[spm["variant"].isin(["", "mode=prompt"])]
         tables.append(sweep(modes, ["model"], modes["variant"].map(lambda v: option_value(v, "mode", "prefix")),
