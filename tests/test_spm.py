@@ -86,7 +86,7 @@ def test_spm_learns_a_planted_persona_rule(architecture, tiny_models, demo_surve
     torch.manual_seed(0)
     # Tiny random LMs have a narrow logit range: one virtual token reaches ~92% on llama, four reach ~100%.
     spm = SoftPromptModel(SPMConfig(6, SPMShape.probe(lm.model), "prefix", 4, 32), torch.zeros(6), torch.ones(6))
-    options = TrainOptions(epochs=12, lr=1e-2, weight_decay=0.0, batch_size=32, patience=12)
+    options = TrainOptions(epochs=12, lr=3e-2, weight_decay=0.0, batch_size=16, patience=12)
     trained = train_spm(spm, lm, examples, options, tmp_path, log=lambda m: None)
     held_answers, held_personas = planted_answers(demo_survey, 40, seed=1)
     _, accuracy = evaluate(trained, lm, build_examples(held_answers, demo_survey, held_personas, lm), 64)
