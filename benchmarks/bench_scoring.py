@@ -5,14 +5,15 @@ on W26 (seen users, ``--people`` eval people, seed 0), it prints docs/second of
 
 * ``ours``: lm-eval ``simple_evaluate`` with the ``persona-bench-lm`` model (score cache off),
 * ``stock``: lm-eval ``simple_evaluate`` with the stock ``hf`` model (HFLM, batch size 16),
-* ``ceiling``: a bare batched forward (``model(input_ids).logits``, length-sorted batches of
-  the same token budget) over the same distinct prompts, outside lm-eval,
+* ``ceiling``: the compute no scorer can skip: a bare batched forward of the transformer body
+  over the same distinct prompts (length-sorted batches of the same token budget) plus the LM
+  head at each prompt's last position, outside lm-eval,
 * ``cached``: ours again with the on-disk score cache warm (a rerun),
 
-and the largest difference between our per-doc letter log-probs and stock's. Run from the
-repository root (needs ../shared/data; falls back to the demo survey without it):
+and the largest difference between our per-doc letter log-probs and stock's (same dtype). Run
+from the repository root (needs ../shared/data; falls back to the demo survey without it):
 
-    python benchmarks/bench_scoring.py [--people 60] [--methods raw demographics context]
+    python benchmarks/bench_scoring.py [--people 60] [--methods raw demographics context] [--dtype bfloat16]
 """
 from __future__ import annotations
 
@@ -62,7 +63,9 @@ def evaluate(lm, task: str, docs_path: Path) -> tuple[float, dict]:
 
 @torch.no_grad()
 def bare_forward_seconds(model, tokenizer, contexts: set[str]) -> float:
-    """Seconds for plain batched forwards over the distinct prompts (length-sorted, right-padded)."""
+    """Seconds for batched body forwards over the distinct prompts (length-sorted, right-padded)
+    plus the head at each last position."""
+    body, head = getattr(model, model.base_model_prefix), model.get_output_embeddings()
     encoded = sorted((tokenizer.encode(c) for c in contexts), key=len, reverse=True)
     started = time.perf_counter()
     batch: list[list[int]] = []
@@ -71,7 +74,8 @@ def bare_forward_seconds(model, tokenizer, contexts: set[str]) -> float:
             width = len(batch[0])
             input_ids = torch.tensor([b + [tokenizer.pad_token_id] * (width - len(b)) for b in batch])
             mask = torch.tensor([[1] * len(b) + [0] * (width - len(b)) for b in batch])
-            model(input_ids=input_ids, attention_mask=mask).logits
+            hidden = body(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state
+            head(hidden[torch.arange(len(batch)), torch.tensor([len(b) - 1 for b in batch])])
             batch = []
         if ids is not None:
             batch.append(ids)
@@ -82,6 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=60)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="for every scorer")
     args = parser.parse_args()
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     data = f"opinionqa:{SHARED}" if SHARED.is_dir() else "demo"
@@ -90,12 +95,12 @@ def main() -> None:
     split = make_split(survey)
     docs = scored_docs(survey, split, "seen", max_people=args.people)
     folder = resolve_model("smollm2-135m")
-    stock = HFLM(pretrained=str(folder), device="cpu", batch_size=16)
+    stock = HFLM(pretrained=str(folder), device="cpu", batch_size=16, dtype=args.dtype)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["PERSONA_BENCH_CACHE"] = scratch  # embeddings and the warm score cache live here
-        ours = LetterScoringLM(pretrained=str(folder), device="cpu", score_cache=None, batch_tokens=BATCH_TOKENS)
-        cached = LetterScoringLM(pretrained=str(folder), device="cpu", score_cache=str(Path(scratch) / "scores.sqlite"))
+        ours = LetterScoringLM(pretrained=str(folder), device="cpu", dtype=args.dtype, score_cache=None, batch_tokens=BATCH_TOKENS)
+        cached = LetterScoringLM(pretrained=str(folder), device="cpu", dtype=args.dtype, score_cache=str(Path(scratch) / "scores.sqlite"))
         for name in args.methods:
             method = METHODS[name]()
             config = RunConfig(method=name, data=data, waves=waves).resolved()
@@ -116,7 +121,7 @@ def main() -> None:
             rows.append([name, n, len(ours_out["contexts"]), f"{n / ours_seconds:.1f}", f"{n / stock_seconds:.1f}",
                          f"{n / ceiling_seconds:.1f}", f"{n / cached_seconds:.0f}", f"{stock_seconds / ours_seconds:.2f}x",
                          f"{ceiling_seconds / ours_seconds:.0%}", f"{difference:.1e}"])
-    print(f"SmolLM2-135M on {data} {','.join(waves)}, {args.people} seen people, CPU threads {torch.get_num_threads()}")
+    print(f"SmolLM2-135M ({args.dtype}) on {data} {','.join(waves)}, {args.people} seen people, CPU threads {torch.get_num_threads()}")
     print(tabulate(rows, headers=["method", "docs", "distinct prompts", "ours docs/s", "stock docs/s", "ceiling docs/s",
                                   "cached docs/s", "ours vs stock", "ours vs ceiling", "max |Δ log-prob|"], tablefmt="github"))
 

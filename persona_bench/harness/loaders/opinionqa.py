@@ -187,10 +187,7 @@ def load_opinionqa(path: str | Path, waves: list[str] | None = None) -> Survey:
     path = Path(path)
     folders = wave_dirs(path)
     if waves:
-        unknown = [w for w in waves if w not in folders]
-        if unknown:
-            raise SurveyError(f"{path}: no wave folder for {', '.join(unknown)} (found {', '.join(folders)})")
-        selected = {w: folders[w] for w in waves}
+        selected = pick_waves(folders, waves, f"{path}: no wave folder for")
     else:
         selected = {w: d for w, d in folders.items() if responses_file(d) is not None}
         if not selected:
@@ -198,6 +195,15 @@ def load_opinionqa(path: str | Path, waves: list[str] | None = None) -> Survey:
     topics = topics_of(path)
     loaded = ((folder / "metadata.csv", load_wave(folder, wave, topics)) for wave, folder in selected.items())
     return combine_waves(f"opinionqa:{path}", loaded)
+
+
+def pick_waves(found: dict[str, Path], waves: list[str], missing: str) -> dict[str, Path]:
+    """The entries of ``found`` for ``waves``; a SurveyError starting with ``missing`` names the
+    waves not found (and those that were)."""
+    unknown = [w for w in waves if w not in found]
+    if unknown:
+        raise SurveyError(f"{missing} {', '.join(unknown)} (found {', '.join(found)})")
+    return {w: found[w] for w in waves}
 
 
 def topics_of(path: Path) -> dict[str, str]:

@@ -25,6 +25,7 @@ from .opinionqa import (
     answers_from_labels,
     combine_waves,
     parse_literal,
+    pick_waves,
     read_csv_checked,
     read_info,
     read_metadata,
@@ -280,10 +281,7 @@ def load_pew(path: str | Path, waves: list[str] | None = None, metadata: str | P
     path = Path(path)
     files = sav_files(path)
     if waves:
-        unknown = [w for w in waves if w not in files]
-        if unknown:
-            raise SurveyError(f"{path}: no .sav file for wave(s) {', '.join(unknown)} (found {', '.join(files)})")
-        files = {w: files[w] for w in waves}
+        files = pick_waves(files, waves, f"{path}: no .sav file for wave(s)")
     metadata = Path(metadata) if metadata is not None else path.parent / "opinionqa"
     folders = wave_metadata(metadata, list(files))
     topics = topics_of(metadata)
