@@ -248,30 +248,30 @@ def list_methods(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-@command("leaderboard")
-def leaderboard_command(args: argparse.Namespace, extra: list[str]) -> int:
+def refresh_leaderboard(runs_dir: Path, out: Path, command: str, note: str = "") -> None:
+    """Write the leaderboard of ``runs_dir`` to ``out``, saying it came from ``command``."""
     from ..leaderboard import write_leaderboard
     from ..leaderboard.render import provenance
 
-    command = f"persona-bench leaderboard --runs {args.runs} --out {args.out}"
-    for path in write_leaderboard(args.runs, args.out, f"{provenance(command)} {args.note}".strip()):
+    for path in write_leaderboard(runs_dir, out, f"{provenance(command)} {note}".strip()):
         print(f"wrote {path}")
+
+
+@command("leaderboard")
+def leaderboard_command(args: argparse.Namespace, extra: list[str]) -> int:
+    refresh_leaderboard(args.runs, args.out, f"persona-bench leaderboard --runs {args.runs} --out {args.out}", args.note)
     return 0
 
 
 @command("sweep")
 def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
-    from ..leaderboard import write_leaderboard
-    from ..leaderboard.render import provenance
     from .method import load_methods
     from .sweep import sweep
 
     load_methods(tuple(args.imports))
     results, failures = sweep(args.grid, args.out, log=stderr_log, dry_run=args.dry_run)
     if results:
-        command = f"persona-bench sweep {args.grid} --out {args.out} --leaderboard {args.leaderboard}"
-        for path in write_leaderboard(args.out, args.leaderboard, provenance(command)):
-            print(f"wrote {path}")
+        refresh_leaderboard(args.out, args.leaderboard, f"persona-bench sweep {args.grid} --out {args.out} --leaderboard {args.leaderboard}")
     for failure in failures:
         print(f"failed: {failure}", file=sys.stderr)
     return 1 if failures else 0
@@ -322,12 +322,11 @@ def run_command(args: argparse.Namespace, extra: list[str]) -> int:
     from .runner import read_samples, run
 
     config = run_config(args, extra)
-    log = stderr_log
-    results = [run(config, args.out, force=args.force, log=log, device=args.device)]
+    results = [run(config, args.out, force=args.force, log=stderr_log, device=args.device)]
     if not args.no_references and args.method not in ("majority", "cf"):
         for reference in ("majority", "cf"):
             reference_config = replace(config, method=reference, model=None, method_options={})
-            results.append(run(reference_config, args.out, log=log))
+            results.append(run(reference_config, args.out, log=stderr_log))
     print(tabulate([results_row(r) for r in results], headers=RESULT_HEADERS, tablefmt="github"))
     if len(results) > 1:
         best = max(results[1:], key=lambda r: r["accuracy"])

@@ -62,12 +62,12 @@ def main_table(frame: pd.DataFrame, runs_dir: Path) -> pd.DataFrame:
     chosen = frame[frame["variant"] == ""].sort_values("finished_at").drop_duplicates(["model", "method"], keep="last")
     references = chosen[chosen["method"].isin(REFERENCES)]
     without_llm = chosen[chosen["model"] == "-"]
+    best_reference = references.loc[references["accuracy"].idxmax()] if len(references) else None
     models = sorted(m for m in chosen["model"].unique() if m != "-") or ["-"]
     methods = sorted(chosen["method"].unique(), key=method_rank)
     rows = []
     for model in models:
         in_row = pd.concat([chosen[chosen["model"] == model], without_llm]).drop_duplicates("run_id")
-        best_reference = references.loc[references["accuracy"].idxmax()] if len(references) else None
         top = in_row["accuracy"].max()
         row = {"model": model}
         for method in methods:
