@@ -42,7 +42,9 @@ from persona_bench.harness.lm import LetterScoringLM  # noqa: E402
 from persona_bench.harness.loaders import load_survey  # noqa: E402
 from persona_bench.harness.models import resolve_model  # noqa: E402
 from persona_bench.harness.protocol import make_split, scored_docs  # noqa: E402
-from persona_bench.harness.runner import RunConfig, RunContext  # noqa: E402
+from persona_bench.harness.config import RunConfig  # noqa: E402
+from persona_bench.harness.context import RunContext  # noqa: E402
+from persona_bench.harness.method import resolve_config  # noqa: E402
 from persona_bench.tasks import TASKS_DIR  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "opinionqa"
@@ -103,7 +105,7 @@ def main() -> None:
         cached = LetterScoringLM(pretrained=str(folder), device="cpu", dtype=args.dtype, score_cache=str(Path(scratch) / "scores.sqlite"))
         for name in args.methods:
             method = METHODS[name]()
-            config = RunConfig(method=name, data=data, waves=waves).resolved()
+            config = resolve_config(RunConfig(method=name, data=data, waves=waves))
             context = RunContext(config, survey, split, Path(scratch) / name, Path(scratch) / "shared")
             targets = context.with_answers(docs[["respondent", "question"]])["option"]
             records = task_records(docs, survey, targets, method.doc_fields(docs, context))

@@ -23,11 +23,10 @@ import torch  # noqa: E402
 from lm_eval.api.instance import Instance  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from persona_bench.harness.lm import LetterScoringLM  # noqa: E402
+from persona_bench.harness.lm import LetterScoringLM, SteeredLM  # noqa: E402
 from persona_bench.harness.loaders import load_survey  # noqa: E402
-from persona_bench.methods.spm.lm import SteeredLM  # noqa: E402
-from persona_bench.methods.spm.model import SoftPromptModel, SPMConfig, SPMShape  # noqa: E402
-from persona_bench.methods.spm.train import build_examples, length_bucketed_batches, letter_logits  # noqa: E402
+from persona_bench.harness.training import build_examples, length_bucketed_batches, letter_logprobs  # noqa: E402
+from persona_bench.methods.spm.model import SoftPromptModel  # noqa: E402
 from persona_bench.tasks.prompts import ANSWER_PREFIX, LETTERS, raw_prompt  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "opinionqa"
@@ -43,7 +42,7 @@ def training_speed(lm, spm, examples, steps: int, batch_size: int = 16) -> tuple
         if number == 1:
             started, done = time.perf_counter(), 0
         batch = examples.subset(rows)
-        loss = torch.nn.functional.cross_entropy(letter_logits(spm, lm, batch), batch.targets)
+        loss = torch.nn.functional.cross_entropy(letter_logprobs(spm, lm.model, batch, lm.tokenizer.pad_token_id), batch.targets)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -78,9 +77,9 @@ def main() -> None:
     rows = [["unsteered (same docs)", "", "", f"{scoring_speed(lm, requests, args.docs):.1f}"]]
     for mode in ("prefix", "prompt"):
         torch.manual_seed(0)
-        spm = SoftPromptModel(SPMConfig(DIM, SPMShape.probe(lm.model), mode), torch.zeros(DIM), torch.ones(DIM))
+        spm = SoftPromptModel.for_model(lm.model, DIM, mode=mode)
         steps_per_second, examples_per_second = training_speed(lm, spm, examples, args.steps)
-        steered = SteeredLM(spm=spm.eval(), model=lm.model, tokenizer=lm.tokenizer, score_cache=None)
+        steered = SteeredLM(steerer=spm.eval(), model=lm.model, tokenizer=lm.tokenizer, score_cache=None)
         rows.append([f"spm {mode}", f"{steps_per_second:.2f}", f"{examples_per_second:.1f}", f"{scoring_speed(steered, requests, args.docs):.1f}"])
     print(f"SmolLM2-135M, {survey.name}, CPU threads {torch.get_num_threads()}, batch 16, {args.steps} timed steps, {args.docs} docs")
     print(tabulate(rows, headers=["model", "train steps/s", "train examples/s", "scoring docs/s"], tablefmt="github"))

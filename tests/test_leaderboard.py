@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from persona_bench.harness.cli import main
+from persona_bench.app.cli import main
 from persona_bench.harness.errors import ConfigError
 from persona_bench.harness.method import METHODS, Method, register_method
-from persona_bench.harness.sweep import expand, load_grid
+from persona_bench.app.sweep import expand, load_grid
 from persona_bench.leaderboard import write_leaderboard
 
 
@@ -18,6 +18,7 @@ class FirstOption(Method):
     """Toy method for the test: always the first listed option."""
 
     name = "toy-first-option"
+    kind = "prompting"  # stands in for an LLM method here: compared against the references
 
     @dataclass(frozen=True)
     class Options:

@@ -12,7 +12,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
 
 from persona_bench.baselines.prompting import Context
-from persona_bench.harness.cli import main
+from persona_bench.app.cli import main
 from persona_bench.harness.evaluation import evaluate_records
 from persona_bench.harness.lm import LetterScoringLM
 from persona_bench.harness.models import ModelUnavailable, resolve_model
@@ -77,7 +77,7 @@ def test_score_cache_is_reused_and_keyed_by_steering(tiny_model_path, tmp_path):
 
     again.score_rows = no_forward
     assert again.loglikelihood(requests) == first
-    again.request_key = lambda request: "persona-1"
+    again.steering_for = lambda request: ("persona-1", None)
     with pytest.raises(AssertionError, match="must not run"):
         again.loglikelihood(requests)
 

@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from persona_bench.harness.cli import main
+from persona_bench.app.cli import main
 from persona_bench.harness.method import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]

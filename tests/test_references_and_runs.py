@@ -8,9 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persona_bench.harness.cli import main
+from persona_bench.app.cli import main
 from persona_bench.harness.errors import ConfigError
-from persona_bench.harness.runner import RunConfig, read_samples, run
+from persona_bench.app.run import run
+from persona_bench.harness.config import RunConfig
+from persona_bench.harness.method import resolve_config
+from persona_bench.harness.store import read_samples
 
 REQUIRED = {"method", "model", "data", "persona", "users", "k", "seed", "accuracy", "ci95", "n_people", "n_answers", "wall_seconds"}
 quiet = lambda message: None  # noqa: E731
@@ -63,14 +66,14 @@ def test_a_finished_run_is_reused_and_force_recomputes(runs):
 
 def test_config_validation():
     with pytest.raises(ConfigError, match="needs --k"):
-        RunConfig(method="cf", users="unseen").resolved()
+        resolve_config(RunConfig(method="cf", users="unseen"))
     with pytest.raises(ConfigError, match="unseen only"):
-        RunConfig(method="cf", k=3).resolved()
+        resolve_config(RunConfig(method="cf", k=3))
     with pytest.raises(ConfigError, match="unknown method"):
-        RunConfig(method="telepathy").resolved()
+        resolve_config(RunConfig(method="telepathy"))
     with pytest.raises(ConfigError, match="no option"):
-        RunConfig(method="majority", method_options={"k_context": 3}).resolved()
-    assert RunConfig(method="majority", model="gpt-j-6b", persona="cluster:3").resolved().model is None
+        resolve_config(RunConfig(method="majority", method_options={"k_context": 3}))
+    assert resolve_config(RunConfig(method="majority", model="gpt-j-6b", persona="cluster:3")).model is None
 
 
 def test_cli_run_writes_results_and_prints_references(tmp_path, capsys):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from lm_eval.api.instance import Instance
 
-from persona_bench.harness.cli import main
+from persona_bench.app.cli import main
 from persona_bench.harness.lm import LetterScoringLM
 from persona_bench.harness.loaders import load_survey
 from persona_bench.tasks.prompts import demographics_prompt, raw_prompt

@@ -1,5 +1,6 @@
-"""The SPM: the batched per-row prefix equals an explicit past cache, it learns a planted
-persona -> answer rule on every architecture, checkpoints resume, and the CLI runs it."""
+"""The SPM and the shared steering machinery: the batched per-row prefix equals an explicit past
+cache, our pair encoding equals lm-eval's, the SPM learns a planted persona -> answer rule on
+every architecture, training resumes mid-epoch exactly, and the CLI runs it."""
 from __future__ import annotations
 
 import json
@@ -9,12 +10,14 @@ import pandas as pd
 import pytest
 import torch
 from lm_eval.api.instance import Instance
+from transformers import DynamicCache
 
-from persona_bench.harness.cli import main
-from persona_bench.harness.lm import LetterScoringLM
-from persona_bench.methods.spm.lm import SteeredLM
-from persona_bench.methods.spm.model import SoftPromptModel, SPMConfig, SPMShape
-from persona_bench.methods.spm.train import TrainOptions, build_examples, evaluate, train_spm
+from persona_bench.app.cli import main
+from persona_bench.harness import training
+from persona_bench.harness.lm import LetterScoringLM, SteeredLM
+from persona_bench.harness.steering import cache_argument
+from persona_bench.harness.training import TrainOptions, build_examples, evaluate, train_steerer
+from persona_bench.methods.spm.model import SoftPromptModel
 
 from .tiny_models import ARCHITECTURES, make_tiny_model
 
@@ -27,10 +30,17 @@ def tiny_models(tmp_path_factory):
 
 def random_spm(lm: LetterScoringLM, mode: str, dim: int = 4, tokens: int = 2) -> SoftPromptModel:
     torch.manual_seed(0)
-    spm = SoftPromptModel(SPMConfig(dim, SPMShape.probe(lm.model), mode, tokens), torch.zeros(dim), torch.ones(dim))
+    spm = SoftPromptModel.for_model(lm.model, dim, mode=mode, virtual_tokens=tokens)
     with torch.no_grad():
-        spm.mlp[2].weight.mul_(20)  # make the virtual tokens matter
+        spm.mlp.net[2].weight.mul_(20)  # make the virtual tokens matter
     return spm.eval()
+
+
+def test_pair_encoding_equals_lm_eval(tiny_model_path):
+    """Our encode_pair is lm-eval's TemplateLM._encode_pair (a private method we do not call: pinned here)."""
+    lm = LetterScoringLM(pretrained=str(tiny_model_path), device="cpu", score_cache=None)
+    for context, continuation in [("Question: Is it safe?\nAnswer:", " A"), ("Answer: ", "B"), ("x  ", " D"), ("Q", "uestion")]:
+        assert lm.encode_pair(context, continuation) == lm._encode_pair(context, continuation)
 
 
 @pytest.mark.parametrize("mode", ["prefix", "prompt"])
@@ -38,7 +48,7 @@ def random_spm(lm: LetterScoringLM, mode: str, dim: int = 4, tokens: int = 2) ->
 def test_batched_steering_equals_an_explicit_past_cache(architecture, mode, tiny_models):
     lm = LetterScoringLM(pretrained=str(tiny_models[architecture]), device="cpu", score_cache=None)
     spm = random_spm(lm, mode)
-    steered = SteeredLM(spm=spm, model=lm.model, tokenizer=lm.tokenizer, score_cache=None, batch_tokens=4096)
+    steered = SteeredLM(steerer=spm, model=lm.model, tokenizer=lm.tokenizer, score_cache=None, batch_tokens=4096)
     prompts = ["Question: Is it safe?\nA. Yes\nB. No\nAnswer:", "Question: A much longer question about the community?\nA. Yes\nB. No\nAnswer:"]
     personas = [[1.0, 0.0, -1.0, 0.5], [-2.0, 1.0, 0.0, 0.0]]
     requests = [
@@ -51,14 +61,14 @@ def test_batched_steering_equals_an_explicit_past_cache(architecture, mode, tiny
         for request in requests:
             context, continuation = request.arguments
             ids = torch.tensor([lm.tok_encode(context)])
-            target = lm._encode_pair(context, continuation)[1][0]
-            persona = torch.tensor([request.doc["persona"]])
+            target = lm.encode_pair(context, continuation)[1][0]
+            steering = spm.steering(torch.tensor([request.doc["persona"]]))
             if mode == "prefix":
-                cache = spm.prefix_cache(persona, lm.model.config, torch.float32)
-                mask = torch.ones((1, spm.config.virtual_tokens + ids.shape[1]), dtype=torch.long)
-                logits = lm.model(input_ids=ids, past_key_values=cache, attention_mask=mask).logits[0, -1]
+                cache = DynamicCache(ddp_cache_data=list(steering.prefix), config=lm.model.config)
+                mask = torch.ones((1, steering.prefix_tokens + ids.shape[1]), dtype=torch.long)
+                logits = lm.model(input_ids=ids, attention_mask=mask, **{cache_argument(type(lm.model)): cache}).logits[0, -1]
             else:
-                embeds = torch.cat([spm.virtual_embeddings(persona, torch.float32), lm.model.get_input_embeddings()(ids)], dim=1)
+                embeds = torch.cat([steering.embeddings, lm.model.get_input_embeddings()(ids)], dim=1)
                 logits = lm.model(inputs_embeds=embeds).logits[0, -1]
             expected.append(torch.log_softmax(logits, -1)[target].item())
     np.testing.assert_allclose(batched, expected, atol=1e-4)
@@ -78,52 +88,80 @@ def planted_answers(survey, n_people: int, seed: int) -> tuple[pd.DataFrame, np.
     return answers, personas[answers["respondent"].str[1:].astype(int).to_numpy()]
 
 
+def planted_examples(lm, survey, n_people: int, seed: int):
+    answers, personas = planted_answers(survey, n_people, seed)
+    return build_examples(answers, survey, personas, lm)
+
+
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))
 def test_spm_learns_a_planted_persona_rule(architecture, tiny_models, demo_survey, tmp_path):
     lm = LetterScoringLM(pretrained=str(tiny_models[architecture]), device="cpu", score_cache=None)
-    answers, personas = planted_answers(demo_survey, 200, seed=0)
-    examples = build_examples(answers, demo_survey, personas, lm)
+    train, held_out = planted_examples(lm, demo_survey, 200, seed=0), planted_examples(lm, demo_survey, 40, seed=1)
     torch.manual_seed(0)
     # Tiny random LMs have a narrow logit range: one virtual token reaches ~92% on llama, four reach ~100%.
-    spm = SoftPromptModel(SPMConfig(6, SPMShape.probe(lm.model), "prefix", 4, 32), torch.zeros(6), torch.ones(6))
+    spm = SoftPromptModel.for_model(lm.model, 6, mode="prefix", virtual_tokens=4, hidden=32)
+    spm.initialise(train.personas, lm.model, train.prompts[:8])
     options = TrainOptions(epochs=12, lr=3e-2, weight_decay=0.0, batch_size=16, patience=12)
-    trained = train_spm(spm, lm, examples, options, tmp_path, log=lambda m: None)
-    held_answers, held_personas = planted_answers(demo_survey, 40, seed=1)
-    _, accuracy = evaluate(trained, lm, build_examples(held_answers, demo_survey, held_personas, lm), 64)
+    trained, _ = train_steerer(spm, lm.model, lm.tokenizer.pad_token_id, train, held_out, options, tmp_path, log=lambda m: None)
+    _, accuracy = evaluate(trained, lm.model, held_out, lm.tokenizer.pad_token_id, 64)
     assert accuracy > 0.95
 
 
-def test_training_resumes_from_the_last_epoch(tiny_models, demo_survey, tmp_path):
+def test_training_killed_mid_epoch_resumes_to_the_same_result(tiny_models, demo_survey, tmp_path, monkeypatch):
     lm = LetterScoringLM(pretrained=str(tiny_models["llama"]), device="cpu", score_cache=None)
-    answers, personas = planted_answers(demo_survey, 30, seed=0)
-    examples = build_examples(answers, demo_survey, personas, lm)
-    make = lambda: SoftPromptModel(SPMConfig(6, SPMShape.probe(lm.model)), torch.zeros(6), torch.ones(6))  # noqa: E731
-    train_spm(make(), lm, examples, TrainOptions(epochs=1, batch_size=16), tmp_path, log=lambda m: None)
+    train, held_out = planted_examples(lm, demo_survey, 30, seed=0), planted_examples(lm, demo_survey, 10, seed=1)
+    options = TrainOptions(epochs=2, batch_size=16, lr=1e-2, warmup=0.3, schedule="cosine", checkpoint_minutes=1e-9)
+
+    def fresh() -> SoftPromptModel:
+        torch.manual_seed(0)
+        spm = SoftPromptModel.for_model(lm.model, 6, init="scaled")
+        spm.initialise(train.personas, lm.model, train.prompts[:8])
+        return spm
+
+    pad = lm.tokenizer.pad_token_id
+    whole, whole_record = train_steerer(fresh(), lm.model, pad, train, held_out, options, tmp_path / "whole", log=lambda m: None)
+    calls, forward = {"n": 0}, training.letter_logprobs
+
+    def dies_at_step_three(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # stands in for kill -9 after the step-2 checkpoint
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(training, "letter_logprobs", dies_at_step_three)
+    with pytest.raises(KeyboardInterrupt):
+        train_steerer(fresh(), lm.model, pad, train, held_out, options, tmp_path / "killed", log=lambda m: None)
+    monkeypatch.setattr(training, "letter_logprobs", forward)
+    progress = json.loads((tmp_path / "killed" / "last" / "progress.json").read_text())
+    assert (progress["epoch"], progress["step"]) == (1, 2)
     messages = []
-    train_spm(make(), lm, examples, TrainOptions(epochs=2, batch_size=16), tmp_path, log=messages.append)
-    assert messages[0] == "spm: resuming after epoch 1"
-    history = json.loads((tmp_path / "training.json").read_text())["history"]
-    assert [h["epoch"] for h in history] == [1, 2]
-    again = SoftPromptModel.load(tmp_path / "best")
-    assert again.config.shape == SPMShape.probe(lm.model)
+    resumed, record = train_steerer(fresh(), lm.model, pad, train, held_out, options, tmp_path / "killed", log=messages.append)
+    assert messages[0].startswith("training: resuming at epoch 1, step 2")
+    for a, b in zip(whole_record["history"], record["history"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6) and a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-6)
+    for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
 
 
 def test_spm_runs_for_every_persona_kind_and_the_random_control(tiny_model_path, tmp_path):
     base = ["run", "--method", "spm", "--model", str(tiny_model_path), "--data", "demo:600", "--max-eval-people", "10",
             "--out", str(tmp_path), "--no-references", "--epochs", "1", "--max-train-answers", "200"]
     for extra in ([], ["--persona", "cluster:3"], ["--persona", "demographic:POLPARTYxSEX"], ["--users", "unseen", "--k", "5"],
-                  ["--spm-weights", "random"], ["--mode", "prompt"]):
+                  ["--weights", "random"], ["--mode", "prompt"]):
         assert main([*base, *extra]) == 0
     results = [json.loads(p.read_text()) for p in tmp_path.glob("spm-*/results.json")]
     assert len(results) == 6
-    trained = list((tmp_path / "_shared").glob("*/spm/*/training.json"))
-    assert len(trained) == 2  # prefix and prompt SPMs; the other runs reused the prefix one
+    assert {r["method_info"]["kind"] for r in results} == {"steering"}
+    trained = [r for r in results if r["variant"] == {}]
+    assert {r["budget"]["train_answers"] for r in trained} == {200} and {r["recipe"] for r in trained} == {"default"}
+    assert next(r for r in results if r["variant"] == {"weights": "random"})["budget"]["train_answers"] == 0
+    assert len(list((tmp_path / "_shared").glob("*/steering/*/training.json"))) == 2  # prefix and prompt; the rest reused one
 
 
 def test_train_command_trains_once_and_run_reuses_it(tiny_model_path, tmp_path, capsys):
     flags = ["--model", str(tiny_model_path), "--data", "demo:600", "--out", str(tmp_path), "--epochs", "1", "--max-train-answers", "64"]
     assert main(["train", *flags]) == 0
-    folder = capsys.readouterr().out.strip().split("trained SPM: ")[1]
+    folder = capsys.readouterr().out.strip().split("trained spm: ")[1]
     assert (tmp_path / "_shared").exists() and folder.endswith(tiny_model_path.name)
     assert main(["run", "--method", "spm", *flags, "--max-eval-people", "5", "--no-references"]) == 0
-    assert "spm: epoch" not in capsys.readouterr().err  # the trained SPM was loaded, not retrained
+    assert "training: epoch" not in capsys.readouterr().err  # the trained module was loaded, not retrained

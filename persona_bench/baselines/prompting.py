@@ -19,13 +19,14 @@ import pandas as pd
 from ..harness.errors import ConfigError
 from ..harness.lm import LetterScoringLM
 from ..harness.method import Method, register_method
-from ..harness.runner import RunContext
+from ..harness.context import RunContext
 from .embedders import get_embedder
 
 
 class PromptMethod(Method):
     """A frozen LM prompted with text only; subclasses add per-doc fields for their prompt."""
 
+    kind = "prompting"
     needs_model = True
     task: ClassVar[str]
 

@@ -19,7 +19,7 @@ import torch
 
 from ..harness.method import Method, register_method
 from ..harness.personas import trait_groups
-from ..harness.runner import RunContext
+from ..harness.context import RunContext
 
 
 def option_counts(answers: pd.DataFrame, keys: list[str], width: int) -> pd.DataFrame:
@@ -39,6 +39,7 @@ class Majority(Method):
     """The most common answer of the train population."""
 
     name = "majority"
+    kind = "reference"
     description = "most common train answer per question (no LLM)"
 
     def prepare(self, context: RunContext) -> None:
@@ -55,6 +56,7 @@ class DemographicMajority(Method):
     """The most common answer of the person's demographic group."""
 
     name = "demographic-majority"
+    kind = "reference"
     description = "most common train answer within the person's trait group (no LLM)"
 
     @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class CollaborativeFiltering(Method):
     """CF persona vector -> per-question softmax classifier -> option."""
 
     name = "cf"
+    kind = "reference"
     description = "collaborative-filtering persona vector + per-question classifier (no LLM)"
     uses_persona = True
 

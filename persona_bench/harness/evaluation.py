@@ -3,11 +3,16 @@
 The harness (not the method) adds each doc's ``target`` and ``choices``, so methods never see
 answers they are scored on. lm-eval's own ``macro_acc`` must equal the macro accuracy of the
 per-sample scores it returns; a mismatch is an error, not a silent discrepancy.
+
+Under a data-parallel launch every rank calls :func:`evaluate_records` with the same records;
+lm-eval gives each rank its share of the docs (through the model's ``rank`` and
+``world_size``) and gathers the samples on rank 0, which alone gets the scores back.
 """
 from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,9 +20,18 @@ import pandas as pd
 from ..tasks import TASKS_DIR
 from ..tasks.prompts import letters
 from .atomic import atomic_writer
+from .distributed import World
 from .metrics import per_person_accuracy
-from .method import padded_scores
 from .survey import Survey
+
+
+def padded_scores(rows: list[np.ndarray], width: int | None = None) -> np.ndarray:
+    """Stack ragged per-doc option scores into one array padded with ``-inf``."""
+    width = width or max((len(r) for r in rows), default=0)
+    out = np.full((len(rows), width), -np.inf)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
 
 
 def task_records(docs: pd.DataFrame, survey: Survey, targets: pd.Series, extra: list[dict] | None = None) -> list[dict]:
@@ -38,18 +52,25 @@ def task_records(docs: pd.DataFrame, survey: Survey, targets: pd.Series, extra: 
     return records
 
 
-def evaluate_records(records: list[dict], task: str, lm, docs_path, chat_template: bool = False) -> np.ndarray:
-    """Run lm-eval task ``task`` over ``records`` with ``lm``; return per-doc option scores."""
+def evaluate_records(
+    records: list[dict], task: str, lm, docs_path: Path, chat_template: bool = False, world: World | None = None
+) -> np.ndarray | None:
+    """Run lm-eval task ``task`` over ``records`` with ``lm``; per-doc option scores on rank 0, None elsewhere."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    with atomic_writer(docs_path) as handle:
-        handle.writelines(json.dumps(record) + "\n" for record in records)
+    world = world or World()
+    if world.is_main:
+        with atomic_writer(docs_path) as handle:
+            handle.writelines(json.dumps(record) + "\n" for record in records)
+    world.barrier()
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"docs_path": str(docs_path)})
     output = simple_evaluate(
         model=lm, tasks=[task], task_manager=manager, log_samples=True, apply_chat_template=chat_template, bootstrap_iters=0
     )
+    if output is None:  # another rank: its samples went to rank 0
+        return None
     by_id = {s["doc"]["doc_id"]: [score for score, _ in s["filtered_resps"]] for s in output["samples"][task]}
     scores = padded_scores([np.asarray(by_id[r["doc_id"]]) for r in records])
     reported = output["results"][task]["macro_acc,none"]

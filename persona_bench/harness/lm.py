@@ -1,20 +1,26 @@
-"""``persona-bench-lm``: an lm-eval model that scores answer letters at forward-pass speed.
+"""lm-eval models that score answer letters at forward-pass speed: ``persona-bench-lm`` (a frozen LM)
+and ``persona-bench-steered`` (the same LM steered per doc by a trained steering module).
 
 Stock ``HFLM`` already runs one forward per distinct context, but it computes the LM head and
 a full-vocabulary log-softmax at every position of every row. Here:
 
-* each distinct (steering key, input tokens) row is run once, and the LM head and
-  log-softmax are applied only at the positions whose next token is scored (for a one-token
-  answer letter: the last position), so all letters of a question share one forward;
+* each distinct (steering key, input tokens) row is run once, through the one steered forward
+  (:func:`persona_bench.harness.steering.token_logprobs`), with the LM head applied only at the
+  positions whose next token is scored, so all letters of a question share one forward;
 * rows are length-bucketed (sorted, batched by a token budget, right-padded);
 * tokenisation is cached, and scores persist in an SQLite cache keyed by the model
   fingerprint, the steering key and the request text, so identical prompts are scored once
-  across methods and runs, and an interrupted run resumes where it stopped.
+  across methods and runs, and an interrupted run resumes where it stopped. Several processes
+  may share it (SQLite locks; write-ahead log).
 
-Tokenisation follows lm-eval's ``TemplateLM`` (same ``_encode_pair``), so the log-probs equal
-``HFLM``'s (benchmarks/bench_scoring.py checks it to 1e-4). Subclasses steer the model by
-overriding :meth:`request_key` (what, besides the text, makes a request distinct) and
-:meth:`body_inputs` (the transformer body's inputs, e.g. with a per-row prefix cache).
+Steering is a per-request argument: :meth:`LetterScoringLM.steering_for` reads it from the
+request's doc (``persona-bench-steered`` reads ``doc["persona"]``), and it travels with the
+request to the forward. Tokenisation of (context, continuation) pairs follows lm-eval's
+``TemplateLM`` exactly (a test compares them), so log-probs equal ``HFLM``'s.
+
+Data parallel: the models implement lm-eval's contract (``rank``, ``world_size``,
+``all_gather``, ``gather_object``, ``barrier``), so ``torchrun ... -m lm_eval`` and persona-bench
+runs under torchrun / accelerate split requests across ranks and gather on rank 0.
 """
 from __future__ import annotations
 
@@ -25,12 +31,19 @@ from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.distributed as dist
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
+from .distributed import World
 from .models import cache_root, load_model
+from .steerer import Steerer, load_steerer, weights_fingerprint
+from .steering import Steering, token_batch, token_logprobs
+
+Row = tuple[str, tuple[int, ...]]  # (steering key, input tokens)
 
 
 def model_fingerprint(model) -> str:
@@ -49,8 +62,10 @@ class ScoreCache:
         self.connection = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.connection = sqlite3.connect(str(path), timeout=60)
-            self.connection.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, logprob REAL, greedy INTEGER)")
+            self.connection = sqlite3.connect(str(path), timeout=120)
+            with self.connection:
+                self.connection.execute("PRAGMA journal_mode=WAL")
+                self.connection.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, logprob REAL, greedy INTEGER)")
 
     def get_many(self, keys: list[str]) -> dict[str, tuple[float, bool]]:
         if self.connection is None or not keys:
@@ -89,18 +104,18 @@ class LetterScoringLM(TemplateLM):
         tokenizer=None,
     ):
         super().__init__()
+        self.world = World.current()
+        if device == "auto" and self.world.distributed and torch.cuda.is_available():
+            device = f"cuda:{self.world.local_rank}"
         if model is None:
             model, tokenizer = load_model(pretrained, device, dtype, trust_remote_code=bool(trust_remote_code))
         self.model, self.tokenizer = model, tokenizer
-        self.body = getattr(model, model.base_model_prefix)
-        self.head = model.get_output_embeddings()
         self.batch_tokens = int(batch_tokens)
         self.fingerprint = model_fingerprint(model)
         cache_path = cache_root() / "scores.sqlite" if score_cache == "default" else Path(score_cache) if score_cache else None
         self.cache = ScoreCache(cache_path)
         self.max_length = int(getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 2048))
-        self._encode = lru_cache(maxsize=200_000)(self._encode_uncached)
-        self._pending_keys: list[str] | None = None
+        self.encode_cached = lru_cache(maxsize=200_000)(self._encode_uncached)
 
     # ----------------------------------------------------------------- lm-eval plumbing
     @classmethod
@@ -139,7 +154,20 @@ class LetterScoringLM(TemplateLM):
         return tuple(self.tokenizer.encode(string, **kwargs))
 
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
-        return list(self._encode(string, add_special_tokens))
+        return list(self.encode_cached(string, add_special_tokens))
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Context and continuation tokens as lm-eval's TemplateLM splits them: trailing spaces of
+        the context move to the continuation, the continuation is what encoding the whole adds,
+        and an empty context becomes the prefix token."""
+        if context == "":
+            return [self.prefix_token_id], self.tok_encode(continuation)
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        whole = self.tok_encode(context + continuation)
+        context_tokens = self.tok_encode(context)
+        return context_tokens, whole[len(context_tokens) :]
 
     def apply_chat_template(self, chat_history: list[dict], add_generation_prompt: bool = True) -> str:
         return self.tokenizer.apply_chat_template(
@@ -152,47 +180,83 @@ class LetterScoringLM(TemplateLM):
     def generate_until(self, requests, disable_tqdm: bool = False):
         raise NotImplementedError("persona-bench-lm scores multiple-choice continuations only")
 
-    # ----------------------------------------------------------------- steering hooks
-    def request_key(self, request) -> str:
-        """What besides the text distinguishes a request (nothing for an unsteered model)."""
-        return ""
+    # ----------------------------------------------------------------- data parallel (lm-eval's contract)
+    @property
+    def rank(self) -> int:
+        return self.world.rank
 
-    def body_inputs(self, keys: list[str], input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[dict, int]:
-        """Inputs of the transformer body for rows steered by ``keys``, and how many positions
-        its output has before the first token (virtual tokens fed as embeddings)."""
-        return {"input_ids": input_ids, "attention_mask": attention_mask}, 0
+    @property
+    def world_size(self) -> int:
+        return self.world.size
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every rank's ``tensor`` concatenated along the first dimension (scalars stacked)."""
+        if self.world.size <= 1:
+            return tensor
+        gathered = [torch.zeros_like(tensor) for _ in range(self.world.size)]
+        dist.all_gather(gathered, tensor)
+        return torch.stack(gathered) if tensor.dim() == 0 else torch.cat(gathered)
+
+    def gather_object(self, obj, dst: int = 0):
+        if self.world.size <= 1:
+            return [obj]
+        result = [None] * self.world.size if self.world.rank == dst else None
+        dist.gather_object(obj, result, dst=dst)
+        return result
+
+    def barrier(self) -> None:
+        self.world.barrier()
+
+    # ----------------------------------------------------------------- steering (per request)
+    def steering_for(self, request) -> tuple[str, object]:
+        """(key, payload) steering one request: the key identifies the steering for sharing
+        forwards and caching scores; the payload builds it. Unsteered: ("", None)."""
+        return "", None
+
+    def steering_batch(self, payloads: list[object]) -> Steering | None:
+        """The :class:`Steering` of a batch of rows from their payloads (unsteered: None)."""
+        return None
 
     # ----------------------------------------------------------------- scoring
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        self._pending_keys = [self.request_key(request) for request in requests]
-        try:
-            return super().loglikelihood(requests, disable_tqdm=disable_tqdm)
-        finally:
-            self._pending_keys = None
+        """Log-probability of each request's continuation after its context, and whether it is greedy."""
+        items = []
+        for request in requests:
+            context, continuation = request.args
+            key, payload = self.steering_for(request)
+            items.append((key, payload, context, continuation, *self.encode_pair(context, continuation)))
+        return self.score_items(items, disable_tqdm)
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
+        """lm-eval's pre-tokenised entry point (unsteered)."""
+        items = [("", None, context, continuation, c_enc, k_enc) for (context, continuation), c_enc, k_enc in requests]
+        return self.score_items(items, disable_tqdm)
 
     def cache_key(self, steer: str, context: str, continuation: str) -> str:
         return hashlib.sha256("\x1f".join((self.fingerprint, steer, context, continuation)).encode()).hexdigest()
 
-    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
-        keys = self._pending_keys or [""] * len(requests)
-        cache_keys = [self.cache_key(k, ctx, cont) for k, ((ctx, cont), _, _) in zip(keys, requests)]
+    def score_items(self, items: list[tuple], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        """Score (key, payload, context, continuation, context tokens, continuation tokens) items."""
+        cache_keys = [self.cache_key(key, context, continuation) for key, _, context, continuation, _, _ in items]
         results: dict[str, tuple[float, bool]] = self.cache.get_many(list(dict.fromkeys(cache_keys)))
-        rows: OrderedDict[tuple[str, tuple[int, ...]], list[tuple[str, tuple[int, ...]]]] = OrderedDict()
+        rows: OrderedDict[Row, list[tuple[str, tuple[int, ...]]]] = OrderedDict()
+        payloads: dict[str, object] = {}
         queued: set[str] = set()
-        for steer, cache_key, (_, context_enc, continuation_enc) in zip(keys, cache_keys, requests):
+        for (key, payload, _, _, context_enc, continuation_enc), cache_key in zip(items, cache_keys):
             if cache_key in results or cache_key in queued:
                 continue
             queued.add(cache_key)
             whole = (tuple(context_enc) + tuple(continuation_enc))[-(self.max_length + 1) :]
-            row = rows.setdefault((steer, whole[:-1]), [])
-            row.append((cache_key, tuple(continuation_enc)))
-        for batch in tqdm(self.length_batches(list(rows)), disable=True if disable_tqdm or not rows else None, desc="scoring", unit="batch"):
-            results_batch = self.score_rows(batch, [rows[r] for r in batch])
-            self.cache.put_many(results_batch)
-            results.update(results_batch)
+            rows.setdefault((key, whole[:-1]), []).append((cache_key, tuple(continuation_enc)))
+            payloads.setdefault(key, payload)
+        batches = self.length_batches(list(rows))
+        for batch in tqdm(batches, disable=True if disable_tqdm or not rows else None, desc="scoring", unit="batch"):
+            scored = self.score_rows(batch, [rows[r] for r in batch], [payloads[key] for key, _ in batch])
+            self.cache.put_many(scored)
+            results.update(scored)
         return [results[k] for k in cache_keys]
 
-    def length_batches(self, rows: list[tuple[str, tuple[int, ...]]]) -> list[list[tuple[str, tuple[int, ...]]]]:
+    def length_batches(self, rows: list[Row]) -> list[list[Row]]:
         """Rows sorted by length (longest first), cut into batches within the token budget."""
         ordered = sorted(rows, key=lambda r: -len(r[1]))
         batches, current = [], []
@@ -204,33 +268,53 @@ class LetterScoringLM(TemplateLM):
         return batches + ([current] if current else [])
 
     @torch.no_grad()
-    def score_rows(self, batch: list[tuple[str, tuple[int, ...]]], wanted: list[list[tuple[str, tuple[int, ...]]]]) -> dict:
+    def score_rows(self, batch: list[Row], wanted: list[list[tuple[str, tuple[int, ...]]]], payloads: list[object]) -> dict:
         """Forward a batch of rows once; log-probs only where a continuation token is scored."""
-        width = max(len(tokens) for _, tokens in batch)
-        input_ids = torch.full((len(batch), width), self.tokenizer.pad_token_id or 0, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, (_, tokens) in enumerate(batch):
-            input_ids[i, : len(tokens)] = torch.tensor(tokens)
-            attention_mask[i, : len(tokens)] = 1
         device = self.device
-        inputs, offset = self.body_inputs([steer for steer, _ in batch], input_ids.to(device), attention_mask.to(device))
-        hidden = self.body(**inputs, use_cache=False).last_hidden_state[:, offset:]
+        input_ids, attention_mask = token_batch([tokens for _, tokens in batch], self.tokenizer.pad_token_id or 0, device)
         row_index, positions, targets, owners = [], [], [], []
         for i, ((_, tokens), requests) in enumerate(zip(batch, wanted)):
             for cache_key, continuation in requests:
-                start = len(tokens) - len(continuation) + 1
+                start = len(tokens) - len(continuation)
                 for offset, token in enumerate(continuation):
                     row_index.append(i)
-                    positions.append(start - 1 + offset)
+                    positions.append(start + offset)
                     targets.append(token)
                     owners.append(cache_key)
-        logits = self.head(hidden[torch.tensor(row_index, device=device), torch.tensor(positions, device=device)])
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        targets_t = torch.tensor(targets, device=device)
-        picked = logprobs.gather(1, targets_t[:, None])[:, 0].cpu().tolist()
-        greedy = (logprobs.argmax(dim=-1) == targets_t).cpu().tolist()
+        logprobs, greedy = token_logprobs(
+            self.model, input_ids, attention_mask, self.steering_batch(payloads),
+            torch.tensor(row_index, device=device), torch.tensor(positions, device=device), torch.tensor(targets, device=device)[:, None],
+        )
         out: dict[str, tuple[float, bool]] = {}
-        for owner, value, is_greedy in zip(owners, picked, greedy):
+        for owner, value, is_greedy in zip(owners, logprobs[:, 0].cpu().tolist(), greedy[:, 0].cpu().tolist()):
             total, all_greedy = out.get(owner, (0.0, True))
             out[owner] = (total + value, all_greedy and is_greedy)
         return out
+
+
+@register_model("persona-bench-steered")
+class SteeredLM(LetterScoringLM):
+    """LetterScoringLM whose rows are steered by a trained steering module fed each doc's persona.
+
+    Every doc carries its persona vector (``doc["persona"]``); rows with different personas
+    share a batch, each with its own steering. The persona (with the module's weights) is part
+    of each request's key, both for sharing forwards and for the score cache: lm-eval's HFLM
+    would share one forward between identical prompt texts and its response cache hashes only
+    the text, which would give two people the same answer (so do not use lm-eval's
+    ``--use_cache`` with it). ``--model_args steerer=FOLDER`` loads a saved module.
+    """
+
+    def __init__(self, steerer: Steerer | str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if steerer is None:
+            raise ValueError("persona-bench-steered needs steerer=<folder of a saved steering module>")
+        module = steerer if isinstance(steerer, Steerer) else load_steerer(Path(steerer))
+        self.steerer = module.to(self.device).eval()
+        self.steerer_fingerprint = weights_fingerprint(self.steerer)
+
+    def steering_for(self, request) -> tuple[str, object]:
+        persona = np.asarray(request.doc["persona"], dtype=np.float32)
+        return hashlib.sha256(self.steerer_fingerprint.encode() + persona.tobytes()).hexdigest()[:24], persona
+
+    def steering_batch(self, payloads: list[object]) -> Steering:
+        return self.steerer.steering(torch.from_numpy(np.stack(payloads)).to(self.device))

@@ -1,35 +1,42 @@
 """The Method plugin contract and its registry.
 
 A method is a class with a unique ``name`` registered with :func:`register_method`. The runner
-hands it a :class:`~persona_bench.harness.runner.RunContext` twice:
+hands it a :class:`~persona_bench.harness.context.RunContext` twice:
 
 * ``prepare(context)``: learn whatever it needs from ``context.train_answers()`` (the train
   people's train answers; nothing else is labelled training data);
 * ``score(docs, context)``: return one row of option scores per doc (higher = more likely;
   ``-inf`` past a question's last option). The prediction is the row's argmax.
 
-Options are a dataclass ``Options`` on the class; the command line turns each field into a
-flag (``k_context`` -> ``--k-context``), and the values are part of the run's identity.
-Third-party methods register through the ``persona_bench.methods`` entry-point group or
-``persona-bench run --import MODULE``.
+A method describes itself, and the run's ``results.json`` keeps that description, so tables
+can be drawn without the method installed: ``kind`` (``reference``: no language model;
+``prompting``: a frozen LM prompted with text; ``steering``: a frozen LM steered by a learned
+module), ``uses_persona``, ``needs_model``, and :meth:`Method.report` (training budget, recipe).
+Options are a dataclass ``Options`` on the class; the command line turns each field into a flag
+(``k_context`` -> ``--k-context``) and the values are part of the run's identity. Options named
+in ``budget_options`` change how much or how a method trains, not what it is: the leaderboard
+compares them as budgets, not as variants. Third-party methods register through the
+``persona_bench.methods`` entry-point group or ``persona-bench run --import MODULE``; every
+sub-package of :mod:`persona_bench.methods` is imported, so a new built-in family is one folder.
 """
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
+from .config import DEFAULT_MODEL, RunConfig
+from .context import RunContext
 from .errors import ConfigError
 
-if TYPE_CHECKING:
-    from .runner import RunContext
-
-BUILTIN_MODULES = ("persona_bench.baselines", "persona_bench.methods")
+KINDS = ("reference", "prompting", "steering")
+BUILTIN_PACKAGES = ("persona_bench.baselines", "persona_bench.methods")
 ENTRY_POINT_GROUP = "persona_bench.methods"
 METHODS: dict[str, type["Method"]] = {}
 
@@ -39,8 +46,10 @@ class Method(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
-    needs_model: ClassVar[bool] = False  # True: --model names the language model it steers
+    kind: ClassVar[str] = ""  # reference | prompting | steering: every method declares it
+    needs_model: ClassVar[bool] = False  # True: --model names the language model it uses
     uses_persona: ClassVar[bool] = False  # True: --persona changes its predictions
+    budget_options: ClassVar[frozenset[str]] = frozenset()  # options that set how it trains, not what it is
     quick_options: ClassVar[dict] = {}  # options that keep the shared conformance suite fast
 
     @dataclass(frozen=True)
@@ -50,16 +59,32 @@ class Method(ABC):
     def __init__(self, options: "Method.Options | None" = None):
         self.options = options or self.Options()
 
-    def prepare(self, context: "RunContext") -> None:
+    @classmethod
+    def check(cls, options: "Method.Options") -> None:
+        """Reject invalid option values with a :class:`ConfigError` (before any work is done)."""
+
+    def prepare(self, context: RunContext) -> None:
         """Train on the train split (default: nothing to learn)."""
 
     @abstractmethod
-    def score(self, docs: pd.DataFrame, context: "RunContext") -> np.ndarray:
+    def score(self, docs: pd.DataFrame, context: RunContext) -> np.ndarray:
         """Option scores, shape (len(docs), max options), ``-inf`` where a doc has no option."""
+
+    def report(self) -> dict:
+        """What results.json records about this prepared method beyond its options
+        (learning methods: ``budget`` and ``recipe``); JSON-ready."""
+        return {}
+
+    @classmethod
+    def describe(cls) -> dict:
+        """The method's self-description, stored in every results.json."""
+        return {"kind": cls.kind, "uses_persona": cls.uses_persona, "needs_model": cls.needs_model, "description": cls.description}
 
 
 def register_method(cls: type[Method]) -> type[Method]:
     """Class decorator adding a method to the registry under ``cls.name``."""
+    if cls.kind not in KINDS:
+        raise ConfigError(f"method {cls.name!r} must declare kind = one of {', '.join(KINDS)} (it has {cls.kind!r})")
     existing = METHODS.get(cls.name)
     if existing is not None and existing is not cls and existing.__qualname__ != cls.__qualname__:
         raise ConfigError(f"method name {cls.name!r} is already registered by {existing.__module__}")
@@ -67,12 +92,23 @@ def register_method(cls: type[Method]) -> type[Method]:
     return cls
 
 
+def import_children(name: str) -> None:
+    """Import a package and each module or sub-package directly in it (registering what they define)."""
+    package = importlib.import_module(name)
+    for module in pkgutil.iter_modules(getattr(package, "__path__", []), prefix=f"{name}."):
+        if not module.name.rsplit(".", 1)[-1].startswith("_"):
+            importlib.import_module(module.name)
+
+
 def load_methods(extra_modules: tuple[str, ...] = ()) -> dict[str, type[Method]]:
     """Import the built-in methods, entry-point plugins and ``extra_modules``; return the registry."""
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
+    for package in BUILTIN_PACKAGES:
+        import_children(package)
     for entry in entry_points(group=ENTRY_POINT_GROUP):
-        entry.load()
+        try:
+            entry.load()
+        except Exception as exc:  # a broken third-party plugin must say which one it is
+            raise ConfigError(f"method plugin {entry.name!r} ({entry.value}) failed to load: {type(exc).__name__}: {exc}") from None
     for module in extra_modules:
         try:
             importlib.import_module(module)
@@ -90,18 +126,26 @@ def get_method(name: str) -> type[Method]:
 
 
 def build_options(method: type[Method], values: dict) -> Method.Options:
-    """The method's Options from a dict, rejecting unknown keys."""
-    known = {f.name for f in fields(method.Options)}
-    unknown = sorted(set(values) - known)
+    """The method's Options from a dict, rejecting unknown keys and values of the wrong type."""
+    known = {f.name: f for f in fields(method.Options)}
+    unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"method {method.name!r} has no option(s) {', '.join(unknown)} (has: {', '.join(sorted(known)) or 'none'})")
-    return method.Options(**values)
+    for key, value in values.items():
+        default = known[key].default
+        if default is not None and not isinstance(default, type(value)) and not (isinstance(default, float) and isinstance(value, int)):
+            raise ConfigError(f"method {method.name!r} option {key}: expected {type(default).__name__}, got {value!r}")
+    options = method.Options(**values)
+    method.check(options)
+    return options
 
 
-def padded_scores(rows: list[np.ndarray], width: int | None = None) -> np.ndarray:
-    """Stack ragged per-doc option scores into one array padded with ``-inf``."""
-    width = width or max((len(r) for r in rows), default=0)
-    out = np.full((len(rows), width), -np.inf)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = row
-    return out
+def resolve_config(config: RunConfig) -> RunConfig:
+    """Validated copy of ``config`` with the method's defaults filled in (model only for methods that use one)."""
+    config.check()
+    method = get_method(config.method)
+    build_options(method, config.method_options)
+    model = (config.model or DEFAULT_MODEL) if method.needs_model else None
+    persona = config.persona if method.uses_persona else "individual"
+    dtype = config.dtype if method.needs_model else "auto"
+    return replace(config, model=model, persona=persona, dtype=dtype, waves=tuple(config.waves))

@@ -8,6 +8,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..harness.atomic import atomic_writer
+from .frame import latest
 
 
 def save(figure: Figure, path: Path) -> Path:
@@ -63,13 +64,14 @@ def write_plots(results: pd.DataFrame, folder: Path) -> list[Path]:
     for (data, waves), group in results.sort_values("finished_at").groupby(["data", "waves_label"]):
         name = slug(f"{os.path.basename(str(data).rstrip('/'))}_{waves}")
         plain = group[group["variant"] == ""]
-        unseen = plain[(plain["users"] == "unseen") & (plain["persona"] == "individual")].drop_duplicates(["model", "method", "k"], keep="last")
+        unseen = latest(plain[(plain["users"] == "unseen") & (plain["persona"] == "individual")], ["model", "method", "k"])
         seen = plain[plain["users"] == "seen"]
         clusters = seen[seen["persona"].str.startswith("cluster:")].assign(clusters=lambda f: f["persona"].str.split(":").str[1].astype(int))
-        individual = seen[seen["persona"] == "individual"].drop_duplicates(["model", "method"], keep="last")
+        clusters = latest(clusters, ["model", "method", "clusters"])
+        individual = latest(seen[seen["persona"] == "individual"], ["model", "method"])
         written += [
             line_plot(unseen.assign(k=unseen["k"].astype(float)), "k", f"Unseen users — {waves}", "answers folded in (K)", folder / f"unseen_k_{name}.png"),
-            line_plot(clusters.drop_duplicates(["model", "method", "clusters"], keep="last"), "clusters", f"Cluster personas — {waves}", "clusters (k)", folder / f"cluster_k_{name}.png"),
+            line_plot(clusters, "clusters", f"Cluster personas — {waves}", "clusters (k)", folder / f"cluster_k_{name}.png"),
             method_bars(individual, f"Seen users, individual personas — {waves}", folder / f"methods_{name}.png"),
         ]
     return [p for p in written if p is not None]

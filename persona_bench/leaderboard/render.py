@@ -1,21 +1,24 @@
-"""Render the leaderboard markdown (aggregates only: no per-person data leaves the runs folder)."""
+"""Render the leaderboard: markdown, the same tables as CSV, and plots (aggregates only: no
+per-person data leaves the runs folder)."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 from tabulate import tabulate
 
 from ..harness.atomic import atomic_write_text
 from ..harness.errors import ConfigError
+from ..harness.store import finished_runs
+from .frame import results_frame
 from .plots import write_plots
-from .store import load_results
 from .tables import NOT_SIGNIFICANT, Table, main_tables, sweep_tables
 
 LEGEND = (
     "Macro accuracy in percent (accuracy per person, averaged over people) with its 95% bootstrap CI over "
-    f"people. Bold: best in the row. {NOT_SIGNIFICANT}: does not beat the row's best no-LLM reference "
-    "(majority, cf) significantly (paired bootstrap over people on the same docs). The references need no "
-    "language model and appear in every row."
+    f"people. Bold: best in the row. {NOT_SIGNIFICANT}: does not beat the table's best no-LLM reference "
+    "significantly (paired bootstrap over people on the same docs). The references (majority, cf, ...) need no "
+    "language model and appear in every row. The same tables are in the CSV file beside this one."
 )
 
 
@@ -48,22 +51,31 @@ def render_table(table: Table) -> str:
     return f"### {table.title}\n\n{body}\n" + (f"\n{table.note}\n" if table.note else "")
 
 
-def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "") -> list[Path]:
-    """Write the leaderboard markdown and its plots next to it; return the written paths."""
-    results = load_results(runs_dir)
-    if results.empty:
+def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad: bool = False) -> list[Path]:
+    """Write the leaderboard markdown, its CSV and its plots next to it; return the written paths.
+
+    An unreadable results.json stops it with the file named, unless ``skip_bad``: then the file
+    is left out and named in the leaderboard's note."""
+    records, problems = finished_runs(runs_dir, skip_bad=skip_bad)
+    if not records:
         raise ConfigError(f"{runs_dir}: no finished runs (results.json) found")
+    results = results_frame(records)
     plots = write_plots(results, out.parent)
+    main, sweeps = main_tables(results, runs_dir), sweep_tables(results)
+    skipped = ["Left out (unreadable, --skip-bad): " + "; ".join(problems) + "\n"] if problems else []
     sections = [
         "# persona-bench leaderboard\n",
         provenance.strip() + "\n" if provenance else "",
+        *skipped,
         LEGEND + "\n",
         "## Main comparison (paper Table 3 layout)\n",
-        *(render_table(t) for t in main_tables(results, runs_dir)),
-        "## Sweeps\n",
-        *(render_table(t) for t in sweep_tables(results)),
-        "## Plots\n",
+        *(render_table(t) for t in main),
+        "## Sweeps\n" if sweeps else "",
+        *(render_table(t) for t in sweeps),
+        "## Plots\n" if plots else "",
         *(f"![{p.stem}]({p.name})\n" for p in plots),
     ]
     atomic_write_text(out, "\n".join(s for s in sections if s))
-    return [out, *plots]
+    table = out.with_suffix(".csv")
+    atomic_write_text(table, pd.DataFrame([cell for t in (*main, *sweeps) for cell in t.cells]).to_csv(index=False))
+    return [out, table, *plots]

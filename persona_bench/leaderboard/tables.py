@@ -1,54 +1,57 @@
-"""Leaderboard tables: the main comparison (paper Table 3 layout) and the paper's sweeps.
+"""Leaderboard tables: the main comparison (paper Table 3 layout) and sweeps, for any method.
 
-Main tables: one per (data, users[, K], persona kind); rows are models, columns methods; each
-cell is macro accuracy in percent with its 95% CI. The no-LLM references (majority, cf) are in
-every row; the best cell of a row is bold; ``°`` marks a method that does not beat the row's
-best reference significantly (paired bootstrap CI of the per-person difference, on the same
-docs, not above zero).
+Main tables: one per (data, users[, K], persona kind); rows are models, columns methods (the
+no-LLM references first, then prompting, then steering methods); each cell is macro accuracy in
+percent with its 95% CI. The references are in every row; the best cell of a row is bold; ``°``
+marks a method that does not beat the table's best reference significantly (paired bootstrap CI
+of the per-person difference, on the same docs, not above zero). Where a method has runs at
+several training budgets, the main table shows the largest and the budget sweep shows them all.
+
+Sweeps, for every method that has runs at several values (nothing here names a method):
+cluster k, demographic trait, unseen-user K, training budget, and each option that changes
+what a method is (context K, prefix vs prompt, random vs trained weights, steered layers...).
+Every table also yields its cells as plain records for the machine-readable CSV.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from ..harness.method import load_methods
 from ..harness.metrics import paired_comparison
-from .store import REFERENCES, samples
+from .frame import latest, method_rank, samples
 
 SCOPE = ["data", "waves_label", "users", "k", "max_eval_people", "seed"]
-METHOD_ORDER = ("majority", "cf", "demographic-majority", "raw", "demographics", "context", "spm")
 NOT_SIGNIFICANT = "°"
+CELL_FIELDS = ["model", "method", "kind", "persona", "users", "k", "variant", "budget", "recipe", "accuracy", "n_people", "n_answers", "run_id"]
 
 
 @dataclass(frozen=True)
 class Table:
-    """A titled markdown-ready table."""
+    """A titled table: ``frame`` to display, ``cells`` (one record per shown run) to export."""
 
     title: str
     note: str
     frame: pd.DataFrame
+    cells: list[dict] = field(default_factory=list)
 
 
 def percent(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
-def cell(row: pd.Series) -> str:
+def cell_text(row: pd.Series) -> str:
     """``61.2 [58.3, 64.0]``."""
     low, high = row["ci95"]
     return f"{percent(row['accuracy'])} [{percent(low)}, {percent(high)}]"
 
 
-def method_rank(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
-
-
-def persona_runs(frame: pd.DataFrame, persona: str) -> pd.DataFrame:
-    """Runs that belong in a table for ``persona``: persona methods with it, the rest as they are."""
-    return frame[~frame["method"].map(uses_persona) | (frame["persona"] == persona)]
+def cell_record(table: str, row: pd.Series, **extra) -> dict:
+    """One exported cell: the run's identity and its figures (accuracy in [0, 1])."""
+    record = {"table": table, **{k: row.get(k) for k in CELL_FIELDS}, "ci_low": row["ci95"][0], "ci_high": row["ci95"][1]}
+    return {**record, **extra}
 
 
 def beats(runs_dir: Path, run_id: str, reference_id: str, seed: int) -> bool:
@@ -57,15 +60,16 @@ def beats(runs_dir: Path, run_id: str, reference_id: str, seed: int) -> bool:
     return comparison.significant and comparison.difference > 0
 
 
-def main_table(frame: pd.DataFrame, runs_dir: Path) -> pd.DataFrame:
-    """Rows = models, columns = methods, for runs of one scope and persona kind."""
-    chosen = frame[frame["variant"] == ""].sort_values("finished_at").drop_duplicates(["model", "method"], keep="last")
-    references = chosen[chosen["method"].isin(REFERENCES)]
+def main_table(frame: pd.DataFrame, runs_dir: Path, title: str) -> tuple[pd.DataFrame, list[dict]]:
+    """Rows = models, columns = methods, for default-variant runs of one scope and persona kind."""
+    chosen = latest(frame[frame["variant"] == ""], ["model", "method"])
+    references = chosen[chosen["kind"] == "reference"]
     without_llm = chosen[chosen["model"] == "-"]
     best_reference = references.loc[references["accuracy"].idxmax()] if len(references) else None
     models = sorted(m for m in chosen["model"].unique() if m != "-") or ["-"]
-    methods = sorted(chosen["method"].unique(), key=method_rank)
-    rows = []
+    kinds = dict(zip(chosen["method"], chosen["kind"]))
+    methods = sorted(kinds, key=lambda m: method_rank(kinds[m], m))
+    rows, cells = [], []
     for model in models:
         in_row = pd.concat([chosen[chosen["model"] == model], without_llm]).drop_duplicates("run_id")
         top = in_row["accuracy"].max()
@@ -76,13 +80,14 @@ def main_table(frame: pd.DataFrame, runs_dir: Path) -> pd.DataFrame:
                 row[method] = ""
                 continue
             run = match.iloc[-1]
-            text = cell(run)
-            if best_reference is not None and method not in REFERENCES:
-                if not beats(runs_dir, run["run_id"], best_reference["run_id"], int(run["seed"])):
-                    text += NOT_SIGNIFICANT
+            text, significant = cell_text(run), None
+            if best_reference is not None and run["kind"] != "reference":
+                significant = beats(runs_dir, run["run_id"], best_reference["run_id"], int(run["seed"]))
+                text += "" if significant else NOT_SIGNIFICANT
             row[method] = f"**{text}**" if run["accuracy"] == top else text
+            cells.append(cell_record(title, run, row_model=model, beats_best_reference=significant))
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), cells
 
 
 def scope_title(scope: dict) -> str:
@@ -91,73 +96,92 @@ def scope_title(scope: dict) -> str:
     return f"{scope['data']} [{scope['waves_label']}], {users}{people}, seed {int(scope['seed'])}"
 
 
-def uses_persona(method: str) -> bool:
-    return getattr(load_methods().get(method), "uses_persona", False)
+def budget_note(frame: pd.DataFrame) -> str:
+    """``Training: spm 1,000 answers x 3 epochs (recipe default).`` for the trained cells of a table."""
+    trained = frame[frame["budget"] != ""]
+    parts = [f"{r['method']} ({r['model']}): {r['budget']}" + (f", recipe {r['recipe']}" if r["recipe"] else "") for _, r in trained.iterrows()]
+    return "Training: " + "; ".join(dict.fromkeys(parts)) + "." if parts else ""
 
 
 def main_tables(results: pd.DataFrame, runs_dir: Path) -> list[Table]:
-    """One main table per (scope, persona kind) in which a method other than the references ran.
+    """One main table per (scope, persona kind).
 
     The individual-persona table holds every method; a cluster or demographic table holds the
-    persona methods and the references only (the other methods do not change with the persona).
+    persona methods and the references, and is drawn where a method other than a reference ran
+    with that persona (the references alone are in the sweeps).
     """
     tables = []
     for values, group in results.groupby(SCOPE, dropna=False, sort=True):
         scope = dict(zip(SCOPE, values))
-        personas = sorted(group["persona"].unique(), key=lambda p: (p != "individual", p))
-        for persona in personas:
-            subset = persona_runs(group, persona)
+        for persona in sorted(group["persona"].unique(), key=lambda p: (p != "individual", p)):
+            subset = group[~group["uses_persona"] | (group["persona"] == persona)]
             if persona != "individual":
-                subset = subset[subset["method"].map(uses_persona) | subset["method"].isin(REFERENCES)]
-            if set(subset["method"]) <= set(REFERENCES):
-                continue
-            budgets = sorted({b for b in subset["budget"] if b})
-            note = "Training budget: " + "; ".join(budgets) + "." if budgets else ""
-            tables.append(Table(f"{scope_title(scope)} — persona: {persona}", note, main_table(subset, runs_dir)))
+                subset = subset[subset["uses_persona"] | (subset["kind"] == "reference")]
+                if not ((subset["persona"] == persona) & (subset["kind"] != "reference")).any():
+                    continue
+            title = f"{scope_title(scope)} — persona: {persona}"
+            frame, cells = main_table(subset, runs_dir, title)
+            shown = subset[subset["run_id"].isin([c["run_id"] for c in cells])]
+            tables.append(Table(title, budget_note(shown), frame, cells))
     return tables
 
 
-def option_value(variant: str, key: str, default):
-    """The value of ``key`` in a variant label like ``k_context=3`` (``default`` when absent)."""
-    match = re.search(rf"(?:^|, ){key}=([^,]+)", variant)
-    return match.group(1) if match else default
+def sort_key(value: str) -> tuple[float, str]:
+    return (float(value.replace(",", "")) if re.fullmatch(r"[\d.,]+", value) else float("inf"), value)
 
 
 def sweep(frame: pd.DataFrame, rows: list[str], column: pd.Series, title: str, note: str = "") -> Table | None:
-    """Pivot ``frame`` into rows x ``column`` values with formatted cells."""
+    """Pivot ``frame`` into rows x ``column`` values with formatted cells (None below two values)."""
     if frame.empty or column.nunique() < 2:
         return None
-    data = frame.assign(_column=column.astype(str), _cell=frame.apply(cell, axis=1))
-    pivot = data.drop_duplicates([*rows, "_column"], keep="last").pivot(index=rows, columns="_column", values="_cell")
-    ordered = sorted(pivot.columns, key=lambda c: (float(c) if re.fullmatch(r"[\d.]+", c) else float("inf"), c))
-    return Table(title, note, pivot[ordered].fillna("").reset_index())
+    data = frame.assign(_column=column.astype(str), _cell=frame.apply(cell_text, axis=1))
+    data = data.drop_duplicates([*rows, "_column"], keep="last")
+    pivot = data.pivot(index=rows, columns="_column", values="_cell")
+    ordered = sorted(pivot.columns, key=sort_key)
+    cells = [cell_record(title, row, value=row["_column"]) for _, row in data.iterrows()]
+    return Table(title, note, pivot[ordered].fillna("").reset_index(), cells)
+
+
+def label_with_model(frame: pd.DataFrame) -> pd.Series:
+    return frame["method"] + frame["model"].map(lambda m: "" if m == "-" else f" ({m})")
+
+
+def option_sweeps(seen: pd.DataFrame, where: str) -> list[Table | None]:
+    """Per method and option: runs that differ from the defaults in that option alone."""
+    tables = []
+    for method, runs in seen.groupby("method"):
+        keys = sorted({k for variant in runs["variant_options"] for k in variant})
+        for key in keys:
+            alike = runs[runs["variant_options"].map(lambda v: set(v) <= {key})]
+            values = alike["options"].map(lambda o: (o or {}).get(key))
+            alike = latest(alike.assign(_value=values.astype(str)), ["model", "_value"])
+            tables.append(sweep(alike, ["model"], alike["_value"], f"{method} by {key} — {where}"))
+    return tables
 
 
 def sweep_tables(results: pd.DataFrame) -> list[Table]:
-    """The paper's sweeps, per data scope: context K, cluster k, traits, unseen K, prefix vs prompt, random vs trained."""
+    """Sweeps per data scope (see module docstring)."""
     tables = []
     for (data, waves), group in results.sort_values("finished_at").groupby(["data", "waves_label"]):
         where = f"{data} [{waves}]"
         seen = group[group["users"] == "seen"]
-        context = seen[(seen["method"] == "context") & seen["variant"].str.fullmatch(r"(k_context=\d+)?")]
-        tables.append(sweep(context, ["model"], context["variant"].map(lambda v: option_value(v, "k_context", 5)),
-                            f"Context + Raw Q by number of earlier answers shown (paper Table 8) — {where}"))
-        steer = seen[seen["method"].isin(["spm", "cf"]) & (seen["variant"] == "")]
-        clusters = steer[steer["persona"].str.startswith("cluster:")]
+        plain = latest(seen[seen["variant"] == ""], ["model", "method", "persona"])
+        clusters = plain[plain["persona"].str.startswith("cluster:") & plain["uses_persona"]]
         tables.append(sweep(clusters, ["model", "method"], clusters["persona"].str.split(":").str[1],
                             f"Cluster personas by number of clusters k (paper Table 11) — {where}"))
-        traits = steer[steer["persona"].str.startswith("demographic:")]
-        tables.append(sweep(traits, ["persona"], traits["method"] + traits["model"].map(lambda m: "" if m == "-" else f" ({m})"),
+        traits = plain[plain["persona"].str.startswith("demographic:") & plain["uses_persona"]]
+        tables.append(sweep(traits, ["persona"], label_with_model(traits),
                             f"Demographic personas by trait and trait combination (paper Tables 9, 10) — {where}"))
         unseen = group[(group["users"] == "unseen") & (group["variant"] == "") & (group["persona"] == "individual")]
+        unseen = latest(unseen, ["model", "method", "k"])
         tables.append(sweep(unseen, ["model", "method"], unseen["k"].astype(int),
                             f"Unseen users by number of answers folded in, K (paper Table 6) — {where}",
                             "K is capped by the train-part answers each person gave, so large K can coincide."))
-        spm = seen[(seen["method"] == "spm") & (seen["persona"] == "individual")]
-        modes = spm[spm["variant"].isin(["", "mode=prompt"])]
-        tables.append(sweep(modes, ["model"], modes["variant"].map(lambda v: option_value(v, "mode", "prefix")),
-                            f"Prefix-tuning vs prompt-tuning (paper Table 7) — {where}"))
-        weights = spm[spm["variant"].isin(["", "spm_weights=random"])]
-        tables.append(sweep(weights, ["model"], weights["variant"].map(lambda v: option_value(v, "spm_weights", "trained")),
-                            f"Trained vs random SPM weights (paper Table 4) — {where}"))
+        individual = seen[seen["persona"] == "individual"]
+        trained = individual[(individual["variant"] == "") & individual["train_answers"].notna() & (individual["train_answers"] > 0)]
+        trained = trained.sort_values("finished_at").drop_duplicates(["model", "method", "recipe", "train_answers"], keep="last")
+        tables.append(sweep(trained, ["model", "method", "recipe"], trained["train_answers"].astype(int).map("{:,}".format),
+                            f"Training budget: answers trained on — {where}", "Epochs and validation per run are in the runs' results.json."))
+        tables += option_sweeps(individual, where)
     return [t for t in tables if t is not None]
+

@@ -1,2 +1,1 @@
-"""Steering methods, one package each (peft-style), registered by name."""
-from . import spm  # noqa: F401
+"""Steering families, one package each (peft-style): every sub-package is imported and registers itself."""

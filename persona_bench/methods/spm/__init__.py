@@ -1,2 +1,2 @@
-"""The soft-prompting model (SPM): config/model, training loop, steered lm-eval model, method."""
-from . import method  # noqa: F401  (registers "spm")
+"""The soft-prompting model (SPM, Li et al. 2023): persona vector -> MLP -> virtual tokens for a frozen LM."""
+from . import method  # noqa: F401  (registers the method "spm" and the steering family "spm")

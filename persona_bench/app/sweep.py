@@ -22,8 +22,10 @@ from typing import Callable
 
 import yaml
 
-from .errors import ConfigError, PersonaBenchError
-from .runner import RunConfig, run
+from ..harness.config import RunConfig
+from ..harness.errors import ConfigError, PersonaBenchError
+from ..harness.method import resolve_config
+from .run import run
 
 CONFIG_FIELDS = {f.name for f in fields(RunConfig)} - {"method_options"}
 
@@ -70,7 +72,10 @@ def load_grid(path: Path) -> list[RunConfig]:
             unknown = set(settings) - CONFIG_FIELDS - {"method_options"}
             if unknown:
                 raise ConfigError(f"{path}: grid entry {number} has unknown setting(s) {', '.join(sorted(unknown))}")
-            config = RunConfig(**settings).resolved()
+            try:
+                config = resolve_config(RunConfig(**settings))
+            except (ConfigError, TypeError) as exc:
+                raise ConfigError(f"{path}: grid entry {number}: {exc}") from None
             configs.setdefault(config.run_id(), config)
     return list(configs.values())
 

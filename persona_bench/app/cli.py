@@ -6,9 +6,12 @@
     persona-bench methods | models list
     persona-bench run --method M [--model NAME] [--data D] [--persona P] [--users seen|unseen]
                       [--k N] [--max-eval-people N] [--seed S] [--out RUNS_DIR] [method flags]
-    persona-bench train [run flags] [SPM flags]
+    persona-bench train [--method spm] [run flags] [method flags]
     persona-bench sweep GRID.yaml [--out RUNS_DIR] [--leaderboard FILE]
-    persona-bench leaderboard [--runs RUNS_DIR] [--out FILE]
+    persona-bench leaderboard [--runs RUNS_DIR] [--out FILE] [--skip-bad]
+
+``python -m persona_bench`` is the same command (``torchrun --nproc_per_node N -m persona_bench run ...``
+scores and trains data-parallel).
 
 ``--data`` is ``demo`` (default, embedded), ``opinionqa:PATH`` or ``pew:PATH``. Errors in input
 or arguments print one line and exit with status 2.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import typing
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
 from typing import Callable
@@ -24,7 +28,7 @@ from typing import Callable
 import numpy as np
 from tabulate import tabulate
 
-from .errors import PersonaBenchError
+from ..harness.errors import PersonaBenchError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {}
 
@@ -56,7 +60,7 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 def load_data(args: argparse.Namespace):
     """The survey named by the data arguments."""
-    from .loaders import load_survey
+    from ..harness.loaders import load_survey
 
     return load_survey(args.data, args.waves, args.metadata)
 
@@ -88,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--runs", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
     board.add_argument("--out", type=Path, default=Path("leaderboard/LEADERBOARD.md"))
     board.add_argument("--note", default="", help="extra words on how these runs were produced (after the standard line)")
+    board.add_argument("--skip-bad", action="store_true", help="leave out unreadable results.json files (named in the leaderboard's note) instead of failing")
     grid = sub.add_parser("sweep", help="run an experiment grid (resumable), then refresh the leaderboard")
     grid.add_argument("grid", type=Path, help="grid YAML, e.g. grids/cpu.yaml")
     grid.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
@@ -106,11 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="recompute even if this run already finished")
     run.add_argument("--no-references", action="store_true", help="do not score the majority and cf references beside it")
     train = sub.add_parser(
-        "train", help="train (or resume training) the SPM of a run configuration, without scoring", allow_abbrev=False,
-        epilog="SPM flags (--epochs, --max-train-answers, --mode, ...): see `persona-bench methods`.",
+        "train", help="train (or resume training) the steering module of a run configuration, without scoring", allow_abbrev=False,
+        epilog="Method flags (--recipe, --epochs, --max-train-answers, ...): see `persona-bench methods`.",
     )
     add_run_args(train)
-    train.set_defaults(method="spm")
+    train.add_argument("--method", default="spm", help="a steering method (default: spm)")
     return parser
 
 
@@ -135,12 +140,21 @@ def option_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def option_type(options: type, name: str, default: object) -> type:
+    """The value type of an Options field (``int | None`` -> int)."""
+    if default is not None:
+        return type(default)
+    hint = typing.get_type_hints(options).get(name, str)
+    candidates = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
+    return candidates[0] if isinstance(candidates[0], type) else str
+
+
 def method_options(method: type, argv: list[str], parser: argparse.ArgumentParser) -> dict:
     """Parse a method's own flags (one per field of its Options dataclass) from ``argv``."""
     own = argparse.ArgumentParser(prog=f"persona-bench run --method {method.name}", add_help=False, allow_abbrev=False)
     for f in fields(method.Options):
         default = None if f.default is MISSING else f.default
-        kind = type(default) if default is not None else str
+        kind = option_type(method.Options, f.name, default)
         if kind is bool:
             own.add_argument(option_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=default)
         else:
@@ -163,6 +177,7 @@ def results_row(result: dict) -> list:
             percent(result["accuracy"]), f"[{percent(lo)}, {percent(hi)}]", result["n_people"], result["n_answers"]]
 
 
+REFERENCES = ("majority", "cf")
 RESULT_HEADERS = ["method", "model", "persona", "users", "K", "macro acc %", "95% CI", "people", "answers"]
 
 
@@ -187,8 +202,8 @@ def parse_ks(text: str) -> tuple[int, ...]:
 
 def fitted_personas(args: argparse.Namespace):
     """Survey, split and persona space for the personas commands (the split is saved in --out)."""
-    from .personas import fit_personas
-    from .protocol import SplitConfig, make_split
+    from ..harness.personas import fit_personas
+    from ..harness.protocol import SplitConfig, make_split
 
     survey = load_data(args)
     split = make_split(survey, SplitConfig(seed=args.seed))
@@ -199,8 +214,8 @@ def fitted_personas(args: argparse.Namespace):
 
 @command("personas fit")
 def personas_fit(args: argparse.Namespace, extra: list[str]) -> int:
-    from .atomic import atomic_write_text
-    from .personas import elbow_curve, kmeans, pick_elbow
+    from ..harness.atomic import atomic_write_text
+    from ..harness.personas import elbow_curve, kmeans, pick_elbow
 
     survey, split, space = fitted_personas(args)
     space.save(args.out)
@@ -226,7 +241,7 @@ def personas_fit(args: argparse.Namespace, extra: list[str]) -> int:
 @command("personas analyze")
 def personas_analyze(args: argparse.Namespace, extra: list[str]) -> int:
     from .analysis import write_analysis
-    from .personas import elbow_curve, kmeans, pick_elbow
+    from ..harness.personas import elbow_curve, kmeans, pick_elbow
 
     survey, split, space = fitted_personas(args)
     k = args.k or pick_elbow(elbow_curve(space, split, seed=args.seed))
@@ -238,34 +253,35 @@ def personas_analyze(args: argparse.Namespace, extra: list[str]) -> int:
 
 @command("methods")
 def list_methods(args: argparse.Namespace, extra: list[str]) -> int:
-    from .method import load_methods
+    from ..harness.method import load_methods
 
     rows = []
     for name, method in sorted(load_methods().items()):
         options = ", ".join(f"{option_flag(f.name)} ({f.default})" for f in fields(method.Options)) or "-"
-        rows.append([name, "yes" if method.needs_model else "no", "yes" if method.uses_persona else "no", options, method.description])
-    print(tabulate(rows, headers=["method", "LLM", "persona", "options", "description"], tablefmt="github"))
+        rows.append([name, method.kind, "yes" if method.needs_model else "no", "yes" if method.uses_persona else "no", options, method.description])
+    print(tabulate(rows, headers=["method", "kind", "LLM", "persona", "options", "description"], tablefmt="github"))
     return 0
 
 
-def refresh_leaderboard(runs_dir: Path, out: Path, command: str, note: str = "") -> None:
+def refresh_leaderboard(runs_dir: Path, out: Path, command: str, note: str = "", skip_bad: bool = False) -> None:
     """Write the leaderboard of ``runs_dir`` to ``out``, saying it came from ``command``."""
     from ..leaderboard import write_leaderboard
     from ..leaderboard.render import provenance
 
-    for path in write_leaderboard(runs_dir, out, f"{provenance(command)} {note}".strip()):
+    for path in write_leaderboard(runs_dir, out, f"{provenance(command)} {note}".strip(), skip_bad=skip_bad):
         print(f"wrote {path}")
 
 
 @command("leaderboard")
 def leaderboard_command(args: argparse.Namespace, extra: list[str]) -> int:
-    refresh_leaderboard(args.runs, args.out, f"persona-bench leaderboard --runs {args.runs} --out {args.out}", args.note)
+    command = f"persona-bench leaderboard --runs {args.runs} --out {args.out}" + (" --skip-bad" if args.skip_bad else "")
+    refresh_leaderboard(args.runs, args.out, command, args.note, args.skip_bad)
     return 0
 
 
 @command("sweep")
 def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
-    from .method import load_methods
+    from ..harness.method import load_methods
     from .sweep import sweep
 
     load_methods(tuple(args.imports))
@@ -279,7 +295,7 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
 
 @command("models list")
 def list_models(args: argparse.Namespace, extra: list[str]) -> int:
-    from .models import ALIASES, model_status
+    from ..harness.models import ALIASES, model_status
 
     rows = [[a.name, a.hub_id or "-", model_status(a.name), a.description] for a in ALIASES.values()]
     print(tabulate(rows, headers=["alias", "hub id", "status", "description"], tablefmt="github"))
@@ -289,17 +305,18 @@ def list_models(args: argparse.Namespace, extra: list[str]) -> int:
 
 def run_config(args: argparse.Namespace, extra: list[str]):
     """The RunConfig described by ``run``/``train`` arguments (method flags parsed from ``extra``)."""
-    from .method import get_method, load_methods
-    from .runner import RunConfig
+    from ..harness.config import RunConfig
+    from ..harness.method import get_method, load_methods
+    from .run import checked
 
     load_methods(tuple(args.imports))
     method = get_method(args.method)
-    return RunConfig(
+    return checked(RunConfig(
         method=args.method, model=args.model, data=args.data, waves=tuple(args.waves or ()), persona=args.persona,
         users=args.users, k=args.k, max_eval_people=args.max_eval_people, seed=args.seed, dtype=args.dtype,
         cf_solver=args.cf_solver, cf_dim=args.cf_dim,
         method_options=method_options(method, extra, build_parser()),
-    ).resolved()
+    ))
 
 
 def stderr_log(message: str) -> None:
@@ -308,25 +325,30 @@ def stderr_log(message: str) -> None:
 
 @command("train")
 def train_command(args: argparse.Namespace, extra: list[str]) -> int:
-    from .runner import prepared_method
+    from .run import prepared_method
 
-    method, _ = prepared_method(run_config(args, extra), args.out, stderr_log, args.device)
+    method, context = prepared_method(run_config(args, extra), args.out, stderr_log, args.device)
     folder = getattr(method, "checkpoint", None)
-    print(f"trained SPM: {folder}" if folder else "nothing to train (--spm-weights random)")
+    if context.world.is_main:
+        print(f"trained {method.name}: {folder}" if folder else f"{method.name}: nothing to train")
     return 0
 
 
 @command("run")
 def run_command(args: argparse.Namespace, extra: list[str]) -> int:
-    from .metrics import paired_comparison
-    from .runner import read_samples, run
+    from ..harness.distributed import World
+    from ..harness.metrics import paired_comparison
+    from ..harness.store import read_samples
+    from .run import run
 
     config = run_config(args, extra)
     results = [run(config, args.out, force=args.force, log=stderr_log, device=args.device)]
-    if not args.no_references and args.method not in ("majority", "cf"):
-        for reference in ("majority", "cf"):
+    if not args.no_references and args.method not in REFERENCES:
+        for reference in REFERENCES:
             reference_config = replace(config, method=reference, model=None, method_options={})
             results.append(run(reference_config, args.out, log=stderr_log))
+    if not World.current().is_main:
+        return 0
     print(tabulate([results_row(r) for r in results], headers=RESULT_HEADERS, tablefmt="github"))
     if len(results) > 1:
         best = max(results[1:], key=lambda r: r["accuracy"])
@@ -344,7 +366,7 @@ def run_command(args: argparse.Namespace, extra: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``persona-bench`` console script."""
-    from .models import enforce_offline
+    from ..harness.models import enforce_offline
 
     enforce_offline()
     parser = build_parser()

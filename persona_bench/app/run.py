@@ -1,0 +1,125 @@
+"""One run = (data, split, method, model, persona kind, users, K) -> scored docs -> results.json.
+
+Artifacts live in ``RUNS_DIR/<run-id>/`` (see :mod:`persona_bench.harness.store`); the split,
+the CF persona space and trained steering modules are shared by every run on the same data and
+seed under ``RUNS_DIR/_shared/``. A finished run is not recomputed (``force`` to redo it), and
+an interrupted one starts again from its config, reusing what was saved (checkpoints, scores).
+
+Under a data-parallel launch (torchrun, accelerate launch) every rank runs this, training and
+scoring its share; rank 0 alone writes the run folder and returns results to the others.
+Everything that can be checked without the data (arguments, the method's options, the model's
+availability) is checked before any data is loaded.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import __version__
+from ..harness.config import RunConfig
+from ..harness.context import RunContext
+from ..harness.distributed import World
+from ..harness.errors import ConfigError
+from ..harness.loaders import load_survey
+from ..harness.method import Method, build_options, get_method, resolve_config
+from ..harness.metrics import macro_score
+from ..harness.models import resolve_model
+from ..harness.protocol import Split, SplitConfig, make_split, scored_docs
+from ..harness.store import read_results, shared_dir, write_config, write_results, write_samples
+from ..harness.survey import Survey
+
+
+def shared_split(config: RunConfig, survey: Survey, folder: Path, world: World) -> Split:
+    """The split for this data and seed: loaded when saved, else made (and saved by rank 0)."""
+    if (folder / "split.json").is_file():
+        return Split.load(folder, survey)
+    split = make_split(survey, SplitConfig(config.seed, config.people_train, config.answers_train))
+    if world.is_main:
+        split.save(folder)
+    return split
+
+
+def check_scores(method: Method, scores: np.ndarray, docs) -> np.ndarray:
+    """Validate a method's option scores and return its predictions."""
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim != 2 or len(scores) != len(docs):
+        raise ConfigError(f"method {method.name!r} returned scores of shape {scores.shape} for {len(docs)} docs")
+    valid = np.arange(scores.shape[1])[None, :] < docs["n_options"].to_numpy()[:, None]
+    if np.isnan(scores).any() or not np.isfinite(np.where(valid, scores, 0.0)).all():
+        raise ConfigError(f"method {method.name!r} returned NaN or infinite scores for real options")
+    return np.where(valid, scores, -np.inf).argmax(axis=1)
+
+
+def checked(config: RunConfig) -> RunConfig:
+    """``config`` resolved, with every check that needs no data done (the model must be available)."""
+    config = resolve_config(config)
+    if config.model is not None:
+        resolve_model(config.model)
+    return config
+
+
+def prepared_method(
+    config: RunConfig, runs_dir: Path, log: Callable[[str], None] = print, device: str = "auto"
+) -> tuple[Method, RunContext]:
+    """Load the data and split, then build and prepare (train) the configured method."""
+    config = checked(config)
+    world = World.current()
+    survey = load_survey(config.data, list(config.waves) or None)
+    folder = shared_dir(runs_dir, config.split_key())
+    split = shared_split(config, survey, folder, world)
+    method_class = get_method(config.method)
+    method = method_class(build_options(method_class, config.method_options))
+    context = RunContext(config, survey, split, Path(runs_dir) / config.run_id(), folder, device, log, world)
+    log(f"{config.method}: preparing on {len(split.train_answers())} train answers")
+    method.prepare(context)
+    return method, context
+
+
+def run(
+    config: RunConfig, runs_dir: Path, force: bool = False, log: Callable[[str], None] = print, device: str = "auto"
+) -> dict:
+    """Run (or reuse) one configuration and return its results record (``device`` does not change it)."""
+    config = checked(config)
+    world = World.current()
+    run_dir = Path(runs_dir) / config.run_id()
+    finished = read_results(run_dir)
+    if finished is not None and not force:
+        log(f"reusing finished run {run_dir}")
+        return finished
+    started = time.perf_counter()
+    if world.is_main:
+        write_config(run_dir, config.as_dict())
+    method, context = prepared_method(config, runs_dir, log if world.is_main else quiet, device)
+    docs = scored_docs(context.survey, context.split, config.users, config.max_eval_people, config.seed)
+    log(f"{config.method}: scoring {len(docs)} docs of {docs['respondent'].nunique()} people" + (f" on {world.size} processes" if world.distributed else ""))
+    scores = method.score(docs.drop(columns="target"), context)
+    results = None
+    if world.is_main:
+        predictions = check_scores(method, scores, docs)
+        score = macro_score(docs["respondent"], predictions == docs["target"].to_numpy(), seed=config.seed)
+        write_samples(run_dir, docs, np.asarray(scores, dtype=float), predictions)
+        results = {
+            "run_id": config.run_id(),
+            **{k: v for k, v in config.as_dict().items() if k != "method_options"},
+            "method_options": config.method_options,
+            "method_info": method.describe(),
+            "options": asdict(method.options),
+            "variant": {k: v for k, v in config.method_options.items() if k not in method.budget_options},
+            **method.report(),
+            **score.as_dict(),
+            "wall_seconds": round(time.perf_counter() - started, 2),
+            "processes": world.size,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "persona_bench_version": __version__,
+        }
+        write_results(run_dir, results)
+    return world.broadcast(results)
+
+
+def quiet(message: str) -> None:
+    """A logger for ranks other than 0."""

@@ -1,0 +1,75 @@
+"""The process group of a data-parallel launch (torchrun, accelerate launch), or a single process.
+
+:class:`World` is what the rest of the harness asks: this process's rank, how many there are,
+whether it is rank 0 (the only one that writes run folders, checkpoints and leaderboards), and
+the collective operations it needs (barrier, gather and broadcast of picklable Python objects
+between our own ranks). Under ``torchrun`` the process group is started on first use from the
+launcher's environment (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``...): NCCL when a GPU is
+present, gloo otherwise.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in a data-parallel launch."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def current(cls) -> "World":
+        """The launch this process belongs to (starting the process group when a launcher set one up)."""
+        if not dist.is_available():
+            return cls()
+        if not dist.is_initialized():
+            if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "MASTER_ADDR" not in os.environ:
+                return cls()
+            import torch
+
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that writes."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    def barrier(self) -> None:
+        """Wait until every rank gets here."""
+        if self.distributed:
+            dist.barrier()
+
+    def gather(self, value: object) -> list[object] | None:
+        """Every rank's ``value``, in rank order, on rank 0 (None elsewhere)."""
+        if not self.distributed:
+            return [value]
+        gathered = [None] * self.size if self.is_main else None
+        dist.gather_object(value, gathered, dst=0)
+        return gathered
+
+    def all_gather(self, value: object) -> list[object]:
+        """Every rank's ``value``, in rank order, on every rank."""
+        if not self.distributed:
+            return [value]
+        gathered: list[object] = [None] * self.size
+        dist.all_gather_object(gathered, value)
+        return gathered
+
+    def broadcast(self, value: object) -> object:
+        """Rank 0's ``value`` on every rank."""
+        if not self.distributed:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]

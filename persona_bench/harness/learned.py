@@ -1,0 +1,165 @@
+"""Methods that steer a frozen LM with a trained module: everything a steering family shares.
+
+A family (``methods/<family>/``) subclasses :class:`LearnedSteering`, extends its ``Options``
+with the module's own options, names its presets in ``recipes`` and builds its
+:class:`~persona_bench.harness.steerer.Steerer` in :meth:`LearnedSteering.build_steerer`.
+The base class does the rest:
+
+* loads the frozen LM (``--model``, ``--dtype``, ``--device``);
+* draws the data: ``--max-train-answers N`` of the train people's train answers (0: all) to
+  learn from, each with the person's CF persona vector, and a further slice of validation
+  answers (10% of N, at most 2,000) that are never trained on and whose personas are folded
+  in from the person's *other* train answers, so a validation persona never encodes the
+  answer it is asked for (as at test time, where the scored answers were never seen by CF);
+* trains with the shared trainer (:mod:`persona_bench.harness.training`) under a named recipe
+  (``--recipe``; any single setting can be overridden), or reuses a finished training with
+  identical settings (one training serves every persona kind and unseen-K run), or evaluates
+  the untrained module (``--weights random``, the control of paper Table 4);
+* scores the docs through lm-eval's Raw Q task with ``persona-bench-steered``, each doc carrying
+  its persona vector (individual, cluster centroid or trait-group centroid, per ``--persona``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .context import RunContext
+from .errors import ConfigError
+from .lm import LetterScoringLM, SteeredLM
+from .method import Method
+from .steerer import Steerer, load_steerer
+from .training import Examples, TrainOptions, build_examples, train_steerer
+
+VALIDATION_SHARE, MAX_VALIDATION = 0.1, 2000
+TRAINER_SETTINGS = tuple(f.name for f in fields(TrainOptions) if f.name not in ("seed", "checkpoint_minutes"))
+
+
+class LearnedSteering(Method):
+    """Base of the steering families (see module docstring)."""
+
+    kind = "steering"
+    needs_model = True
+    uses_persona = True
+    budget_options = frozenset({"recipe", "max_train_answers", *TRAINER_SETTINGS})
+    quick_options = {"epochs": 1, "max_train_answers": 200}
+    recipes: ClassVar[dict[str, dict]] = {"paper": asdict(TrainOptions())}
+    default_recipe: ClassVar[str] = "paper"
+
+    @dataclass(frozen=True)
+    class Options:
+        recipe: str = ""  # named preset of every setting below left unset ("" = the family's default)
+        max_train_answers: int = 0  # answers trained on (0 = all train answers); validation is extra
+        epochs: int | None = None
+        lr: float | None = None
+        weight_decay: float | None = None
+        batch_size: int | None = None
+        patience: int | None = None
+        warmup: float | None = None
+        schedule: str | None = None
+        weights: str = "trained"  # trained | random (the untrained control, paper Table 4)
+        checkpoint_minutes: float = 5.0  # mid-epoch checkpoints (0: at epoch ends only)
+
+    # ------------------------------------------------------------ what a family provides
+    def build_steerer(self, lm: LetterScoringLM, persona_dim: int, settings: dict) -> Steerer:
+        """An untrained steering module for ``lm`` and personas of ``persona_dim`` numbers."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ recipe
+    @classmethod
+    def check(cls, options: "LearnedSteering.Options") -> None:
+        recipe = options.recipe or cls.default_recipe
+        if recipe not in cls.recipes:
+            raise ConfigError(f"--recipe {recipe!r}: {cls.name} knows {', '.join(sorted(cls.recipes))}")
+        if options.weights not in ("trained", "random"):
+            raise ConfigError(f"--weights {options.weights!r}: choose trained or random")
+        if options.max_train_answers < 0:
+            raise ConfigError("--max-train-answers must be 0 (all) or more")
+        TrainOptions(**{k: v for k, v in cls.resolve(options).items() if k in TRAINER_SETTINGS})
+
+    @classmethod
+    def resolve(cls, options: "LearnedSteering.Options") -> dict:
+        """Every setting, with those left unset taken from the recipe."""
+        recipe = options.recipe or cls.default_recipe
+        preset = cls.recipes[recipe]
+        values = {f.name: getattr(options, f.name) for f in fields(options)}
+        resolved = {k: (preset[k] if v is None and k in preset else v) for k, v in values.items()}
+        missing = [k for k, v in resolved.items() if v is None]
+        if missing:
+            raise ConfigError(f"recipe {recipe!r} of {cls.name} sets no {', '.join(missing)}")
+        return {**resolved, "recipe": recipe}
+
+    def train_options(self, seed: int) -> TrainOptions:
+        settings = self.settings
+        return TrainOptions(**{k: settings[k] for k in TRAINER_SETTINGS}, seed=seed, checkpoint_minutes=settings["checkpoint_minutes"])
+
+    @property
+    def settings(self) -> dict:
+        return self.resolve(self.options)
+
+    # ------------------------------------------------------------ prepare / score
+    def checkpoint_key(self, context: RunContext) -> str:
+        """Identity of a trained module: family, model, dtype, CF space and every setting that shapes it."""
+        settings = {k: v for k, v in self.settings.items() if k not in ("weights", "checkpoint_minutes")}
+        payload = [self.name, context.config.model, context.config.dtype, context.config.cf_solver, context.config.cf_dim, settings]
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+    def prepare(self, context: RunContext) -> None:
+        self.lm = LetterScoringLM(pretrained=context.config.model, device=context.device, dtype=context.config.dtype)
+        space = context.personas
+        torch.manual_seed(context.seed)
+        steerer = self.build_steerer(self.lm, space.vectors.shape[1], self.settings)
+        train, validation = self.training_data(context)
+        steerer.initialise(torch.tensor(space.vectors, dtype=torch.float32), self.lm.model, sorted(set(train.prompts))[:64])
+        self.record = {"train_answers": 0, "validation_answers": 0, "epochs": 0}
+        if self.options.weights == "random":
+            self.steerer = steerer.to(self.lm.device).eval()
+            return
+        folder = context.shared_dir / "steering" / f"{self.name}-{self.checkpoint_key(context)}-{context.config.model.replace('/', '_')}"
+        self.checkpoint = folder
+        if (folder / "training.json").is_file():
+            self.steerer = load_steerer(folder / "best").to(self.lm.device).eval()
+            record = json.loads((folder / "training.json").read_text())
+        else:
+            context.log(f"{self.name}: training on {len(train)} answers, validating on {len(validation)} held-out answers")
+            self.steerer, record = train_steerer(
+                steerer, self.lm.model, self.lm.tokenizer.pad_token_id or 0, train, validation,
+                self.train_options(context.seed), folder, log=context.log, world=context.world,
+            )
+        self.record = {
+            "train_answers": record["n_train"], "validation_answers": record["n_validation"], "epochs": len(record["history"]),
+            "best_epoch": record["best_epoch"], "history": record["history"],
+        }
+
+    def training_data(self, context: RunContext) -> tuple[Examples, Examples]:
+        """(train, validation) examples drawn as the module docstring says."""
+        answers = context.train_answers()
+        space = context.personas
+        order = np.random.default_rng(context.seed).permutation(len(answers))
+        budget = self.options.max_train_answers or len(answers)
+        n_validation = max(1, min(MAX_VALIDATION, int(round(VALIDATION_SHARE * budget)), len(answers) // 10))
+        validation, train = answers.iloc[order[:n_validation]], answers.iloc[order[n_validation : n_validation + budget]]
+        train_personas = space.vectors[space.people.get_indexer(train["respondent"])]
+        others = answers[answers["respondent"].isin(validation["respondent"])].drop(index=validation.index)
+        people, folded = space.fold_in(others[["respondent", "question"]])
+        validation = validation[validation["respondent"].isin(people)]
+        validation_personas = folded[people.get_indexer(validation["respondent"])]
+        return (
+            build_examples(train.reset_index(drop=True), context.survey, train_personas, self.lm),
+            build_examples(validation.reset_index(drop=True), context.survey, validation_personas, self.lm),
+        )
+
+    def score(self, docs: pd.DataFrame, context: RunContext) -> np.ndarray | None:
+        steered = SteeredLM(steerer=self.steerer, model=self.lm.model, tokenizer=self.lm.tokenizer)
+        personas = context.persona_vectors(docs["respondent"]).astype(np.float32)
+        return context.evaluate("opinionqa_persona_raw", docs, steered, [{"persona": p.tolist()} for p in personas])
+
+    def report(self) -> dict:
+        settings = self.settings
+        budget = {k: v for k, v in self.record.items() if k != "history"}
+        return {"recipe": settings["recipe"], "settings": settings, "budget": budget, "training_history": self.record.get("history", [])}

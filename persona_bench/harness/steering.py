@@ -1,0 +1,181 @@
+"""The one steered forward: a frozen causal LM run with per-row steering, scored at chosen positions.
+
+A :class:`Steering` holds, for every row of a batch, any of
+
+* ``prefix``: per attention layer, T virtual key/value pairs the prompt attends to
+  (prefix-tuning), handed to the model as its key/value cache;
+* ``embeddings``: T virtual input embeddings before the prompt (prompt-tuning);
+* ``residual``: per chosen decoder layer, a vector added to that layer's output at every
+  position (activation steering), through forward hooks removed when the call returns.
+
+:func:`token_logprobs` runs the model once with the steering and returns the log-probabilities
+(over the whole vocabulary) of chosen tokens at chosen positions, applying the LM head only
+there. Every scorer (``persona-bench-lm``, ``persona-bench-steered``) and every trainer calls it;
+nothing else runs a steered model. The LM's own weights never get gradients: trainers
+differentiate through it to the steering tensors only.
+
+Helpers read the LM's shapes and scales from real forwards (:func:`kv_shapes`,
+:func:`activation_scales`), so steering modules can match what the model itself produces.
+"""
+from __future__ import annotations
+
+import inspect
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterator, Sequence
+
+import torch
+from transformers import DynamicCache
+
+
+@dataclass
+class Steering:
+    """Per-row steering of one batch (see module docstring); every tensor has the batch first."""
+
+    prefix: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None  # per layer: (rows, kv heads, T, head dim) x 2
+    embeddings: torch.Tensor | None = None  # (rows, T, embedding size)
+    residual: dict[int, torch.Tensor] | None = None  # decoder layer index -> (rows, hidden size)
+
+    @property
+    def prefix_tokens(self) -> int:
+        return self.prefix[0][0].shape[2] if self.prefix else 0
+
+    @property
+    def embedding_tokens(self) -> int:
+        return self.embeddings.shape[1] if self.embeddings is not None else 0
+
+
+def body_of(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformer body of a causal LM (without the LM head)."""
+    return getattr(model, model.base_model_prefix)
+
+
+@lru_cache(maxsize=None)
+def cache_argument(body_class: type) -> str:
+    """The keyword under which a body takes its key/value cache (``cache`` in current transformers)."""
+    return "cache" if "cache" in inspect.signature(body_class.forward).parameters else "past_key_values"
+
+
+def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The stack of decoder layers (``model.layers``, ``transformer.h``, ``gpt_neox.layers``...)."""
+    config = model.config
+    count = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None) or getattr(config, "num_layers", None)
+    for module in body_of(model).children():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
+            return module
+    raise ValueError(f"cannot find the {count} decoder layers of {type(model).__name__}")
+
+
+@contextmanager
+def residual_additions(model: torch.nn.Module, additions: dict[int, torch.Tensor] | None) -> Iterator[None]:
+    """Add ``additions[layer]`` (rows, hidden) to the output of those decoder layers while inside."""
+    if not additions:
+        yield
+        return
+    layers = decoder_layers(model)
+
+    def hook_for(vector: torch.Tensor):
+        def hook(module, inputs, output):
+            if isinstance(output, tuple):
+                return (output[0] + vector[:, None, :].to(output[0].dtype), *output[1:])
+            return output + vector[:, None, :].to(output.dtype)
+
+        return hook
+
+    handles = [layers[index].register_forward_hook(hook_for(vector)) for index, vector in additions.items()]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def token_batch(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``input_ids`` and ``attention_mask`` for token rows."""
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, tokens in enumerate(rows):
+        input_ids[i, : len(tokens)] = torch.as_tensor(tokens)
+        attention_mask[i, : len(tokens)] = 1
+    return input_ids.to(device), attention_mask.to(device)
+
+
+def steered_hidden(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, steering: Steering | None = None
+) -> torch.Tensor:
+    """Final hidden states (rows, width, hidden), one per input token, under ``steering``."""
+    body = body_of(model)
+    steering = steering or Steering()
+    rows = len(input_ids)
+    virtual = steering.prefix_tokens + steering.embedding_tokens
+    mask = torch.cat([attention_mask.new_ones((rows, virtual)), attention_mask], dim=1) if virtual else attention_mask
+    inputs: dict = {"attention_mask": mask, "use_cache": False}
+    if steering.embeddings is not None:
+        embeddings = body.get_input_embeddings()(input_ids)
+        inputs["inputs_embeds"] = torch.cat([steering.embeddings.to(embeddings.dtype), embeddings], dim=1)
+    else:
+        inputs["input_ids"] = input_ids
+    if steering.prefix:
+        dtype = body.get_input_embeddings().weight.dtype
+        layers = [(keys.to(dtype), values.to(dtype)) for keys, values in steering.prefix]
+        inputs[cache_argument(type(body))] = DynamicCache(ddp_cache_data=layers, config=model.config)
+    with residual_additions(model, steering.residual):
+        hidden = body(**inputs).last_hidden_state
+    return hidden[:, steering.embedding_tokens :]
+
+
+def token_logprobs(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    steering: Steering | None,
+    rows: torch.Tensor,
+    positions: torch.Tensor,
+    tokens: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities of ``tokens[n, c]`` as the next token after ``positions[n]`` of row ``rows[n]``
+    (``-inf`` where ``tokens`` is -1), and whether each is the model's greedy choice there."""
+    hidden = steered_hidden(model, input_ids, attention_mask, steering)
+    logits = model.get_output_embeddings()(hidden[rows, positions]).float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    valid = tokens >= 0
+    picked = logprobs.gather(1, tokens.clamp(min=0)).masked_fill(~valid, float("-inf"))
+    greedy = (logprobs.argmax(dim=-1, keepdim=True) == tokens) & valid
+    return picked, greedy
+
+
+@torch.no_grad()
+def kv_shapes(model: torch.nn.Module) -> tuple[tuple[int, int], ...]:
+    """Per attention layer, (key/value heads, head size) as the model caches them: read from a real
+    one-token forward, not the config (old Falcon configs say multi_query / n_head_kv)."""
+    input_ids = torch.zeros((1, 1), dtype=torch.long, device=next(model.parameters()).device)
+    cache = output_cache(body_of(model)(input_ids=input_ids, use_cache=True))
+    return tuple((layer.keys.shape[1], layer.keys.shape[3]) for layer in cache.layers)
+
+
+@torch.no_grad()
+def activation_scales(model: torch.nn.Module, token_rows: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+    """Root-mean-square size of what the model itself produces on real prompts, per layer:
+    ``keys`` and ``values`` (cached attention key/values), ``residual`` (decoder layer outputs),
+    and ``embeddings`` (token embeddings, one number)."""
+    device = next(model.parameters()).device
+    pad = getattr(model.config, "pad_token_id", None) or 0
+    input_ids, attention_mask = token_batch(token_rows, pad, device)
+    body = body_of(model)
+    outputs = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, output_hidden_states=True)
+    cache = output_cache(outputs)
+    real = attention_mask.bool()
+    rms = lambda t: t.float().pow(2).mean().sqrt()  # noqa: E731
+    keys = torch.stack([rms(layer.keys.transpose(1, 2)[real]) for layer in cache.layers])
+    values = torch.stack([rms(layer.values.transpose(1, 2)[real]) for layer in cache.layers])
+    residual = torch.stack([rms(h[real]) for h in outputs.hidden_states[1:]])
+    embeddings = rms(body.get_input_embeddings()(input_ids)[real])
+    return {"keys": keys.cpu(), "values": values.cpu(), "residual": residual.cpu(), "embeddings": embeddings.cpu()}
+
+
+def output_cache(outputs) -> DynamicCache:
+    """The key/value cache of a body's output (``cache`` in current transformers)."""
+    cache = getattr(outputs, "cache", None)
+    return cache if cache is not None else outputs.past_key_values

@@ -1,0 +1,102 @@
+"""Run artifacts: the one module that writes and reads a runs folder (the runner and the leaderboard alike).
+
+    RUNS_DIR/<run-id>/config.json        the RunConfig
+                      docs.jsonl          the lm-eval docs of LLM methods (real answers: stays here)
+                      samples.jsonl.gz    per-doc option scores and predictions (real answers: stays here)
+                      results.json        aggregates only: accuracy, CI, counts, the method's
+                                          self-description, budget and recipe, provenance
+    RUNS_DIR/_shared/<split-key>/         split, persona spaces and trained modules shared by runs
+
+Every write is atomic. ``results.json`` is self-describing: a leaderboard renders from it alone,
+with no method installed.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_write_json, atomic_writer
+from .errors import PersonaBenchError
+
+CONFIG, DOCS, SAMPLES, RESULTS = "config.json", "docs.jsonl", "samples.jsonl.gz", "results.json"
+SHARED = "_shared"
+
+
+class StoreError(PersonaBenchError):
+    """A run artifact that cannot be read; the message names the file."""
+
+
+def shared_dir(runs_dir: Path, split_key: str) -> Path:
+    """Where runs on the same data and split share their split, personas and trained modules."""
+    return Path(runs_dir) / SHARED / split_key
+
+
+def write_config(run_dir: Path, config: dict) -> None:
+    atomic_write_json(run_dir / CONFIG, config)
+
+
+def write_samples(run_dir: Path, docs: pd.DataFrame, scores: np.ndarray, predictions: np.ndarray) -> None:
+    """Per-doc scores as gzipped JSON lines."""
+    buffer = io.StringIO()
+    for doc, row, prediction in zip(docs.itertuples(index=False), scores, predictions):
+        record = {
+            "doc_id": doc.doc_id,
+            "respondent": doc.respondent,
+            "question": doc.question,
+            "target": int(doc.target),
+            "prediction": int(prediction),
+            "correct": bool(prediction == doc.target),
+            "scores": [round(float(s), 6) for s in row[: doc.n_options]],
+        }
+        buffer.write(json.dumps(record) + "\n")
+    with atomic_writer(run_dir / SAMPLES, binary=True) as handle:
+        handle.write(gzip.compress(buffer.getvalue().encode(), mtime=0))
+
+
+def read_samples(run_dir: Path) -> pd.DataFrame:
+    """A finished run's per-doc samples."""
+    path = Path(run_dir) / SAMPLES
+    try:
+        with gzip.open(path, "rt") as handle:
+            return pd.DataFrame([json.loads(line) for line in handle])
+    except (OSError, EOFError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{path}: cannot read the run's samples ({type(exc).__name__}: {exc})") from None
+
+
+def write_results(run_dir: Path, results: dict) -> None:
+    atomic_write_json(run_dir / RESULTS, results)
+
+
+def read_results(run_dir: Path) -> dict | None:
+    """A run's results record (None while the run has not finished)."""
+    path = Path(run_dir) / RESULTS
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{path}: not a readable results file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(record, dict) or not {"run_id", "method", "accuracy"} <= set(record):
+        raise StoreError(f"{path}: not a results record (needs run_id, method and accuracy)")
+    return record
+
+
+def finished_runs(runs_dir: Path, skip_bad: bool = False) -> tuple[list[dict], list[str]]:
+    """Every finished run's results under ``runs_dir``, and the problems met (only when ``skip_bad``:
+    otherwise the first unreadable results file raises :class:`StoreError`)."""
+    records, problems = [], []
+    for path in sorted(Path(runs_dir).glob(f"*/{RESULTS}")):
+        if path.parent.name == SHARED:
+            continue
+        try:
+            records.append(read_results(path.parent))
+        except StoreError as exc:
+            if not skip_bad:
+                raise
+            problems.append(str(exc))
+    return records, problems

@@ -1,0 +1,78 @@
+"""Finished runs as one DataFrame, from their results.json files alone (no method needs to be installed).
+
+Derived columns: ``kind``, ``uses_persona`` (from the method's self-description), ``variant``
+(the options that change *what* a method is, e.g. ``k_context=3``, or a non-default CF space;
+empty for the defaults; ``variant_options`` holds them as a dict), ``budget`` (how much it trained: ``1,000 answers x 3 epochs``, empty for
+methods that do not train), ``train_answers`` (a number for budget sweeps), ``recipe``,
+``waves_label`` (``W26``, ``W26+W41``; ``all`` when no waves were chosen).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from ..harness.store import read_samples
+
+KIND_ORDER = ("reference", "prompting", "steering")
+
+
+def options_label(options: dict) -> str:
+    """``key=value`` pairs, sorted."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+
+
+def budget_label(budget: dict | None) -> str:
+    """``1,000 answers x 3 epochs`` (empty for methods that do not train)."""
+    if not budget:
+        return ""
+    if not budget.get("train_answers"):
+        return "untrained"
+    return f"{budget['train_answers']:,} answers x {budget.get('epochs', 0)} epochs"
+
+
+def describe(record: dict) -> dict:
+    """The method's self-description stored in the run (older runs: inferred from the model)."""
+    info = record.get("method_info")
+    if info:
+        return info
+    return {"kind": "reference" if not record.get("model") else "prompting", "uses_persona": False}
+
+
+def results_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per finished run with the derived columns of the module docstring."""
+    rows = []
+    for record in records:
+        row = dict(record)
+        info = describe(record)
+        variant = dict(record.get("variant") if "variant" in record else record.get("method_options") or {})
+        if record.get("cf_solver", "als") != "als" or record.get("cf_dim", 16) != 16:
+            variant.update(cf_solver=record["cf_solver"], cf_dim=record["cf_dim"])  # a different persona space
+        row.update(
+            kind=info.get("kind", "reference"), uses_persona=bool(info.get("uses_persona")),
+            variant=options_label(variant), variant_options=variant,
+            budget=budget_label(record.get("budget")), train_answers=(record.get("budget") or {}).get("train_answers"),
+            recipe=record.get("recipe") or "", waves_label="+".join(record.get("waves") or []) or "all",
+            model=record.get("model") or "-", k=record.get("k") if record.get("users") == "unseen" else None,
+            finished_at=record.get("finished_at", ""),
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def method_rank(kind: str, method: str) -> tuple[int, str]:
+    """Column order: references, then prompting, then steering; by name within a kind."""
+    return (KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER), method)
+
+
+def latest(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per ``keys``, the run with the largest training budget, then the most recent."""
+    ordered = frame.assign(_answers=frame["train_answers"].fillna(-1)).sort_values(["_answers", "finished_at"])
+    return ordered.drop_duplicates(keys, keep="last").drop(columns="_answers")
+
+
+@lru_cache(maxsize=256)
+def samples(runs_dir: str, run_id: str) -> pd.DataFrame:
+    """A run's per-doc samples (cached: tables compare the same references often)."""
+    return read_samples(Path(runs_dir) / run_id)

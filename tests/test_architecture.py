@@ -1,0 +1,103 @@
+"""The package's shape: no import circles, and the library never imports the application.
+
+Every import statement counts (module level, inside functions, under TYPE_CHECKING), read with
+the standard library's ast. Layers, lowest first: ``tasks`` (prompts, lm-eval hooks),
+``harness`` (the library), ``baselines`` / ``methods`` / ``leaderboard`` (built on it), ``app``
+(command line, orchestration, sweeps). An import may only go to the same or a lower layer;
+``__main__`` modules are entry points and may import the application.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "persona_bench"
+LAYERS = {"tasks": 0, "harness": 1, "baselines": 2, "methods": 2, "leaderboard": 2, "app": 3}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, known: set[str]) -> set[str]:
+    """persona_bench modules imported anywhere in ``path`` (``from x import y`` counts x.y when it is a module)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in node.names}
+    return {m for m in found if m in known and m != name}
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: imported_modules(path, set(files)) for name, path in files.items()}
+
+
+def layer(module: str) -> int | None:
+    parts = module.split(".")
+    return LAYERS.get(parts[1]) if len(parts) > 1 else None
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, found, counter = {}, {}, [], set(), [], [0]
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_circles():
+    graph = import_graph()
+    # a package's __init__ importing its own modules is not a circle of code
+    graph = {m: {t for t in targets if not (t.startswith(m + ".") or m.startswith(t + ".") and t != "persona_bench")} for m, targets in graph.items()}
+    assert cycles(graph) == []
+
+
+def test_imports_go_down_the_layers_only():
+    upward = [
+        f"{source} -> {target}"
+        for source, targets in import_graph().items()
+        if not source.endswith("__main__")
+        for target in targets
+        if layer(source) is not None and layer(target) is not None and layer(target) > layer(source)
+    ]
+    assert upward == []
+
+
+def test_the_checks_can_fail():
+    assert cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
+    assert layer("persona_bench.harness.lm") < layer("persona_bench.app.cli")
