@@ -75,12 +75,13 @@ def test_batched_steering_equals_an_explicit_past_cache(architecture, mode, tiny
     assert batched[0] != batched[2]  # two personas, same prompt: their own forwards and scores
 
 
-def planted_answers(survey, n_people: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+def planted_answers(survey, n_people: int, seed: int, per_question: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
     """Four planted camps; on each 4-option question a camp picks its own option (a different
-    camp-to-option assignment per question, so the answer depends on persona and question)."""
+    camp-to-option assignment per question, so the answer depends on persona and question; or,
+    with ``per_question=False``, camp c always picks option c)."""
     rng = np.random.default_rng(seed)
     keys = [k for k, q in survey.questions.items() if len(q.options) == 4][:4]
-    assignment = {k: np.random.default_rng(i).permutation(4) for i, k in enumerate(keys)}
+    assignment = {k: np.random.default_rng(i).permutation(4) if per_question else np.arange(4) for i, k in enumerate(keys)}
     camps = rng.integers(0, 4, n_people)
     personas = np.eye(4, 6)[camps] * 2 + rng.normal(0, 0.3, (n_people, 6))
     rows = [(f"p{i}", k, int(assignment[k][camps[i]])) for i in range(n_people) for k in keys]
@@ -88,8 +89,8 @@ def planted_answers(survey, n_people: int, seed: int) -> tuple[pd.DataFrame, np.
     return answers, personas[answers["respondent"].str[1:].astype(int).to_numpy()]
 
 
-def planted_examples(lm, survey, n_people: int, seed: int):
-    answers, personas = planted_answers(survey, n_people, seed)
+def planted_examples(lm, survey, n_people: int, seed: int, per_question: bool = True):
+    answers, personas = planted_answers(survey, n_people, seed, per_question)
     return build_examples(answers, survey, personas, lm)
 
 
