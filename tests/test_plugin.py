@@ -1,0 +1,80 @@
+"""An outside plugin: a package persona-bench has never heard of, found through the
+``persona_bench.methods`` entry point, runs through the command line and reaches the leaderboard;
+the leaderboard renders again once the plugin is gone; no file of persona-bench is touched."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import persona_bench
+
+PLUGIN = '''
+"""A throwaway method: the last listed option, or the first with --first."""
+from dataclasses import dataclass
+
+import numpy as np
+
+from persona_bench.harness.method import Method, register_method
+
+
+@register_method
+class LastOption(Method):
+    name = "outside-last-option"
+    description = "always the last listed option (an outside plugin)"
+    kind = "reference"
+
+    @dataclass(frozen=True)
+    class Options:
+        first: bool = False
+
+    def score(self, docs, context):
+        scores = np.full((len(docs), int(docs["n_options"].max())), -np.inf)
+        for i, n in enumerate(docs["n_options"]):
+            scores[i, :n] = np.arange(n)[::-1] if self.options.first else np.arange(n)
+        return scores
+'''
+
+
+def package_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(Path(persona_bench.__file__).parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def cli(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "persona_bench", *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_an_outside_plugin_runs_and_its_runs_render_without_it(tmp_path):
+    before = package_digest()
+    site = tmp_path / "site"
+    (site / "outside_methods").mkdir(parents=True)
+    (site / "outside_methods" / "__init__.py").write_text(PLUGIN)
+    info = site / "outside_methods-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: outside-methods\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[persona_bench.methods]\noutside-last-option = outside_methods\n")
+    base = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    base["PERSONA_BENCH_CACHE"] = str(tmp_path / "cache")
+    with_plugin = {**base, "PYTHONPATH": str(site)}
+
+    listing = cli("methods", env=with_plugin)
+    assert listing.returncode == 0 and "outside-last-option" in listing.stdout
+    runs, board = tmp_path / "runs", tmp_path / "board"
+    ran = cli("run", "--method", "outside-last-option", "--data", "demo:600", "--max-eval-people", "20", "--out", str(runs), env=with_plugin)
+    assert ran.returncode == 0, ran.stderr
+    assert "outside-last-option" in ran.stdout and "majority" in ran.stdout  # printed beside the references
+    drawn = cli("leaderboard", "--runs", str(runs), "--out", str(board / "with.md"), env=with_plugin)
+    assert drawn.returncode == 0, drawn.stderr
+
+    assert cli("methods", env=base).stdout.count("outside-last-option") == 0  # the plugin is gone
+    again = cli("leaderboard", "--runs", str(runs), "--out", str(board / "without.md"), env=base)
+    assert again.returncode == 0, again.stderr
+    tables = [[line for line in (board / name).read_text().splitlines() if line.startswith("|")] for name in ("with.md", "without.md")]
+    assert tables[0] == tables[1] and any("outside-last-option" in line for line in tables[1])
+    assert "outside-last-option" in (board / "without.csv").read_text()
+    assert package_digest() == before
