@@ -7,6 +7,7 @@
     persona-bench run --method M [--model NAME] [--data D] [--persona P] [--users seen|unseen]
                       [--k N] [--max-eval-people N] [--seed S] [--out RUNS_DIR] [method flags]
     persona-bench train [--method spm] [run flags] [method flags]
+    persona-bench curve [--method spm] --budgets 1000,3000,10000 [run flags] [method flags] [--leaderboard FILE]
     persona-bench sweep GRID.yaml [--out RUNS_DIR] [--leaderboard FILE]
     persona-bench leaderboard [--runs RUNS_DIR] [--out FILE] [--skip-bad]
 
@@ -49,6 +50,17 @@ def waves_arg(text: str) -> list[str]:
     if not waves:
         raise argparse.ArgumentTypeError("expected a comma-separated list such as W26,W41")
     return waves
+
+
+def budgets_arg(text: str) -> list[int]:
+    """``1000,3000`` -> [1000, 3000] (ascending, each at least 1)."""
+    try:
+        budgets = sorted({int(b) for b in text.split(",")})
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of answer counts such as 1000,3000,10000") from None
+    if not budgets or budgets[0] < 1:
+        raise argparse.ArgumentTypeError("budgets must be at least 1")
+    return budgets
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -109,7 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_args(run)
     run.add_argument("--method", required=True, help="registered method name (see `persona-bench methods`)")
     run.add_argument("--force", action="store_true", help="recompute even if this run already finished")
-    run.add_argument("--no-references", action="store_true", help="do not score the majority and cf references beside it")
+    run.add_argument("--no-references", action="store_true", help="score nothing beside it (by default: the majority and cf references, the unsteered LM for LLM methods, the untrained control for steering methods)")
+    curve = sub.add_parser(
+        "curve", help="a steering method at several training budgets beside its references, then the leaderboard", allow_abbrev=False,
+        epilog="Method flags (--recipe, --epochs, ...): see `persona-bench methods`. Every budget and companion is a normal, resumable run.",
+    )
+    add_run_args(curve)
+    curve.add_argument("--method", default="spm", help="a steering method (default: spm)")
+    curve.add_argument("--budgets", type=budgets_arg, required=True, help="answers to train on, e.g. 1000,3000,10000,30000")
+    curve.add_argument("--leaderboard", type=Path, default=Path("leaderboard/LEADERBOARD.md"))
     train = sub.add_parser(
         "train", help="train (or resume training) the steering module of a run configuration, without scoring", allow_abbrev=False,
         epilog="Method flags (--recipe, --epochs, --max-train-answers, ...): see `persona-bench methods`.",
@@ -173,12 +193,26 @@ def percent(value: float) -> str:
 def results_row(result: dict) -> list:
     lo, hi = result["ci95"]
     k = result["k"] if result["users"] == "unseen" else ""
-    return [result["method"], result["model"] or "-", result["persona"], result["users"], k,
+    variant = ", ".join(f"{key}={value}" for key, value in (result.get("variant") or {}).items())
+    budget = result.get("budget") or {}
+    trained = f"{budget['train_answers']:,} x {budget['epochs']}" if budget.get("train_answers") else ""
+    return [result["method"], variant, result["model"] or "-", result["persona"], result["users"], k, trained,
             percent(result["accuracy"]), f"[{percent(lo)}, {percent(hi)}]", result["n_people"], result["n_answers"]]
 
 
-REFERENCES = ("majority", "cf")
-RESULT_HEADERS = ["method", "model", "persona", "users", "K", "macro acc %", "95% CI", "people", "answers"]
+RESULT_HEADERS = ["method", "variant", "model", "persona", "users", "K", "answers x epochs", "macro acc %", "95% CI", "people", "docs"]
+
+
+def comparison_line(result: dict, other: dict, label: str, runs_dir: Path, seed: int) -> str:
+    """``spm vs raw (unsteered LM): +11.0 points, 95% CI [+8.1, +13.9], p = 0.0001: above``."""
+    from ..harness.metrics import paired_comparison
+    from ..harness.store import read_samples
+
+    comparison = paired_comparison(read_samples(runs_dir / result["run_id"]), read_samples(runs_dir / other["run_id"]), seed=seed)
+    lo, hi = comparison.ci95
+    verdict = "not significantly different" if not comparison.significant else "above" if comparison.difference > 0 else "below"
+    return (f"{result['method']} vs {label}: {100 * comparison.difference:+.1f} points, 95% CI [{100 * lo:+.1f}, {100 * hi:+.1f}], "
+            f"p = {comparison.p_value:.3g}: {verdict}")
 
 
 @command("data summary")
@@ -337,30 +371,45 @@ def train_command(args: argparse.Namespace, extra: list[str]) -> int:
 @command("run")
 def run_command(args: argparse.Namespace, extra: list[str]) -> int:
     from ..harness.distributed import World
-    from ..harness.metrics import paired_comparison
-    from ..harness.store import read_samples
-    from .run import run
+    from .run import REFERENCES, companions, run
 
     config = run_config(args, extra)
-    results = [run(config, args.out, force=args.force, log=stderr_log, device=args.device)]
-    if not args.no_references and args.method not in REFERENCES:
-        for reference in REFERENCES:
-            reference_config = replace(config, method=reference, model=None, method_options={})
-            results.append(run(reference_config, args.out, log=stderr_log))
+    result = run(config, args.out, force=args.force, log=stderr_log, device=args.device)
+    beside = {} if args.no_references else {label: run(other, args.out, log=stderr_log, device=args.device) for label, other in companions(config).items()}
     if not World.current().is_main:
         return 0
-    print(tabulate([results_row(r) for r in results], headers=RESULT_HEADERS, tablefmt="github"))
-    if len(results) > 1:
-        best = max(results[1:], key=lambda r: r["accuracy"])
-        comparison = paired_comparison(read_samples(args.out / results[0]["run_id"]), read_samples(args.out / best["run_id"]), seed=args.seed)
-        lo, hi = comparison.ci95
-        verdict = (
-            "is not significantly different from" if not comparison.significant
-            else "beats" if comparison.difference > 0 else "is significantly below"
-        )
-        print(f"\n{results[0]['method']} {verdict} the best reference ({best['method']}): "
-              f"{100 * comparison.difference:+.1f} points, 95% CI [{100 * lo:+.1f}, {100 * hi:+.1f}], p = {comparison.p_value:.3g}")
-    print(f"\nresults: {args.out / results[0]['run_id'] / 'results.json'}")
+    print(tabulate([results_row(r) for r in (result, *beside.values())], headers=RESULT_HEADERS, tablefmt="github"))
+    references = {label: r for label, r in beside.items() if label in REFERENCES}
+    lines = [comparison_line(result, r, label, args.out, args.seed) for label, r in beside.items() if label not in REFERENCES]
+    if references:
+        label, best = max(references.items(), key=lambda item: item[1]["accuracy"])
+        lines.append(comparison_line(result, best, f"{label} (the best no-LLM reference)", args.out, args.seed))
+    if lines:
+        print("\nPaired over the same people and docs (bootstrap CI of the per-person difference):\n" + "\n".join(lines))
+    print(f"\nresults: {args.out / result['run_id'] / 'results.json'}")
+    return 0
+
+
+@command("curve")
+def curve_command(args: argparse.Namespace, extra: list[str]) -> int:
+    from ..harness.distributed import World
+    from ..leaderboard.curves import CROSSED, crossing
+    from .run import companions, run
+
+    config = run_config(args, extra)
+    results = [
+        run(replace(config, method_options={**config.method_options, "max_train_answers": budget}), args.out, log=stderr_log, device=args.device)
+        for budget in args.budgets
+    ]
+    beside = {label: run(other, args.out, log=stderr_log, device=args.device) for label, other in companions(config).items()}
+    if not World.current().is_main:
+        return 0
+    print(tabulate([results_row(r) for r in (*results, *beside.values())], headers=RESULT_HEADERS, tablefmt="github"))
+    points = [(r["budget"]["train_answers"], r["accuracy"]) for r in results]
+    if len(points) > 1:
+        print("\n" + "\n".join(f"{config.method}: {crossing(points, beside[name]['accuracy'], name)}" for name in CROSSED if name in beside))
+    command = f"persona-bench curve --method {args.method} --budgets {','.join(map(str, args.budgets))}"
+    refresh_leaderboard(args.out, args.leaderboard, command)
     return 0
 
 
@@ -372,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     name = f"{args.command} {getattr(args, 'action', '')}".strip()
-    if extra and name not in ("run", "train"):
+    if extra and name not in ("run", "train", "curve"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return COMMANDS[name](args, extra)

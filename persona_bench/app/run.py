@@ -13,7 +13,7 @@ availability) is checked before any data is loaded.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -32,6 +32,8 @@ from ..harness.models import resolve_model
 from ..harness.protocol import Split, SplitConfig, make_split, scored_docs
 from ..harness.store import read_results, shared_dir, write_config, write_results, write_samples
 from ..harness.survey import Survey
+
+REFERENCES = ("majority", "cf")
 
 
 def shared_split(config: RunConfig, survey: Survey, folder: Path, world: World) -> Split:
@@ -119,6 +121,23 @@ def run(
         }
         write_results(run_dir, results)
     return world.broadcast(results)
+
+
+def companions(config: RunConfig) -> dict[str, RunConfig]:
+    """The runs a result is read beside: the no-LLM references (majority, cf); for a method that
+    uses a language model, the same model unsteered (``raw``); for a steering method, its
+    untrained control (``weights=random``, same variant, no training budget)."""
+    method = get_method(config.method)
+    found = {
+        name: resolve_config(replace(config, method=name, model=None, dtype="auto", method_options={}))
+        for name in REFERENCES if name != config.method
+    }
+    if method.needs_model and config.method != "raw":
+        found["raw (unsteered LM)"] = resolve_config(replace(config, method="raw", method_options={}))
+    if method.kind == "steering" and config.method_options.get("weights", "trained") != "random":
+        identity = {k: v for k, v in config.method_options.items() if k not in method.budget_options}
+        found[f"{config.method} untrained"] = resolve_config(replace(config, method_options={**identity, "weights": "random"}))
+    return found
 
 
 def quiet(message: str) -> None:

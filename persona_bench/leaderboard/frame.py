@@ -2,8 +2,9 @@
 
 Derived columns: ``kind``, ``uses_persona`` (from the method's self-description), ``variant``
 (the options that change *what* a method is, e.g. ``k_context=3``, or a non-default CF space;
-empty for the defaults; ``variant_options`` holds them as a dict), ``budget`` (how much it trained: ``1,000 answers x 3 epochs``, empty for
-methods that do not train), ``train_answers`` (a number for budget sweeps), ``recipe``,
+empty for the defaults; ``variant_options`` holds them as a dict), ``budget_label`` (how much it
+trained: ``1,000 answers x 3 epochs``, empty for methods that do not train), ``train_answers`` and
+``epochs`` (numbers, for learning curves), ``recipe``,
 ``waves_label`` (``W26``, ``W26+W41``; ``all`` when no waves were chosen).
 """
 from __future__ import annotations
@@ -52,7 +53,8 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
         row.update(
             kind=info.get("kind", "reference"), uses_persona=bool(info.get("uses_persona")),
             variant=options_label(variant), variant_options=variant,
-            budget=budget_label(record.get("budget")), train_answers=(record.get("budget") or {}).get("train_answers"),
+            budget_label=budget_label(record.get("budget")), train_answers=(record.get("budget") or {}).get("train_answers"),
+            epochs=(record.get("budget") or {}).get("epochs"),
             recipe=record.get("recipe") or "", waves_label="+".join(record.get("waves") or []) or "all",
             model=record.get("model") or "-", k=record.get("k") if record.get("users") == "unseen" else None,
             finished_at=record.get("finished_at", ""),

@@ -10,6 +10,7 @@ from tabulate import tabulate
 from ..harness.atomic import atomic_write_text
 from ..harness.errors import ConfigError
 from ..harness.store import finished_runs
+from .curves import learning_curves
 from .frame import results_frame
 from .plots import write_plots
 from .tables import NOT_SIGNIFICANT, Table, main_tables, sweep_tables
@@ -60,7 +61,8 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
     if not records:
         raise ConfigError(f"{runs_dir}: no finished runs (results.json) found")
     results = results_frame(records)
-    plots = write_plots(results, out.parent)
+    curves, curve_plots = learning_curves(results, out.parent)
+    plots = [*curve_plots, *write_plots(results, out.parent)]
     main, sweeps = main_tables(results, runs_dir), sweep_tables(results)
     skipped = ["Left out (unreadable, --skip-bad): " + "; ".join(problems) + "\n"] if problems else []
     sections = [
@@ -70,6 +72,8 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
         LEGEND + "\n",
         "## Main comparison (paper Table 3 layout)\n",
         *(render_table(t) for t in main),
+        "## Learning curves\n" if curves else "",
+        *(render_table(t) for t in curves),
         "## Sweeps\n" if sweeps else "",
         *(render_table(t) for t in sweeps),
         "## Plots\n" if plots else "",
@@ -77,5 +81,5 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
     ]
     atomic_write_text(out, "\n".join(s for s in sections if s))
     table = out.with_suffix(".csv")
-    atomic_write_text(table, pd.DataFrame([cell for t in (*main, *sweeps) for cell in t.cells]).to_csv(index=False))
+    atomic_write_text(table, pd.DataFrame([cell for t in (*main, *curves, *sweeps) for cell in t.cells]).to_csv(index=False))
     return [out, table, *plots]

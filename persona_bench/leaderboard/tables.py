@@ -8,8 +8,9 @@ of the per-person difference, on the same docs, not above zero). Where a method 
 several training budgets, the main table shows the largest and the budget sweep shows them all.
 
 Sweeps, for every method that has runs at several values (nothing here names a method):
-cluster k, demographic trait, unseen-user K, training budget, and each option that changes
-what a method is (context K, prefix vs prompt, random vs trained weights, steered layers...).
+cluster k, demographic trait, unseen-user K, and each option that changes what a method is
+(context K, prefix vs prompt, random vs trained weights, steered layers...). Training budgets
+are learning curves (:mod:`persona_bench.leaderboard.curves`).
 Every table also yields its cells as plain records for the machine-readable CSV.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .frame import latest, method_rank, samples
 
 SCOPE = ["data", "waves_label", "users", "k", "max_eval_people", "seed"]
 NOT_SIGNIFICANT = "°"
-CELL_FIELDS = ["model", "method", "kind", "persona", "users", "k", "variant", "budget", "recipe", "accuracy", "n_people", "n_answers", "run_id"]
+CELL_FIELDS = ["model", "method", "kind", "persona", "users", "k", "variant", "budget_label", "recipe", "accuracy", "n_people", "n_answers", "run_id"]
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,8 @@ def scope_title(scope: dict) -> str:
 
 def budget_note(frame: pd.DataFrame) -> str:
     """``Training: spm 1,000 answers x 3 epochs (recipe default).`` for the trained cells of a table."""
-    trained = frame[frame["budget"] != ""]
-    parts = [f"{r['method']} ({r['model']}): {r['budget']}" + (f", recipe {r['recipe']}" if r["recipe"] else "") for _, r in trained.iterrows()]
+    trained = frame[frame["budget_label"] != ""]
+    parts = [f"{r['method']} ({r['model']}): {r['budget_label']}" + (f", recipe {r['recipe']}" if r["recipe"] else "") for _, r in trained.iterrows()]
     return "Training: " + "; ".join(dict.fromkeys(parts)) + "." if parts else ""
 
 
@@ -177,11 +178,6 @@ def sweep_tables(results: pd.DataFrame) -> list[Table]:
         tables.append(sweep(unseen, ["model", "method"], unseen["k"].astype(int),
                             f"Unseen users by number of answers folded in, K (paper Table 6) — {where}",
                             "K is capped by the train-part answers each person gave, so large K can coincide."))
-        individual = seen[seen["persona"] == "individual"]
-        trained = individual[(individual["variant"] == "") & individual["train_answers"].notna() & (individual["train_answers"] > 0)]
-        trained = trained.sort_values("finished_at").drop_duplicates(["model", "method", "recipe", "train_answers"], keep="last")
-        tables.append(sweep(trained, ["model", "method", "recipe"], trained["train_answers"].astype(int).map("{:,}".format),
-                            f"Training budget: answers trained on — {where}", "Epochs and validation per run are in the runs' results.json."))
-        tables += option_sweeps(individual, where)
+        tables += option_sweeps(seen[seen["persona"] == "individual"], where)
     return [t for t in tables if t is not None]
 

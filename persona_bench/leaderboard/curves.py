@@ -1,0 +1,100 @@
+"""Learning curves: macro accuracy against the number of answers a method trained on.
+
+For every method that has runs at several training budgets in one scope (same data, users, eval
+people and seed; individual personas, default variant), a table and a PNG: one point per budget
+with its 95% CI, beside reference lines from the same scope and docs: the no-LLM references
+(majority, cf, ...), the same model unsteered (``raw``) and the method's untrained control
+(``weights=random``). The note says where the curve crosses majority and cf: between two
+measured budgets (log-linear interpolation), or, beyond the largest budget, a log-linear
+extrapolation from the last two budgets, labelled as such.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .frame import latest
+from .plots import save, slug
+from .tables import Table, cell_record, cell_text
+
+SCOPE = ["data", "waves_label", "users", "max_eval_people", "seed"]
+CROSSED = ("majority", "cf")
+
+
+def crossing(points: list[tuple[int, float]], level: float, name: str) -> str:
+    """Where accuracy (points: budget, accuracy; budgets ascending) reaches ``level``."""
+    above = [i for i, (_, accuracy) in enumerate(points) if accuracy >= level]
+    if above and above[0] == 0:
+        return f"above {name} from the smallest budget ({points[0][0]:,} answers)"
+    if above:
+        (b0, a0), (b1, a1) = points[above[0] - 1], points[above[0]]
+        at = 10 ** (math.log10(b0) + (level - a0) / (a1 - a0) * (math.log10(b1) - math.log10(b0)))
+        return f"crosses {name} between {b0:,} and {b1:,} answers (~{at:,.0f}, log-linear interpolation)"
+    (b0, a0), (b1, a1) = points[-2], points[-1]
+    slope = (a1 - a0) / (math.log10(b1) - math.log10(b0))
+    if slope <= 0:
+        return f"below {name} at every budget up to {b1:,} answers, and not rising over the last two"
+    needed = 10 ** (math.log10(b1) + (level - a1) / slope)
+    return (f"below {name} at every budget up to {b1:,} answers; extrapolating the last two budgets log-linearly "
+            f"it would reach {name} at ~{needed:,.0f} answers (an extrapolation, not a measurement)")
+
+
+def reference_lines(scope_runs: pd.DataFrame, model: str, method: str) -> dict[str, pd.Series]:
+    """The runs a curve is drawn beside (see module docstring), by label."""
+    plain = scope_runs[(scope_runs["persona"] == "individual") & (scope_runs["variant"] == "")]
+    lines = {r["method"]: r for _, r in latest(plain[plain["kind"] == "reference"], ["method"]).iterrows()}
+    raw = latest(plain[(plain["method"] == "raw") & (plain["model"] == model)], ["method"])
+    if len(raw):
+        lines["raw (unsteered)"] = raw.iloc[-1]
+    control = scope_runs[(scope_runs["method"] == method) & (scope_runs["model"] == model) & (scope_runs["variant"] == "weights=random")]
+    if len(control):
+        lines[f"{method} untrained"] = latest(control, ["method"]).iloc[-1]
+    return lines
+
+
+def curve_plot(points: pd.DataFrame, lines: dict[str, pd.Series], title: str, path: Path) -> Path:
+    """Accuracy (CI band) against answers trained on (log scale), with horizontal reference lines."""
+    figure = Figure(figsize=(6.5, 4))
+    axes = figure.subplots()
+    x = points["train_answers"].astype(float)
+    axes.plot(x, points["accuracy"] * 100, marker="o", color="#c44e52", label=points["method"].iloc[0])
+    axes.fill_between(x, points["ci95"].str[0] * 100, points["ci95"].str[1] * 100, color="#c44e52", alpha=0.15)
+    for (label, run), style in zip(lines.items(), ["--", "-.", ":", (0, (5, 1)), (0, (1, 3))]):
+        axes.axhline(run["accuracy"] * 100, linestyle=style, color="0.35", linewidth=1, label=f"{label} ({100 * run['accuracy']:.1f})")
+    axes.set_xscale("log")
+    axes.set(title=title, xlabel="answers trained on (log scale)", ylabel="macro accuracy (%)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return save(figure, path)
+
+
+def learning_curves(results: pd.DataFrame, folder: Path) -> tuple[list[Table], list[Path]]:
+    """A table and a plot per (scope, model, method, recipe) with runs at two or more budgets."""
+    tables, plots = [], []
+    for values, scope_runs in results.groupby(SCOPE, dropna=False, sort=True):
+        scope = dict(zip(SCOPE, values))
+        trained = scope_runs[(scope_runs["persona"] == "individual") & (scope_runs["variant"] == "") & (scope_runs["train_answers"].fillna(0) > 0)]
+        for (model, method, recipe), runs in trained.groupby(["model", "method", "recipe"]):
+            points = runs.sort_values("finished_at").drop_duplicates("train_answers", keep="last").sort_values("train_answers")
+            if len(points) < 2:
+                continue
+            lines = reference_lines(scope_runs, model, method)
+            where = f"{scope['data']} [{scope['waves_label']}], {scope['users']} users" + (
+                f", {int(scope['max_eval_people'])} eval people" if pd.notna(scope["max_eval_people"]) else "")
+            title = f"Learning curve: {method} ({model}, recipe {recipe}) — {where}"
+            rows = [{"answers trained on": f"{int(r['train_answers']):,}", "epochs": int(r["epochs"]) if pd.notna(r["epochs"]) else "",
+                     "macro acc % [95% CI]": cell_text(r)} for _, r in points.iterrows()]
+            rows += [{"answers trained on": label, "epochs": "", "macro acc % [95% CI]": cell_text(r)} for label, r in lines.items()]
+            pairs = [(int(r["train_answers"]), float(r["accuracy"])) for _, r in points.iterrows()]
+            notes = [crossing(pairs, float(lines[name]["accuracy"]), name) for name in CROSSED if name in lines]
+            note = (f"{method}: " + "; ".join(notes) + ".") if notes else ""
+            cells = [cell_record(title, r, value=int(r["train_answers"])) for _, r in points.iterrows()]
+            cells += [cell_record(title, r, value=label) for label, r in lines.items()]
+            tables.append(Table(title, note, pd.DataFrame(rows), cells))
+            name = slug(f"curve_{os.path.basename(str(scope['data']).rstrip('/'))}_{scope['waves_label']}_{method}_{model}_{recipe}")
+            plots.append(curve_plot(points, lines, f"{method} ({model}) — {scope['waves_label']}", folder / f"{name}.png"))
+    return tables, plots
