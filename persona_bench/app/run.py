@@ -71,6 +71,7 @@ def prepared_method(
     """Load the data and split, then build and prepare (train) the configured method."""
     config = checked(config)
     world = World.current()
+    log = log if world.is_main else quiet
     survey = load_survey(config.data, list(config.waves) or None)
     folder = shared_dir(runs_dir, config.split_key())
     split = shared_split(config, survey, folder, world)
@@ -88,6 +89,7 @@ def run(
     """Run (or reuse) one configuration and return its results record (``device`` does not change it)."""
     config = checked(config)
     world = World.current()
+    log = log if world.is_main else quiet
     run_dir = Path(runs_dir) / config.run_id()
     finished = read_results(run_dir)
     if finished is not None and not force:
@@ -96,7 +98,7 @@ def run(
     started = time.perf_counter()
     if world.is_main:
         write_config(run_dir, config.as_dict())
-    method, context = prepared_method(config, runs_dir, log if world.is_main else quiet, device)
+    method, context = prepared_method(config, runs_dir, log, device)
     docs = scored_docs(context.survey, context.split, config.users, config.max_eval_people, config.seed)
     log(f"{config.method}: scoring {len(docs)} docs of {docs['respondent'].nunique()} people" + (f" on {world.size} processes" if world.distributed else ""))
     scores = method.score(docs.drop(columns="target"), context)

@@ -31,9 +31,12 @@ class World:
         if not dist.is_initialized():
             if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "MASTER_ADDR" not in os.environ:
                 return cls()
+            import atexit
+
             import torch
 
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            atexit.register(shutdown)
         return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
 
     @property
@@ -73,3 +76,10 @@ class World:
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+
+def shutdown() -> None:
+    """Leave the process group cleanly (at exit): every rank waits for the others first."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import sys
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
@@ -254,6 +255,9 @@ class LetterScoringLM(TemplateLM):
             scored = self.score_rows(batch, [rows[r] for r in batch], [payloads[key] for key, _ in batch])
             self.cache.put_many(scored)
             results.update(scored)
+        if self.world.distributed:  # each rank says what it did: the evidence that requests are split, not repeated
+            print(f"persona-bench-lm rank {self.world.rank}/{self.world.size}: {len(items)} requests, "
+                  f"{len(queued)} scored (not cached), {len(rows)} forward rows", file=sys.stderr, flush=True)
         return [results[k] for k in cache_keys]
 
     def length_batches(self, rows: list[Row]) -> list[list[Row]]:

@@ -1,0 +1,96 @@
+"""Data parallel under torchrun (the CPU twin of a GPU node: gloo, 2 processes) against 1 process.
+
+Scoring: the same accuracy and per-doc scores, one run folder, each rank scoring its own share of
+the requests. Training: the same per-epoch train and validation losses. lm-eval's own command
+line with our model: requests split across ranks, the same result.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def launch(args: list[str], processes: int, cache: Path, cwd: Path, module: str = "persona_bench") -> subprocess.CompletedProcess:
+    env = {**os.environ, "PERSONA_BENCH_CACHE": str(cache), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)] if processes > 1 else [sys.executable]
+    done = subprocess.run([*prefix, "-m", module, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def samples(run_dir: Path) -> list[dict]:
+    with gzip.open(run_dir / "samples.jsonl.gz", "rt") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def rank_counts(stderr: str) -> dict[int, int]:
+    """Requests each rank reported scoring (persona-bench-lm's per-rank line)."""
+    counts: dict[int, int] = {}
+    for rank, requests in re.findall(r"persona-bench-lm rank (\d+)/2: (\d+) requests", stderr):
+        counts[int(rank)] = counts.get(int(rank), 0) + int(requests)
+    return counts
+
+
+@pytest.fixture(scope="module")
+def launched(tiny_model_path, tmp_path_factory):
+    """raw and spm runs, each with 2 processes and with 1, in separate folders and caches."""
+    root = tmp_path_factory.mktemp("dp")
+    common = ["--model", str(tiny_model_path), "--data", "demo:600", "--max-eval-people", "40", "--no-references"]
+    spm = ["--max-train-answers", "160", "--epochs", "2"]
+    out = {}
+    for processes in (2, 1):
+        folder = root / f"p{processes}"
+        out[processes] = {
+            "raw": launch(["run", "--method", "raw", *common, "--out", str(folder / "runs")], processes, folder / "cache", root),
+            "spm": launch(["run", "--method", "spm", *common, *spm, "--out", str(folder / "runs")], processes, folder / "cache", root),
+            "folder": folder,
+        }
+    return out
+
+
+@pytest.mark.parametrize("method", ["raw", "spm"])
+def test_scoring_with_two_processes_equals_one(launched, method):
+    runs = {p: [d for d in (launched[p]["folder"] / "runs").iterdir() if d.name.startswith(f"{method}-")] for p in (1, 2)}
+    assert len(runs[1]) == len(runs[2]) == 1  # one run folder each, written once
+    two, one = runs[2][0], runs[1][0]
+    assert two.name == one.name
+    results = [json.loads((d / "results.json").read_text()) for d in (two, one)]
+    assert results[0]["accuracy"] == results[1]["accuracy"] and results[0]["processes"] == 2
+    for a, b in zip(samples(two), samples(one)):
+        assert a["doc_id"] == b["doc_id"]
+        np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-5)
+    counts = rank_counts(launched[2][method].stderr)
+    total = sum(len(s["scores"]) for s in samples(one))  # one request per answer letter
+    # each rank scores its half; lm-eval pads the shorter rank with a few repeated requests
+    assert set(counts) == {0, 1} and all(abs(c - total / 2) <= 20 for c in counts.values()) and sum(counts.values()) >= total
+
+
+def test_training_with_two_processes_equals_one(launched):
+    histories = [
+        json.loads(next((launched[p]["folder"] / "runs" / "_shared").glob("*/steering/*/training.json")).read_text())["history"]
+        for p in (2, 1)
+    ]
+    assert len(histories[0]) == len(histories[1]) == 2
+    for a, b in zip(*histories):
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 and abs(a["val_loss"] - b["val_loss"]) < 1e-4
+
+
+def test_lm_eval_cli_splits_requests_across_ranks(launched, tiny_model_path, tmp_path):
+    docs = next((launched[1]["folder"] / "runs").glob("raw-*")) / "docs.jsonl"
+    args = ["run", "--tasks", "opinionqa_persona_raw", "--metadata", json.dumps({"docs_path": str(docs)}),
+            "--model", "persona-bench-lm", "--model_args", f"pretrained={tiny_model_path},score_cache=", "--output_path", "out"]
+    two = launch(args, 2, tmp_path / "cache2", tmp_path, module="persona_bench.tasks")
+    one = launch(args, 1, tmp_path / "cache1", tmp_path, module="persona_bench.tasks")
+    counts = rank_counts(two.stderr)
+    requests = sum(len(json.loads(line)["choices"]) for line in docs.read_text().splitlines())
+    assert set(counts) == {0, 1} and all(abs(c - requests / 2) <= 20 for c in counts.values()) and sum(counts.values()) >= requests
+    score = lambda text: re.search(r"macro_acc\s*\|[^|]*\|\s*([\d.]+)", text).group(1)  # noqa: E731
+    assert score(two.stdout) == score(one.stdout)
