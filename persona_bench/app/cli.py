@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
     grid.add_argument("--leaderboard", type=Path, default=Path("leaderboard/LEADERBOARD.md"))
     grid.add_argument("--dry-run", action="store_true", help="list the runs without running them")
+    grid.add_argument("--executor", choices=("local", "ray", "slurm"), default="local", help="where runs execute (default: here, one after another)")
+    grid.add_argument("--workers", type=int, default=None, help="ray: CPUs of a local Ray; slurm: array parallelism")
+    grid.add_argument("--address", default=None, help="ray: address of a running Ray cluster (default: start a local one)")
+    grid.add_argument("--slurm-partition", default=None, help="slurm: partition")
+    grid.add_argument("--slurm-local", action="store_true", help="slurm: run the job arrays with submitit's local executor (testing)")
+    grid.add_argument("--gpus-per-run", type=int, default=1, help="slurm: GPUs for each language-model run (default 1)")
+    grid.add_argument("--timeout-min", type=int, default=720, help="slurm: time limit per run in minutes (default 720)")
     grid.add_argument("--import", dest="imports", action="append", default=[], help="module that registers extra methods")
     models = sub.add_parser("models", help="language models").add_subparsers(dest="action", required=True)
     models.add_parser("list", help="model aliases and whether each is available here")
@@ -319,7 +326,11 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
     from .sweep import sweep
 
     load_methods(tuple(args.imports))
-    results, failures = sweep(args.grid, args.out, log=stderr_log, dry_run=args.dry_run)
+    results, failures = sweep(
+        args.grid, args.out, log=stderr_log, dry_run=args.dry_run, executor=args.executor, imports=tuple(args.imports),
+        workers=args.workers, address=args.address, slurm_local=args.slurm_local, slurm_partition=args.slurm_partition,
+        gpus_per_run=args.gpus_per_run, timeout_min=args.timeout_min,
+    )
     if results:
         refresh_leaderboard(args.out, args.leaderboard, f"persona-bench sweep {args.grid} --out {args.out} --leaderboard {args.leaderboard}")
     for failure in failures:

@@ -12,6 +12,8 @@
 
 Runs already finished in the runs folder are reused, so an interrupted sweep continues where it
 stopped. A run that fails (say, a paper model missing here) is reported and the sweep goes on.
+Runs execute here one after another, as Ray tasks or as SLURM job arrays (:mod:`.executors`);
+each is claimed atomically, so any number of sweeps on one grid and runs folder do each run once.
 """
 from __future__ import annotations
 
@@ -23,9 +25,9 @@ from typing import Callable
 import yaml
 
 from ..harness.config import RunConfig
-from ..harness.errors import ConfigError, PersonaBenchError
+from ..harness.errors import ConfigError
 from ..harness.method import resolve_config
-from .run import run
+from .executors import describe, execute
 
 CONFIG_FIELDS = {f.name for f in fields(RunConfig)} - {"method_options"}
 
@@ -80,18 +82,14 @@ def load_grid(path: Path) -> list[RunConfig]:
     return list(configs.values())
 
 
-def sweep(path: Path, runs_dir: Path, log: Callable[[str], None] = print, dry_run: bool = False) -> tuple[list[dict], list[str]]:
-    """Run every configuration of the grid (reusing finished runs); return results and failures."""
+def sweep(path: Path, runs_dir: Path, log: Callable[[str], None] = print, dry_run: bool = False, **executor) -> tuple[list[dict], list[str]]:
+    """Run every configuration of the grid (reusing finished runs) with the chosen executor
+    (:func:`persona_bench.app.executors.execute` options); return results and failures."""
     configs = load_grid(path)
-    results, failures = [], []
-    for number, config in enumerate(configs, start=1):
-        label = f"[{number}/{len(configs)}] {config.method} {config.model or ''} {config.persona} {config.users} k={config.k} {config.data} {','.join(config.waves)} {config.method_options or ''}"
-        log(label)
-        if dry_run:
-            continue
-        try:
-            results.append(run(config, runs_dir, log=log))
-        except PersonaBenchError as exc:
-            failures.append(f"{label}: {exc}")
-            log(f"  failed: {exc}")
-    return results, failures
+    if dry_run:
+        for number, config in enumerate(configs, start=1):
+            log(f"[{number}/{len(configs)}] {describe(config)}")
+        return [], []
+    outcomes = execute(configs, runs_dir, log=log, **executor)
+    failures = [f"{describe(c)}: {o.error}" for c, o in zip(configs, outcomes) if o.status == "failed"]
+    return [o.results for o in outcomes if o.results is not None], failures

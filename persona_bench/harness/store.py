@@ -15,6 +15,9 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
+import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +26,7 @@ import pandas as pd
 from .atomic import atomic_write_json, atomic_writer
 from .errors import PersonaBenchError
 
-CONFIG, DOCS, SAMPLES, RESULTS = "config.json", "docs.jsonl", "samples.jsonl.gz", "results.json"
+CONFIG, DOCS, SAMPLES, RESULTS, CLAIM = "config.json", "docs.jsonl", "samples.jsonl.gz", "results.json", "claim.json"
 SHARED = "_shared"
 
 
@@ -100,3 +103,52 @@ def finished_runs(runs_dir: Path, skip_bad: bool = False) -> tuple[list[dict], l
                 raise
             problems.append(str(exc))
     return records, problems
+
+
+def claim(run_dir: Path) -> bool:
+    """Claim a run for this process (atomic: exactly one claimant wins); False when another live
+    process holds it. A claim left by a dead process on this host is taken over."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / CLAIM
+    for _ in range(2):
+        try:
+            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = claim_holder(run_dir)
+            if holder is None or holder_alive(holder):
+                return False
+            try:  # a dead process's claim: move it aside (only one process can), then claim afresh
+                path.rename(run_dir / f".{CLAIM}.stale.{os.getpid()}")
+            except FileNotFoundError:
+                return False
+            continue
+        with os.fdopen(handle, "w") as file:
+            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}, file)
+        return True
+    return False
+
+
+def claim_holder(run_dir: Path) -> dict | None:
+    """Who holds a run's claim (None when unclaimed or unreadable)."""
+    try:
+        return json.loads((run_dir / CLAIM).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def holder_alive(holder: dict) -> bool:
+    """Whether a claim's process still runs (claims from other hosts are assumed alive)."""
+    if holder.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, ValueError, TypeError):
+        return True
+    return True
+
+
+def release(run_dir: Path) -> None:
+    """Give a run's claim up (after it finished or failed)."""
+    (run_dir / CLAIM).unlink(missing_ok=True)

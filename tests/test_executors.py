@@ -1,0 +1,84 @@
+"""Sweeps on existing engines: a grid run as Ray tasks (local Ray, 2 workers) and as a submitit
+job array (its local executor) gives the same results as the sequential sweep, and two sweeps
+started together on one grid and runs folder do every run exactly once."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from persona_bench.harness.store import claim, claim_holder, release
+
+GRID = """
+defaults:
+  data: demo:600
+  max_eval_people: 30
+grid:
+  - method: [majority, cf, demographic-majority]
+  - method: [majority, cf, demographic-majority]
+    users: unseen
+    k: 5
+"""
+SAME = ("run_id", "method", "accuracy", "ci95", "n_people", "n_answers", "persona", "users", "k")
+
+
+def sweep(grid: Path, runs: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "persona_bench", "sweep", str(grid), "--out", str(runs),
+                             "--leaderboard", str(runs.parent / f"{runs.name}.md"), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finished(process: subprocess.Popen) -> str:
+    out, err = process.communicate(timeout=900)
+    assert process.returncode == 0, err[-3000:]
+    return err
+
+
+def results(runs: Path) -> dict[str, dict]:
+    found = [json.loads(p.read_text()) for p in runs.glob("*/results.json")]
+    return {r["run_id"]: {k: r[k] for k in SAME} for r in found}
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory):
+    root = tmp_path_factory.mktemp("executors")
+    (root / "grid.yaml").write_text(GRID)
+    finished(sweep(root / "grid.yaml", root / "sequential"))
+    return root, results(root / "sequential")
+
+
+@pytest.mark.parametrize("engine", [["--executor", "ray", "--workers", "2"], ["--executor", "slurm", "--slurm-local"]])
+def test_engines_give_the_sequential_results(sequential, engine):
+    root, expected = sequential
+    pytest.importorskip("ray" if "ray" in engine else "submitit")
+    runs = root / engine[1]
+    finished(sweep(root / "grid.yaml", runs, *engine))
+    assert len(expected) == 6 and results(runs) == expected
+    assert (root / f"{runs.name}.md").is_file()  # the leaderboard, written once all runs are done
+
+
+def test_two_sweeps_together_do_every_run_once(sequential):
+    root, expected = sequential
+    runs = root / "together"
+    logs = [finished(p) for p in [sweep(root / "grid.yaml", runs), sweep(root / "grid.yaml", runs)]]
+    prepared = sum(log.count(": preparing on") for log in logs)
+    assert prepared == 6 and results(runs) == expected
+
+
+def test_a_claim_is_exclusive_and_a_dead_holder_is_taken_over(tmp_path):
+    assert claim(tmp_path) and not claim(tmp_path)
+    release(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    (tmp_path / "claim.json").write_text(json.dumps({**claim_holder_like(), "pid": int(dead)}))
+    assert claim(tmp_path) and claim_holder(tmp_path)["pid"] == os.getpid()
+
+
+def claim_holder_like() -> dict:
+    import socket
+
+    return {"host": socket.gethostname(), "since": 0}
