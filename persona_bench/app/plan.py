@@ -1,0 +1,165 @@
+"""A cost plan before spending: what each run of a grid will take, and the total.
+
+Per run: the docs to score; the forward passes left after the scorer's deduplication (one per
+distinct prompt for prompting methods; one per distinct persona and question for steering
+methods; none for the no-LLM references); their prompt tokens; the training examples x epochs
+(steering methods: the recipe's epochs, an upper bound when early stopping ends sooner, plus
+the validation forwards); and the FLOPs they cost: 2 x N per token for a forward and 4 x N for a
+training step through the frozen LM (forward plus the backward pass to its inputs, no weight
+gradients), N the parameters outside the input embedding. Hours come from FLOPs at a measured
+rate on this machine (a short calibration: SmolLM2-135M forwards, or matrix products when it is
+absent) and at a named GPU's dense bf16 peak times an assumed utilisation. Everything here is an
+estimate and says so; the prompt texts are built exactly as the runs would build them, and the
+tokens are counted with the run's tokenizer when its model is here (else SmolLM2's, a proxy).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..harness.config import RunConfig
+from ..harness.context import RunContext
+from ..harness.learned import MAX_VALIDATION, VALIDATION_SHARE, LearnedSteering
+from ..harness.loaders import load_survey
+from ..harness.method import build_options, get_method
+from ..harness.models import ModelUnavailable, parameter_counts, resolve_model
+from ..harness.protocol import SplitConfig, make_split, scored_docs
+from ..tasks import utils as task_hooks
+
+GPUS = {"h100": 989e12, "a100": 312e12, "l40s": 362e12}  # dense bf16 peak FLOP/s (vendor figures)
+UTILISATION = {"scoring": 0.35, "training": 0.25}  # assumed share of the peak a run achieves
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """The estimated cost of one run."""
+
+    run_id: str
+    label: str
+    docs: int
+    forwards: int
+    prompt_tokens: int
+    train_examples: int
+    epochs: int
+    scoring_flops: float
+    training_flops: float
+
+
+@lru_cache(maxsize=16)
+def survey_and_split(data: str, waves: tuple[str, ...], seed: int, people_train: float, answers_train: float):
+    survey = load_survey(data, list(waves) or None)
+    return survey, make_split(survey, SplitConfig(seed, people_train, answers_train))
+
+
+@lru_cache(maxsize=8)
+def tokenizer_for(model: str):
+    """The model's own tokenizer when it is here, else SmolLM2's (a proxy for counting tokens)."""
+    from transformers import AutoTokenizer
+
+    try:
+        folder = resolve_model(model)
+    except ModelUnavailable:
+        folder = resolve_model("smollm2-135m")
+    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+
+
+def prompt_texts(config: RunConfig, context: RunContext, docs: pd.DataFrame) -> list[str]:
+    """Each doc's prompt, built as the run would build it (steering methods: the Raw Q prompt)."""
+    method_class = get_method(config.method)
+    method = method_class(build_options(method_class, config.method_options))
+    task = getattr(method, "task", "opinionqa_persona_raw")
+    extra = method.doc_fields(docs, context) if hasattr(method, "doc_fields") else None
+    build = {"opinionqa_persona_raw": task_hooks.raw_prompt, "opinionqa_persona_demographics": task_hooks.demographics_prompt,
+             "opinionqa_persona_context": task_hooks.context_prompt}[task]
+    texts = []
+    for i, doc in enumerate(docs.itertuples(index=False)):
+        question = context.survey.questions[doc.question]
+        fields = {"question": question.text, "options": list(question.options), **(extra[i] if extra else {})}
+        texts.append(build(fields) + "\nAnswer:")
+    return texts
+
+
+def run_cost(config: RunConfig, runs_dir: Path) -> RunCost:
+    """The estimated cost of one run (see module docstring)."""
+    survey, split = survey_and_split(config.data, tuple(config.waves), config.seed, config.people_train, config.answers_train)
+    docs = scored_docs(survey, split, config.users, config.max_eval_people, config.seed)
+    method = get_method(config.method)
+    label = " ".join(str(p) for p in (config.method, config.model or "", config.persona, config.users, config.k or "", config.method_options or "") if p != "")
+    if not method.needs_model:
+        return RunCost(config.run_id(), label, len(docs), 0, 0, 0, 0, 0.0, 0.0)
+    context = RunContext(config, survey, split, runs_dir / "_plan", runs_dir / "_plan", log=lambda message: None)
+    texts = prompt_texts(config, context, docs)
+    keys = [""] * len(docs)
+    if method.kind == "steering":
+        keys = [v.tobytes() for v in context.persona_vectors(docs["respondent"]).astype(np.float32)]
+    distinct = list(dict.fromkeys(zip(keys, texts)))
+    tokenizer = tokenizer_for(config.model)
+    tokens_of = {t: len(tokenizer.encode(t)) for t in set(texts)}
+    prompt_tokens = sum(tokens_of[t] for _, t in distinct)
+    active = active_parameters(config.model)
+    training_flops, examples, epochs = 0.0, 0, 0
+    if issubclass(method, LearnedSteering) and config.method_options.get("weights", "trained") != "random":
+        settings = method.resolve(build_options(method, config.method_options))
+        answers = split.train_answers()
+        examples = settings["max_train_answers"] or len(answers)
+        validation = max(1, min(MAX_VALIDATION, int(round(VALIDATION_SHARE * examples)), len(answers) // 10))
+        epochs = settings["epochs"]
+        mean_tokens = np.mean([tokens_of.get(t, 0) for t in texts]) if texts else 0
+        training_flops = epochs * (4 * examples + 2 * validation) * mean_tokens * active
+    return RunCost(config.run_id(), label, len(docs), len(distinct), prompt_tokens, examples, epochs, 2.0 * prompt_tokens * active, training_flops)
+
+
+@lru_cache(maxsize=16)
+def active_parameters(model: str) -> int:
+    """Parameters a token passes through (all but the input embedding)."""
+    total, embedding = parameter_counts(model)
+    return total - embedding
+
+
+def calibrate(seconds: float = 5.0) -> float:
+    """FLOP/s this machine reaches on LM forwards (SmolLM2-135M when here, else matrix products)."""
+    import torch
+
+    try:
+        from ..harness.models import load_model
+
+        model, _ = load_model("smollm2-135m", "cpu", "float32")
+        active = active_parameters("smollm2-135m")
+        batch = torch.randint(0, 1000, (8, 64))
+        work = lambda: model.model(input_ids=batch)  # noqa: E731
+        flops = 2.0 * active * batch.numel()
+    except ModelUnavailable:
+        a = torch.randn(1024, 1024)
+        work = lambda: a @ a  # noqa: E731
+        flops = 2.0 * 1024**3
+    with torch.no_grad():
+        work()
+        started, done = time.perf_counter(), 0
+        while time.perf_counter() - started < seconds:
+            work()
+            done += 1
+    return flops * done / (time.perf_counter() - started)
+
+
+def plan_table(costs: list[RunCost], here: float, gpu: str) -> tuple[pd.DataFrame, dict]:
+    """Per-run rows and the totals (hours here and on ``gpu``)."""
+    peak = GPUS[gpu] if gpu in GPUS else None
+    rows = []
+    for c in costs:
+        gpu_hours = (c.scoring_flops / UTILISATION["scoring"] + c.training_flops / UTILISATION["training"]) / peak / 3600 if peak else None
+        rows.append({
+            "run": c.label, "docs": c.docs, "forwards": c.forwards, "prompt tokens": c.prompt_tokens,
+            "train examples x epochs": f"{c.train_examples:,} x {c.epochs}" if c.train_examples else "",
+            "PFLOP": (c.scoring_flops + c.training_flops) / 1e15, "hours here": (c.scoring_flops + c.training_flops) / here / 3600,
+            **({f"hours on {gpu}": gpu_hours} if peak else {}),
+        })
+    frame = pd.DataFrame(rows)
+    totals = {"runs": len(costs), "PFLOP": frame["PFLOP"].sum(), "hours here": frame["hours here"].sum()}
+    if peak:
+        totals[f"hours on {gpu}"] = frame[f"hours on {gpu}"].sum()
+    return frame, totals
