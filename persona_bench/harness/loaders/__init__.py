@@ -1,4 +1,4 @@
-"""Survey loaders, chosen by a data spec: ``demo[:N]``, ``opinionqa:PATH`` or ``pew:PATH``."""
+"""Survey loaders, chosen by a data spec: ``demo[:N[xQ]]``, ``opinionqa:PATH`` or ``pew:PATH``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,10 +18,12 @@ def load_survey(spec: str, waves: list[str] | None = None, metadata: str | Path 
     if kind == "demo":
         from .demo import load_demo
 
-        n_people = int(argument) if argument.isdigit() else None
-        if argument and n_people is None:
-            raise SurveyError(f"data spec {spec!r}: demo takes an optional number of people, e.g. demo:500")
-        return load_demo(**({"n_people": n_people} if n_people else {})).select_waves(waves)
+        people, _, questions = argument.partition("x")
+        if argument and not (people.isdigit() and int(people) > 0 and (not questions or questions.isdigit() and int(questions) > 1)):
+            raise SurveyError(f"data spec {spec!r}: demo takes an optional size, people or peoplexquestions, e.g. demo:500 or demo:18000x1476")
+        size = {"n_people": int(people)} if people else {}
+        size.update({"n_questions": int(questions)} if questions else {})
+        return load_demo(**size).select_waves(waves)
     if not argument:
         raise SurveyError(f"data spec {spec!r}: expected demo, opinionqa:PATH or pew:PATH")
     if kind == "opinionqa":

@@ -22,6 +22,8 @@ from ..survey import Question, Survey, responses_frame
 
 DEMO_SEED = 2023
 DEMO_PEOPLE = 2000
+BUILT_IN_QUESTIONS = 60
+WAVE_QUESTIONS = 150  # larger surveys: questions per wave (each person answers one wave, as in OpinionQA)
 N_CAMPS = 6
 LATENT_DIMS = ("economy", "social", "security", "technology", "trust")
 
@@ -150,19 +152,28 @@ def sample_traits(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return codes
 
 
-def make_questions(rng: np.random.Generator) -> tuple[list[Question], np.ndarray, np.ndarray, list[np.ndarray]]:
+def question_specs(n_questions: int):
+    """(key, block, item text) of each question: the 60 built-in ones, then (for larger surveys)
+    numbered variants of the same blocks."""
+    specs = [(f"DEMO{block + 1:02d}{'ABCD'[number]}", block, item) for block, b in enumerate(QUESTION_BLOCKS) for number, item in enumerate(b[4])]
+    for extra in range(n_questions - len(specs)):
+        block, number = extra % len(QUESTION_BLOCKS), (extra // len(QUESTION_BLOCKS)) % 4
+        specs.append((f"DEMOX{extra + 1:05d}", block, f"{QUESTION_BLOCKS[block][4][number]} (variant {extra // 60 + 1})"))
+    return specs[:n_questions]
+
+
+def make_questions(rng: np.random.Generator, n_questions: int = BUILT_IN_QUESTIONS, waves: list[str] | None = None):
     """Questions with their latent loadings, intercepts and ordered-logit cut points."""
     questions, loadings, intercepts, cuts = [], [], [], []
-    for block, (topic, dim, stem, options, items) in enumerate(QUESTION_BLOCKS):
+    for number, (key, block, item) in enumerate(question_specs(n_questions)):
+        topic, dim, stem, options, _ = QUESTION_BLOCKS[block]
         listed = NOMINAL_ORDER.get(block, tuple(float(i + 1) for i in range(len(options))))
-        for item_number, item in enumerate(items):
-            key = f"DEMO{block + 1:02d}{'ABCD'[item_number]}"
-            loading = rng.normal(0, 0.35, len(LATENT_DIMS))
-            loading[dim] = rng.choice([-1, 1]) * rng.uniform(1.3, 2.2)
-            questions.append(Question(key, "DEMO", stem.format(item), options, listed, topic))
-            loadings.append(loading)
-            intercepts.append(rng.normal(0, 0.8))
-            cuts.append(np.sort(rng.normal(0, 1.6, len(options) - 1)) + np.linspace(-0.8, 0.8, len(options) - 1))
+        loading = rng.normal(0, 0.35, len(LATENT_DIMS))
+        loading[dim] = rng.choice([-1, 1]) * rng.uniform(1.3, 2.2)
+        questions.append(Question(key, waves[number] if waves else "DEMO", stem.format(item), options, listed, topic))
+        loadings.append(loading)
+        intercepts.append(rng.normal(0, 0.8))
+        cuts.append(np.sort(rng.normal(0, 1.6, len(options) - 1)) + np.linspace(-0.8, 0.8, len(options) - 1))
     return questions, np.asarray(loadings), np.asarray(intercepts), cuts
 
 
@@ -181,26 +192,36 @@ class DemoTruth:
     latent: np.ndarray
 
 
-def load_demo(n_people: int = DEMO_PEOPLE, seed: int = DEMO_SEED) -> Survey:
+def load_demo(n_people: int = DEMO_PEOPLE, seed: int = DEMO_SEED, n_questions: int = BUILT_IN_QUESTIONS) -> Survey:
     """The demo survey (same output for the same arguments)."""
-    return generate_demo(n_people, seed).survey
+    return generate_demo(n_people, seed, n_questions).survey
 
 
 @lru_cache(maxsize=4)
-def generate_demo(n_people: int = DEMO_PEOPLE, seed: int = DEMO_SEED) -> DemoTruth:
-    """Generate the demo survey and its planted camps and latent opinions; treat as read-only."""
+def generate_demo(n_people: int = DEMO_PEOPLE, seed: int = DEMO_SEED, n_questions: int = BUILT_IN_QUESTIONS) -> DemoTruth:
+    """Generate the demo survey and its planted camps and latent opinions; treat as read-only.
+
+    Up to 60 questions everyone belongs to one wave, ``DEMO``; larger surveys (e.g. OpinionQA's
+    full size, 18,000 people x 1,476 questions) are cut into waves of about 150 questions, each
+    person answering one wave's questions, so the answer matrix is as sparse as OpinionQA's."""
     rng = np.random.default_rng(seed)
     codes = sample_traits(n_people, rng)
     camps = camp_logits(codes, rng).argmax(axis=1)
     centres = rng.normal(0, 1.0, (N_CAMPS, len(LATENT_DIMS)))
     style = rng.normal(0, 0.4, n_people)
     latent = centres[camps] + rng.normal(0, 0.55, (n_people, len(LATENT_DIMS)))
-    questions, loadings, intercepts, cuts = make_questions(rng)
+    n_waves = 1 if n_questions <= BUILT_IN_QUESTIONS else -(-n_questions // WAVE_QUESTIONS)
+    wave_names = ["DEMO"] if n_waves == 1 else [f"DEMO{w + 1}" for w in range(n_waves)]
+    question_wave = [wave_names[j * n_waves // n_questions] for j in range(n_questions)]
+    questions, loadings, intercepts, cuts = make_questions(rng, n_questions, question_wave if n_waves > 1 else None)
     ids = [f"DEMO:{i:05d}" for i in range(n_people)]
     form = rng.integers(0, 2, n_people)
+    person_wave = np.arange(n_people) % n_waves
     respondent, question, option, value = [], [], [], []
     for j, q in enumerate(questions):
         audience = np.ones(n_people, bool) if j % 3 == 0 else form == j % 3 - 1
+        if n_waves > 1:
+            audience &= person_wave == wave_names.index(question_wave[j])
         asked = np.flatnonzero(audience & (rng.random(n_people) > 0.02))
         positions = ordered_logit(latent[asked] @ loadings[j] + intercepts[j] + style[asked], cuts[j], rng)
         by_position = np.argsort(np.argsort(q.ordinal))  # option index -> rank on the ordinal scale
@@ -211,7 +232,7 @@ def generate_demo(n_people: int = DEMO_PEOPLE, seed: int = DEMO_SEED) -> DemoTru
         option.extend(chosen)
         value.extend(np.asarray(q.values)[chosen])
     people = pd.DataFrame(
-        {"wave": "DEMO", "weight": np.round(rng.lognormal(0, 0.35, n_people), 4)}, index=pd.Index(ids, name="respondent")
+        {"wave": np.asarray(wave_names)[person_wave], "weight": np.round(rng.lognormal(0, 0.35, n_people), 4)}, index=pd.Index(ids, name="respondent")
     )
     for name, (options, _) in TRAITS.items():
         labels = np.asarray(options, dtype=object)[codes[name]]
