@@ -160,6 +160,7 @@ def add_run_args(run: argparse.ArgumentParser) -> None:
     run.add_argument("--cf-solver", choices=("als", "adam"), default="als", help="CF behind the personas (default: als)")
     run.add_argument("--cf-dim", type=int, default=16, help="CF embedding size d (default: 16)")
     run.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1, ...")
+    run.add_argument("--device-map", default=None, help="auto: spread a model larger than one GPU over the GPUs (transformers/accelerate big-model loading)")
     run.add_argument("--dtype", default="auto", help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16")
     run.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
     run.add_argument("--import", dest="imports", action="append", default=[], help="module that registers extra methods")
@@ -390,6 +391,11 @@ def run_config(args: argparse.Namespace, extra: list[str]):
     ))
 
 
+def placement(args: argparse.Namespace) -> dict:
+    """Where the run's model goes (never part of a run's identity)."""
+    return {"device": args.device, "device_map": args.device_map}
+
+
 def stderr_log(message: str) -> None:
     print(message, file=sys.stderr)
 
@@ -398,7 +404,7 @@ def stderr_log(message: str) -> None:
 def train_command(args: argparse.Namespace, extra: list[str]) -> int:
     from .run import prepared_method
 
-    method, context = prepared_method(run_config(args, extra), args.out, stderr_log, args.device)
+    method, context = prepared_method(run_config(args, extra), args.out, stderr_log, **placement(args))
     folder = getattr(method, "checkpoint", None)
     if context.world.is_main:
         print(f"trained {method.name}: {folder}" if folder else f"{method.name}: nothing to train")
@@ -411,8 +417,8 @@ def run_command(args: argparse.Namespace, extra: list[str]) -> int:
     from .run import REFERENCES, companions, run
 
     config = run_config(args, extra)
-    result = run(config, args.out, force=args.force, log=stderr_log, device=args.device)
-    beside = {} if args.no_references else {label: run(other, args.out, log=stderr_log, device=args.device) for label, other in companions(config).items()}
+    result = run(config, args.out, force=args.force, log=stderr_log, **placement(args))
+    beside = {} if args.no_references else {label: run(other, args.out, log=stderr_log, **placement(args)) for label, other in companions(config).items()}
     if not World.current().is_main:
         return 0
     print(tabulate([results_row(r) for r in (result, *beside.values())], headers=RESULT_HEADERS, tablefmt="github"))
@@ -435,10 +441,10 @@ def curve_command(args: argparse.Namespace, extra: list[str]) -> int:
 
     config = run_config(args, extra)
     results = [
-        run(replace(config, method_options={**config.method_options, "max_train_answers": budget}), args.out, log=stderr_log, device=args.device)
+        run(replace(config, method_options={**config.method_options, "max_train_answers": budget}), args.out, log=stderr_log, **placement(args))
         for budget in args.budgets
     ]
-    beside = {label: run(other, args.out, log=stderr_log, device=args.device) for label, other in companions(config).items()}
+    beside = {label: run(other, args.out, log=stderr_log, **placement(args)) for label, other in companions(config).items()}
     if not World.current().is_main:
         return 0
     print(tabulate([results_row(r) for r in (*results, *beside.values())], headers=RESULT_HEADERS, tablefmt="github"))

@@ -66,7 +66,7 @@ def checked(config: RunConfig) -> RunConfig:
 
 
 def prepared_method(
-    config: RunConfig, runs_dir: Path, log: Callable[[str], None] = print, device: str = "auto"
+    config: RunConfig, runs_dir: Path, log: Callable[[str], None] = print, device: str = "auto", device_map: str | None = None
 ) -> tuple[Method, RunContext]:
     """Load the data and split, then build and prepare (train) the configured method."""
     config = checked(config)
@@ -77,16 +77,17 @@ def prepared_method(
     split = shared_split(config, survey, folder, world)
     method_class = get_method(config.method)
     method = method_class(build_options(method_class, config.method_options))
-    context = RunContext(config, survey, split, Path(runs_dir) / config.run_id(), folder, device, log, world)
+    context = RunContext(config, survey, split, Path(runs_dir) / config.run_id(), folder, device, log, world, device_map)
     log(f"{config.method}: preparing on {len(split.train_answers())} train answers")
     method.prepare(context)
     return method, context
 
 
 def run(
-    config: RunConfig, runs_dir: Path, force: bool = False, log: Callable[[str], None] = print, device: str = "auto"
+    config: RunConfig, runs_dir: Path, force: bool = False, log: Callable[[str], None] = print, device: str = "auto",
+    device_map: str | None = None,
 ) -> dict:
-    """Run (or reuse) one configuration and return its results record (``device`` does not change it)."""
+    """Run (or reuse) one configuration and return its results record (``device`` and ``device_map`` do not change it)."""
     config = checked(config)
     world = World.current()
     log = log if world.is_main else quiet
@@ -98,7 +99,7 @@ def run(
     started = time.perf_counter()
     if world.is_main:
         write_config(run_dir, config.as_dict())
-    method, context = prepared_method(config, runs_dir, log, device)
+    method, context = prepared_method(config, runs_dir, log, device, device_map)
     docs = scored_docs(context.survey, context.split, config.users, config.max_eval_people, config.seed)
     log(f"{config.method}: scoring {len(docs)} docs of {docs['respondent'].nunique()} people" + (f" on {world.size} processes" if world.distributed else ""))
     scores = method.score(docs.drop(columns="target"), context)

@@ -39,7 +39,7 @@ class PromptMethod(Method):
         return None
 
     def score(self, docs: pd.DataFrame, context: RunContext) -> np.ndarray:
-        lm = LetterScoringLM(pretrained=context.config.model, device=context.device, dtype=context.config.dtype)
+        lm = LetterScoringLM(**context.model_options)
         if self.options.chat_template and not lm.tokenizer.chat_template:
             raise ConfigError(f"--chat-template: model {context.config.model!r} has no chat template")
         return context.evaluate(self.task, docs, lm, self.doc_fields(docs, context), self.options.chat_template)

@@ -29,12 +29,18 @@ class RunContext:
 
     def __init__(
         self, config: RunConfig, survey: Survey, split: Split, run_dir: Path, shared_dir: Path,
-        device: str = "auto", log: Callable[[str], None] = print, world: World | None = None,
+        device: str = "auto", log: Callable[[str], None] = print, world: World | None = None, device_map: str | None = None,
     ):
         self.config, self.survey, self.split = config, survey, split
         self.run_dir, self.shared_dir, self.device, self.log = run_dir, shared_dir, device, log
+        self.device_map = device_map
         self.world = world or World.current()
         self.persona_kind = PersonaKind.parse(config.persona)
+
+    @property
+    def model_options(self) -> dict:
+        """How to load the run's language model: ``LetterScoringLM(**context.model_options)``."""
+        return {"pretrained": self.config.model, "device": self.device, "dtype": self.config.dtype, "device_map": self.device_map}
 
     @property
     def seed(self) -> int:

@@ -37,7 +37,8 @@ from .steerer import Steerer, load_steerer
 from .training import Examples, TrainOptions, build_examples, train_steerer
 
 VALIDATION_SHARE, MAX_VALIDATION = 0.1, 2000
-TRAINER_SETTINGS = tuple(f.name for f in fields(TrainOptions) if f.name not in ("seed", "checkpoint_minutes"))
+OPERATIONAL = ("checkpoint_minutes", "gradient_checkpointing")  # how training runs, not what it computes
+TRAINER_SETTINGS = tuple(f.name for f in fields(TrainOptions) if f.name not in ("seed", *OPERATIONAL))
 
 
 class LearnedSteering(Method):
@@ -46,7 +47,7 @@ class LearnedSteering(Method):
     kind = "steering"
     needs_model = True
     uses_persona = True
-    budget_options = frozenset({"recipe", "max_train_answers", *TRAINER_SETTINGS})
+    budget_options = frozenset({"recipe", "max_train_answers", *TRAINER_SETTINGS, *OPERATIONAL})
     quick_options = {"epochs": 1, "max_train_answers": 200}
     recipes: ClassVar[dict[str, dict]] = {"paper": asdict(TrainOptions())}
     default_recipe: ClassVar[str] = "paper"
@@ -64,6 +65,7 @@ class LearnedSteering(Method):
         schedule: str | None = None
         weights: str = "trained"  # trained | random (the untrained control, paper Table 4)
         checkpoint_minutes: float = 5.0  # mid-epoch checkpoints (0: at epoch ends only)
+        gradient_checkpointing: bool = False  # less memory for large models (same gradients, more compute)
 
     # ------------------------------------------------------------ what a family provides
     def build_steerer(self, lm: LetterScoringLM, persona_dim: int, settings: dict) -> Steerer:
@@ -96,7 +98,7 @@ class LearnedSteering(Method):
 
     def train_options(self, seed: int) -> TrainOptions:
         settings = self.settings
-        return TrainOptions(**{k: settings[k] for k in TRAINER_SETTINGS}, seed=seed, checkpoint_minutes=settings["checkpoint_minutes"])
+        return TrainOptions(**{k: settings[k] for k in (*TRAINER_SETTINGS, *OPERATIONAL)}, seed=seed)
 
     @property
     def settings(self) -> dict:
@@ -105,12 +107,12 @@ class LearnedSteering(Method):
     # ------------------------------------------------------------ prepare / score
     def checkpoint_key(self, context: RunContext) -> str:
         """Identity of a trained module: family, model, dtype, CF space and every setting that shapes it."""
-        settings = {k: v for k, v in self.settings.items() if k not in ("weights", "checkpoint_minutes")}
+        settings = {k: v for k, v in self.settings.items() if k not in ("weights", *OPERATIONAL)}
         payload = [self.name, context.config.model, context.config.dtype, context.config.cf_solver, context.config.cf_dim, settings]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
     def prepare(self, context: RunContext) -> None:
-        self.lm = LetterScoringLM(pretrained=context.config.model, device=context.device, dtype=context.config.dtype)
+        self.lm = LetterScoringLM(**context.model_options)
         space = context.personas
         torch.manual_seed(context.seed)
         steerer = self.build_steerer(self.lm, space.vectors.shape[1], self.settings)

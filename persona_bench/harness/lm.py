@@ -101,6 +101,7 @@ class LetterScoringLM(TemplateLM):
         batch_tokens: int = 8192,
         score_cache: str | None = "default",
         trust_remote_code: bool = False,
+        device_map: str | None = None,
         model=None,
         tokenizer=None,
     ):
@@ -109,7 +110,7 @@ class LetterScoringLM(TemplateLM):
         if device == "auto" and self.world.distributed and torch.cuda.is_available():
             device = f"cuda:{self.world.local_rank}"
         if model is None:
-            model, tokenizer = load_model(pretrained, device, dtype, trust_remote_code=bool(trust_remote_code))
+            model, tokenizer = load_model(pretrained, device, dtype, trust_remote_code=bool(trust_remote_code), device_map=device_map)
         self.model, self.tokenizer = model, tokenizer
         self.batch_tokens = int(batch_tokens)
         self.fingerprint = model_fingerprint(model)

@@ -183,8 +183,9 @@ def pick_dtype(dtype: str, device: str):
     return getattr(torch, dtype)
 
 
-def load_model(name: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False):
-    """(model, tokenizer) for ``name``, frozen and in eval mode on ``device``."""
+def load_model(name: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False, device_map: str | None = None):
+    """(model, tokenizer) for ``name``, frozen and in eval mode on ``device`` (or spread over the
+    available devices by transformers/accelerate big-model loading, ``device_map="auto"``)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = resolve_model(name)
@@ -192,11 +193,14 @@ def load_model(name: str, device: str = "auto", dtype: str = "auto", trust_remot
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
-            str(folder), local_files_only=True, dtype=pick_dtype(dtype, device), trust_remote_code=trust_remote_code
+            str(folder), local_files_only=True, dtype=pick_dtype(dtype, device), trust_remote_code=trust_remote_code,
+            **({"device_map": device_map} if device_map else {}),
         )
     except (OSError, ValueError) as exc:
         raise ModelUnavailable(f"cannot load model {name!r} from {folder}: {str(exc).splitlines()[0]}") from None
-    model.to(device).eval().requires_grad_(False)
+    if not device_map:
+        model.to(device)
+    model.eval().requires_grad_(False)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

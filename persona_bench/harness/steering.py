@@ -27,6 +27,7 @@ from typing import Iterator, Sequence
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 
 @dataclass
@@ -77,9 +78,9 @@ def residual_additions(model: torch.nn.Module, additions: dict[int, torch.Tensor
 
     def hook_for(vector: torch.Tensor):
         def hook(module, inputs, output):
-            if isinstance(output, tuple):
-                return (output[0] + vector[:, None, :].to(output[0].dtype), *output[1:])
-            return output + vector[:, None, :].to(output.dtype)
+            hidden = output[0] if isinstance(output, tuple) else output
+            shifted = hidden + vector[:, None, :].to(device=hidden.device, dtype=hidden.dtype)
+            return (shifted, *output[1:]) if isinstance(output, tuple) else shifted
 
         return hook
 
@@ -89,6 +90,55 @@ def residual_additions(model: torch.nn.Module, additions: dict[int, torch.Tensor
     finally:
         for handle in handles:
             handle.remove()
+
+
+def prefix_cache(model: torch.nn.Module, prefix: tuple[tuple[torch.Tensor, torch.Tensor], ...]) -> DynamicCache:
+    """A key/value cache holding the prefix that the model reads but never writes to: each layer
+    returns prefix + the new keys/values without storing them, so running a layer twice (as
+    gradient checkpointing does) sees the same prefix. Sliding-window layers (GPT-Neo's local
+    attention) keep transformers' own behaviour. Each layer's tensors go to that layer's device."""
+    dtype = body_of(model).get_input_embeddings().weight.dtype
+    devices = layer_devices(model)
+    layers = [(k.to(dtype=dtype, device=d), v.to(dtype=dtype, device=d)) for (k, v), d in zip(prefix, devices)]
+    cache = DynamicCache(ddp_cache_data=layers, config=model.config)
+    for layer, (keys, values) in zip(cache.layers, layers):
+        if type(layer) is DynamicLayer:
+            layer.update = read_only_update(keys, values)
+    return cache
+
+
+def read_only_update(keys: torch.Tensor, values: torch.Tensor):
+    """A cache layer's ``update`` that returns prefix + new without storing the new."""
+
+    def update(key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cat([keys, key_states], dim=-2), torch.cat([values, value_states], dim=-2)
+
+    return update
+
+
+def layer_devices(model: torch.nn.Module) -> list[torch.device]:
+    """The device of each decoder layer (several when the model is spread with a device map)."""
+    return [next(layer.parameters()).device for layer in decoder_layers(model)]
+
+
+@contextmanager
+def checkpointed(model: torch.nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Gradient checkpointing of every decoder layer while inside: activations are recomputed in the
+    backward pass instead of kept (less memory for a long prompt through a large frozen model)."""
+    if not enabled:
+        yield
+        return
+    from torch.utils.checkpoint import checkpoint
+
+    layers = decoder_layers(model)
+    originals = [layer.forward for layer in layers]
+    for layer, forward in zip(layers, originals):
+        layer.forward = lambda *args, _forward=forward, **kwargs: checkpoint(_forward, *args, use_reentrant=False, **kwargs)
+    try:
+        yield
+    finally:
+        for layer, forward in zip(layers, originals):
+            layer.forward = forward
 
 
 def token_batch(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,13 +164,11 @@ def steered_hidden(
     inputs: dict = {"attention_mask": mask, "use_cache": False}
     if steering.embeddings is not None:
         embeddings = body.get_input_embeddings()(input_ids)
-        inputs["inputs_embeds"] = torch.cat([steering.embeddings.to(embeddings.dtype), embeddings], dim=1)
+        inputs["inputs_embeds"] = torch.cat([steering.embeddings.to(embeddings.dtype).to(embeddings.device), embeddings], dim=1)
     else:
         inputs["input_ids"] = input_ids
     if steering.prefix:
-        dtype = body.get_input_embeddings().weight.dtype
-        layers = [(keys.to(dtype), values.to(dtype)) for keys, values in steering.prefix]
-        inputs[cache_argument(type(body))] = DynamicCache(ddp_cache_data=layers, config=model.config)
+        inputs[cache_argument(type(body))] = prefix_cache(model, steering.prefix)
     with residual_additions(model, steering.residual):
         hidden = body(**inputs).last_hidden_state
     return hidden[:, steering.embedding_tokens :]
@@ -138,7 +186,9 @@ def token_logprobs(
     """Log-probabilities of ``tokens[n, c]`` as the next token after ``positions[n]`` of row ``rows[n]``
     (``-inf`` where ``tokens`` is -1), and whether each is the model's greedy choice there."""
     hidden = steered_hidden(model, input_ids, attention_mask, steering)
-    logits = model.get_output_embeddings()(hidden[rows, positions]).float()
+    head = model.get_output_embeddings()
+    logits = head(hidden[rows.to(hidden.device), positions.to(hidden.device)].to(head.weight.device)).float()
+    tokens = tokens.to(logits.device)
     logprobs = torch.log_softmax(logits, dim=-1)
     valid = tokens >= 0
     picked = logprobs.gather(1, tokens.clamp(min=0)).masked_fill(~valid, float("-inf"))

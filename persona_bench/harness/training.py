@@ -37,7 +37,7 @@ from .atomic import atomic_write_json
 from .distributed import World
 from .errors import ConfigError
 from .steerer import Steerer, load_steerer
-from .steering import token_batch, token_logprobs
+from .steering import checkpointed, token_batch, token_logprobs
 
 SCHEDULES = ("constant", "cosine")
 
@@ -56,6 +56,7 @@ class TrainOptions:
     schedule: str = "constant"  # constant | cosine (decay to zero after the warmup)
     seed: int = 0
     checkpoint_minutes: float = 5.0  # wall time between mid-epoch checkpoints (0: epoch ends only)
+    gradient_checkpointing: bool = False  # recompute the LM's activations in the backward pass (less memory, ~1/3 more compute)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 0:
@@ -225,8 +226,9 @@ def train_steerer(
             for group in optimiser.param_groups:
                 group["lr"] = options.lr_at((epoch - 1) * steps_per_epoch + state["step"], total_steps)
             batch = train.subset(share)
-            losses = torch.nn.functional.cross_entropy(letter_logprobs(trainable, model, batch, pad_id), batch.targets.to(device), reduction="none")
-            (losses.sum() * world.size / len(rows)).backward()
+            with checkpointed(model, options.gradient_checkpointing):
+                losses = torch.nn.functional.cross_entropy(letter_logprobs(trainable, model, batch, pad_id), batch.targets.to(device), reduction="none")
+                (losses.sum() * world.size / len(rows)).backward()
             optimiser.step()
             optimiser.zero_grad(set_to_none=True)
             state["loss_sum"] += float(np.sum(world.all_gather(losses.sum().item())))

@@ -1,0 +1,62 @@
+"""The one steered forward's machinery: gradient checkpointing recomputes the layers and gives
+the same gradients to a prefix, the prefix cache is read-only, and a model loaded with a device
+map scores like one placed on a device."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from persona_bench.harness.lm import LetterScoringLM
+from persona_bench.harness.steering import Steering, checkpointed, decoder_layers, kv_shapes, prefix_cache, token_batch, token_logprobs
+
+from .test_spm import tiny_models  # noqa: F401  (fixture)
+
+
+@pytest.mark.parametrize("architecture", ["llama", "falcon", "gptj", "gpt_neox", "gpt2"])
+def test_gradient_checkpointing_recomputes_and_keeps_the_gradients(architecture, tiny_models):  # noqa: F811
+    lm = LetterScoringLM(pretrained=str(tiny_models[architecture]), device="cpu", score_cache=None)
+    rows = [lm.tok_encode("Question: Is it safe?\nA. Yes\nB. No\nAnswer:"), lm.tok_encode("Question: Short?\nAnswer:")]
+    ids, mask = token_batch(rows, lm.tokenizer.pad_token_id, "cpu")
+    torch.manual_seed(0)
+    prefix = [(torch.randn(2, h, 2, d, requires_grad=True), torch.randn(2, h, 2, d, requires_grad=True)) for h, d in kv_shapes(lm.model)]
+    residual = {0: torch.randn(2, lm.model.config.hidden_size, requires_grad=True)}
+    calls = []
+    inner = next(m for m in decoder_layers(lm.model)[0].modules() if getattr(m, "weight", None) is not None and m.weight.dim() == 2)
+    handle = inner.register_forward_pre_hook(lambda module, args: calls.append(1))
+
+    def gradients(enabled: bool) -> torch.Tensor:
+        for tensor in [*[t for kv in prefix for t in kv], *residual.values()]:
+            tensor.grad = None
+        with checkpointed(lm.model, enabled):
+            logprobs, _ = token_logprobs(lm.model, ids, mask, Steering(prefix=tuple(prefix), residual=residual),
+                                         torch.arange(2), torch.tensor([len(r) - 1 for r in rows]), torch.tensor([[5], [6]]))
+            logprobs.sum().backward()
+        return torch.cat([t.grad.flatten() for t in [*[t for kv in prefix for t in kv], *residual.values()]])
+
+    plain = gradients(False)
+    assert len(calls) == 1
+    calls.clear()
+    recomputed = gradients(True)
+    handle.remove()
+    assert len(calls) == 2  # the layer ran again in the backward pass
+    torch.testing.assert_close(plain, recomputed, atol=1e-7, rtol=0)
+    assert plain.abs().sum() > 0
+
+
+def test_the_prefix_cache_is_never_written(tiny_models):  # noqa: F811
+    lm = LetterScoringLM(pretrained=str(tiny_models["llama"]), device="cpu", score_cache=None)
+    prefix = tuple((torch.randn(1, h, 3, d), torch.randn(1, h, 3, d)) for h, d in kv_shapes(lm.model))
+    cache = prefix_cache(lm.model, prefix)
+    ids, mask = token_batch([lm.tok_encode("Question: Is it safe?")], lm.tokenizer.pad_token_id, "cpu")
+    with torch.no_grad():
+        lm.model.model(input_ids=ids, attention_mask=torch.cat([torch.ones(1, 3, dtype=torch.long), mask], 1), cache=cache, use_cache=False)
+    assert cache.get_seq_length() == 3
+
+
+def test_a_device_map_scores_like_a_device(tiny_model_path):
+    from lm_eval.api.instance import Instance
+
+    requests = [Instance("loglikelihood", doc={}, arguments=("Question: Is it safe?\nAnswer:", f" {x}"), idx=0) for x in "AB"]
+    placed = LetterScoringLM(pretrained=str(tiny_model_path), device="cpu", score_cache=None).loglikelihood(requests)
+    mapped = LetterScoringLM(pretrained=str(tiny_model_path), device_map="auto", score_cache=None).loglikelihood(requests)
+    assert [round(s, 5) for s, _ in placed] == [round(s, 5) for s, _ in mapped]
