@@ -75,6 +75,32 @@ def test_batched_steering_equals_an_explicit_past_cache(architecture, mode, tiny
     assert batched[0] != batched[2]  # two personas, same prompt: their own forwards and scores
 
 
+@pytest.mark.parametrize("mode", ["prefix", "prompt"])
+@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+def test_sink_init_starts_as_the_model_reading_its_own_opening_twice(architecture, mode, tiny_models):
+    """Untrained, a sink-initialised SPM is the model's own first T tokens (prompts sharing them):
+    steered scores equal the unsteered model's on those T tokens followed by the prompt."""
+    lm = LetterScoringLM(pretrained=str(tiny_models[architecture]), device="cpu", score_cache=None)
+    prompts = ["Question: Is it safe?\nA. Yes\nB. No\nAnswer:", "Question: A much longer question about the community?\nA. Yes\nB. No\nAnswer:"]
+    rows = [lm.tok_encode(prompt) for prompt in prompts]
+    assert rows[0][:2] == rows[1][:2]
+    torch.manual_seed(0)
+    spm = SoftPromptModel.for_model(lm.model, 2, mode=mode, virtual_tokens=2, init="sink")
+    spm.initialise(torch.randn(10, 2), lm.model, rows)
+    steered = SteeredLM(steerer=spm.eval(), model=lm.model, tokenizer=lm.tokenizer, score_cache=None, batch_tokens=4096)
+    requests = [Instance("loglikelihood", doc={"persona": [0.5, -1.0]}, arguments=(p, f" {c}"), idx=0) for p in prompts for c in "AB"]
+    scores = [score for score, _ in steered.loglikelihood(requests)]
+    expected = []
+    with torch.no_grad():
+        for request in requests:
+            context, continuation = request.arguments
+            ids = lm.tok_encode(context)
+            target = lm.encode_pair(context, continuation)[1][0]
+            logits = lm.model(input_ids=torch.tensor([ids[:2] + ids])).logits[0, -1]
+            expected.append(torch.log_softmax(logits.float(), -1)[target].item())
+    np.testing.assert_allclose(scores, expected, atol=1e-4)
+
+
 def planted_answers(survey, n_people: int, seed: int, per_question: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
     """Four planted camps; on each 4-option question a camp picks its own option (a different
     camp-to-option assignment per question, so the answer depends on persona and question; or,
@@ -166,3 +192,15 @@ def test_train_command_trains_once_and_run_reuses_it(tiny_model_path, tmp_path, 
     assert (tmp_path / "_shared").exists() and folder.endswith(tiny_model_path.name)
     assert main(["run", "--method", "spm", *flags, "--max-eval-people", "5", "--no-references"]) == 0
     assert "training: epoch" not in capsys.readouterr().err  # the trained module was loaded, not retrained
+
+
+def test_untrained_control_keeps_the_initialisation_and_drops_the_budget():
+    from persona_bench.app.run import companions
+    from persona_bench.harness.config import RunConfig
+    from persona_bench.harness.method import resolve_config
+
+    for options, kept in [({"recipe": "paper", "epochs": 3, "max_train_answers": 900}, {"recipe": "paper"}),
+                          ({"init": "scaled", "lr": 3e-3, "mode": "prompt"}, {"init": "scaled", "mode": "prompt"})]:
+        config = resolve_config(RunConfig(method="spm", data="demo", method_options=options))
+        control = companions(config)["spm untrained"]
+        assert control.method_options == {**kept, "weights": "random"}

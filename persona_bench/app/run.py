@@ -129,7 +129,7 @@ def run(
 def companions(config: RunConfig) -> dict[str, RunConfig]:
     """The runs a result is read beside: the no-LLM references (majority, cf); for a method that
     uses a language model, the same model unsteered (``raw``); for a steering method, its
-    untrained control (``weights=random``, same variant, no training budget)."""
+    untrained control (``weights=random``, same variant and initialisation, no training budget)."""
     method = get_method(config.method)
     found = {
         name: resolve_config(replace(config, method=name, model=None, dtype="auto", method_options={}))
@@ -138,7 +138,7 @@ def companions(config: RunConfig) -> dict[str, RunConfig]:
     if method.needs_model and config.method != "raw":
         found["raw (unsteered LM)"] = resolve_config(replace(config, method="raw", method_options={}))
     if method.kind == "steering" and config.method_options.get("weights", "trained") != "random":
-        identity = {k: v for k, v in config.method_options.items() if k not in method.budget_options}
+        identity = {k: v for k, v in config.method_options.items() if k not in method.budget_options or k in method.untrained_options}
         found[f"{config.method} untrained"] = resolve_config(replace(config, method_options={**identity, "weights": "random"}))
     return found
 

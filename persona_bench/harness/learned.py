@@ -48,6 +48,7 @@ class LearnedSteering(Method):
     needs_model = True
     uses_persona = True
     budget_options = frozenset({"recipe", "max_train_answers", *TRAINER_SETTINGS, *OPERATIONAL})
+    untrained_options = frozenset({"recipe"})  # a recipe may set the initialisation
     quick_options = {"epochs": 1, "max_train_answers": 200}
     recipes: ClassVar[dict[str, dict]] = {"paper": asdict(TrainOptions())}
     default_recipe: ClassVar[str] = "paper"

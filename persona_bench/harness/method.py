@@ -50,6 +50,7 @@ class Method(ABC):
     needs_model: ClassVar[bool] = False  # True: --model names the language model it uses
     uses_persona: ClassVar[bool] = False  # True: --persona changes its predictions
     budget_options: ClassVar[frozenset[str]] = frozenset()  # options that set how it trains, not what it is
+    untrained_options: ClassVar[frozenset[str]] = frozenset()  # budget options that also shape the untrained model
     quick_options: ClassVar[dict] = {}  # options that keep the shared conformance suite fast
 
     @dataclass(frozen=True)

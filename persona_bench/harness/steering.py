@@ -225,6 +225,25 @@ def activation_scales(model: torch.nn.Module, token_rows: Sequence[Sequence[int]
     return {"keys": keys.cpu(), "values": values.cpu(), "residual": residual.cpu(), "embeddings": embeddings.cpu()}
 
 
+def leading_states(model: torch.nn.Module, token_rows: Sequence[Sequence[int]], tokens: int) -> dict[str, list[torch.Tensor] | torch.Tensor]:
+    """What the model itself holds at positions ``0 .. tokens-1`` of real prompts, averaged over
+    the prompts: per layer ``keys`` and ``values`` (heads, tokens, head size), and ``embeddings``
+    (tokens, width). Prompts shorter than ``tokens`` are left out. A prefix equal to these is the
+    model's own opening (with rotary positions 0 .. tokens-1, where a prefix sits): a neutral start
+    that the prompt already attends to the way it attends to its first tokens."""
+    rows = [row for row in token_rows if len(row) >= tokens]
+    if not rows:
+        raise ValueError(f"no prompt has {tokens} tokens")
+    device = next(model.parameters()).device
+    input_ids = torch.as_tensor([list(row[:tokens]) for row in rows], device=device)
+    body = body_of(model)
+    cache = output_cache(body(input_ids=input_ids, use_cache=True))
+    keys = [layer.keys.float().mean(0).cpu() for layer in cache.layers]
+    values = [layer.values.float().mean(0).cpu() for layer in cache.layers]
+    embeddings = body.get_input_embeddings()(input_ids).float().mean(0).cpu()
+    return {"keys": keys, "values": values, "embeddings": embeddings}
+
+
 def output_cache(outputs) -> DynamicCache:
     """The key/value cache of a body's output (``cache`` in current transformers)."""
     cache = getattr(outputs, "cache", None)

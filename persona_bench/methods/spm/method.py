@@ -6,8 +6,9 @@ Training, validation, checkpoints, reuse and scoring are the shared steering mac
 * ``paper``: the paper's optimisation (AdamW lr 1e-3, weight decay 1e-3, batch 16, up to 10
   epochs, early stopping with patience 2, constant learning rate) and initialisation;
 * ``default``: the recipe that learned best at the budgets of the recipe table
-  (benchmarks/README.md): outputs in units of the LM's own key/value size, zero-initialised
-  last layer, a higher learning rate with warmup and cosine decay.
+  (benchmarks/README.md): outputs in units of the LM's own key/value size, every persona
+  starting from the LM's own opening key/values (``sink``), a higher learning rate with warmup
+  and cosine decay.
 """
 from __future__ import annotations
 
@@ -31,10 +32,11 @@ class SoftPromptSteering(LearnedSteering):
     description = "soft-prompting model: persona vector -> MLP -> virtual tokens for the frozen LM"
     recipes: ClassVar[dict[str, dict]] = {
         "paper": PAPER,
-        "default": {**PAPER, "lr": 1e-2, "warmup": 0.1, "schedule": "cosine", "init": "scaled"},
+        "default": {**PAPER, "lr": 1e-2, "warmup": 0.1, "schedule": "cosine", "init": "sink"},
     }
     default_recipe = "default"
     budget_options = LearnedSteering.budget_options | {"init"}
+    untrained_options = LearnedSteering.untrained_options | {"init"}
     quick_options = {**LearnedSteering.quick_options, "virtual_tokens": 4}
 
     @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class SoftPromptSteering(LearnedSteering):
         mode: str = "prefix"  # prefix (prefix-tuning) | prompt (prompt-tuning)
         virtual_tokens: int = 1
         hidden: int = 32
-        init: str | None = None  # paper | scaled (set by the recipe)
+        init: str | None = None  # paper | scaled | sink (set by the recipe)
 
     @classmethod
     def check(cls, options: "SoftPromptSteering.Options") -> None:

@@ -9,7 +9,7 @@ expands one prefix over the batch). Two modes (paper Table 7):
   key/value heads as the model caches;
 * ``prompt`` (prompt-tuning): T virtual input embeddings before the prompt.
 
-Two initialisations:
+Three initialisations:
 
 * ``paper``: PyTorch's default initialisation, outputs in raw units. Its keys and values start
   around 0.3 in size while a model's own are several times larger (SmolLM2: keys ~2), and AdamW
@@ -17,7 +17,11 @@ Two initialisations:
   reaches the scale at which the model attends to it (benchmarks/README.md, recipe table);
 * ``scaled``: each output is measured in units of the model's own size at that layer (the RMS of
   its keys, values or input embeddings on real prompts), and the last layer starts at zero, so
-  training starts from a neutral prefix and a step means the same at every layer.
+  training starts from a neutral prefix and a step means the same at every layer;
+* ``sink``: as ``scaled``, but every persona starts from the model's own opening: the keys and
+  values (or input embeddings) it computes at the first T positions of real prompts, averaged.
+  The prefix then starts where the model already looks (a zero key draws attention weight
+  exp(0) against keys of size ~2 and dilutes the prompt), and learning moves away from there.
 """
 from __future__ import annotations
 
@@ -28,10 +32,10 @@ import torch
 
 from ...harness.errors import ConfigError
 from ...harness.steerer import PersonaMLP, Steerer, register_steerer
-from ...harness.steering import Steering, activation_scales, kv_shapes
+from ...harness.steering import Steering, activation_scales, kv_shapes, leading_states
 
 MODES = ("prefix", "prompt")
-INITS = ("paper", "scaled")
+INITS = ("paper", "scaled", "sink")
 
 
 @register_steerer
@@ -72,12 +76,20 @@ class SoftPromptModel(Steerer):
 
     def __init__(self, config: "SoftPromptModel.Config"):
         super().__init__(config)
-        self.mlp = PersonaMLP(config.persona_dim, config.hidden, config.output_size, zero_output=config.init == "scaled")
+        self.mlp = PersonaMLP(config.persona_dim, config.hidden, config.output_size, zero_output=config.init != "paper")
 
     def initialise(self, personas: torch.Tensor, model: torch.nn.Module, prompts: Sequence[Sequence[int]]) -> None:
         self.mlp.standardise_on(personas)
-        if self.config.init == "scaled":
+        if self.config.init != "paper":
             self.mlp.output_scale.copy_(self.output_units(activation_scales(model, prompts)))
+        if self.config.init == "sink":
+            self.mlp.start_at(self.flatten(leading_states(model, prompts, self.config.virtual_tokens)))
+
+    def flatten(self, states: dict) -> torch.Tensor:
+        """``leading_states`` laid out as this SPM's output vector (one row's worth)."""
+        if self.config.mode == "prompt":
+            return states["embeddings"].reshape(-1)
+        return torch.cat([part for key, value in zip(states["keys"], states["values"]) for part in (key.reshape(-1), value.reshape(-1))])
 
     def output_units(self, scales: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per output, the size of what the model itself puts there."""
