@@ -97,8 +97,13 @@ def test_sweep_resumes_without_recomputing(swept, capsys):
 
 
 def test_leaderboard_holds_aggregates_only(swept, demo_survey):
-    board = (swept / "board" / "LEADERBOARD.md").read_text()
-    assert "DEMO:" not in board  # no respondent ids leave the runs folder
+    files = [path for path in (swept / "board").rglob("*") if path.is_file()]
+    assert {path.suffix for path in files} >= {".md", ".csv"}
+    ids = [str(respondent).encode() for respondent in demo_survey.respondents.index]
+    assert ids[0].startswith(b"DEMO:")
+    for path in files:  # no respondent id leaves the runs folder, in any file of the leaderboard
+        content = path.read_bytes()
+        assert b"DEMO:" not in content and not any(respondent in content for respondent in ids[:200]), path
 
 
 def test_leaderboard_needs_runs(tmp_path):

@@ -163,6 +163,7 @@ def add_run_args(run: argparse.ArgumentParser) -> None:
     run.add_argument("--device-map", default=None, help="auto: spread a model larger than one GPU over the GPUs (transformers/accelerate big-model loading)")
     run.add_argument("--dtype", default="auto", help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16")
     run.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
+    run.add_argument("--pseudonymize", action="store_true", help="write salted hashes instead of respondent ids in docs and samples")
     run.add_argument("--import", dest="imports", action="append", default=[], help="module that registers extra methods")
 
 
@@ -386,7 +387,7 @@ def run_config(args: argparse.Namespace, extra: list[str]):
     return checked(RunConfig(
         method=args.method, model=args.model, data=args.data, waves=tuple(args.waves or ()), persona=args.persona,
         users=args.users, k=args.k, max_eval_people=args.max_eval_people, seed=args.seed, dtype=args.dtype,
-        cf_solver=args.cf_solver, cf_dim=args.cf_dim,
+        cf_solver=args.cf_solver, cf_dim=args.cf_dim, pseudonymize=args.pseudonymize,
         method_options=method_options(method, extra, build_parser()),
     ))
 

@@ -29,8 +29,9 @@ from ..harness.loaders import load_survey
 from ..harness.method import Method, build_options, get_method, resolve_config
 from ..harness.metrics import macro_score
 from ..harness.models import resolve_model
+from ..harness.personas import PersonaKind
 from ..harness.protocol import Split, SplitConfig, make_split, scored_docs
-from ..harness.store import read_results, shared_dir, write_config, write_results, write_samples
+from ..harness.store import pseudonyms, read_results, shared_dir, write_config, write_results, write_samples
 from ..harness.survey import Survey
 
 REFERENCES = ("majority", "cf")
@@ -65,6 +66,13 @@ def checked(config: RunConfig) -> RunConfig:
     return config
 
 
+def check_against(survey: Survey, config: RunConfig) -> None:
+    """The checks that need the data, done before any work: the persona's traits exist."""
+    missing = [trait for trait in PersonaKind.parse(config.persona).traits if trait not in survey.traits]
+    if missing:
+        raise ConfigError(f"--persona {config.persona}: unknown trait(s) {', '.join(missing)} in {config.data} (known: {', '.join(survey.traits)})")
+
+
 def prepared_method(
     config: RunConfig, runs_dir: Path, log: Callable[[str], None] = print, device: str = "auto", device_map: str | None = None
 ) -> tuple[Method, RunContext]:
@@ -73,6 +81,7 @@ def prepared_method(
     world = World.current()
     log = log if world.is_main else quiet
     survey = load_survey(config.data, list(config.waves) or None)
+    check_against(survey, config)
     folder = shared_dir(runs_dir, config.split_key())
     split = shared_split(config, survey, folder, world)
     method_class = get_method(config.method)
@@ -98,6 +107,9 @@ def run(
         return finished
     started = time.perf_counter()
     if world.is_main:
+        if not Path(runs_dir).exists() and not config.data.startswith("demo"):
+            log(f"note: {runs_dir} will hold real respondents' answers (each run's docs.jsonl and samples.jsonl.gz): keep it private "
+                "and publish the leaderboard (aggregates only); --pseudonymize replaces respondent ids with salted hashes")
         write_config(run_dir, config.as_dict())
     method, context = prepared_method(config, runs_dir, log, device, device_map)
     docs = scored_docs(context.survey, context.split, config.users, config.max_eval_people, config.seed)
@@ -107,7 +119,7 @@ def run(
     if world.is_main:
         predictions = check_scores(method, scores, docs)
         score = macro_score(docs["respondent"], predictions == docs["target"].to_numpy(), seed=config.seed)
-        write_samples(run_dir, docs, np.asarray(scores, dtype=float), predictions)
+        write_samples(run_dir, docs, np.asarray(scores, dtype=float), predictions, pseudonyms(runs_dir) if config.pseudonymize else None)
         results = {
             "run_id": config.run_id(),
             **{k: v for k, v in config.as_dict().items() if k != "method_options"},

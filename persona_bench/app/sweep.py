@@ -59,17 +59,27 @@ def as_choices(key: str, value: object) -> list:
     return value if isinstance(value, list) else [value]
 
 
+def mapping(section: object, where: str) -> None:
+    """A grid section (and its ``options``) must be ``key: value`` pairs."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: expected 'key: value' settings, got {type(section).__name__}")
+    if not isinstance(section.get("options") or {}, dict):
+        raise ConfigError(f"{where}: options: expected 'option: value' pairs, got {type(section['options']).__name__}")
+
+
 def load_grid(path: Path) -> list[RunConfig]:
     """The run configurations a grid file describes, in file order, duplicates removed."""
     try:
         spec = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read grid ({exc})") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read grid ({' '.join(str(exc).split())})") from None
     if not isinstance(spec, dict) or not isinstance(spec.get("grid"), list):
         raise ConfigError(f"{path}: a grid file needs a 'grid:' list (and optionally 'defaults:')")
     defaults = spec.get("defaults") or {}
+    mapping(defaults, f"{path}: defaults")
     configs: dict[str, RunConfig] = {}
     for number, entry in enumerate(spec["grid"], start=1):
+        mapping(entry, f"{path}: grid entry {number}")
         for settings in expand({**defaults, **entry, "options": {**defaults.get("options", {}), **entry.get("options", {})}}):
             unknown = set(settings) - CONFIG_FIELDS - {"method_options"}
             if unknown:

@@ -26,6 +26,7 @@ FIELD_TYPES = {
     "method": TEXT, "model": OPTIONAL_TEXT, "data": TEXT, "persona": TEXT, "users": TEXT, "k": OPTIONAL_WHOLE,
     "max_eval_people": OPTIONAL_WHOLE, "seed": WHOLE, "people_train": NUMBER, "answers_train": NUMBER,
     "cf_solver": TEXT, "cf_dim": WHOLE, "dtype": TEXT, "method_options": ((dict,), "a mapping of option names to values"),
+    "pseudonymize": ((bool,), "true or false"),
 }
 
 
@@ -48,6 +49,7 @@ class RunConfig:
     cf_dim: int = 16
     dtype: str = "auto"
     method_options: dict = field(default_factory=dict)
+    pseudonymize: bool = False  # respondent ids in docs and samples replaced by salted hashes
 
     def check(self) -> "RunConfig":
         """Validate types and protocol arguments; return self (raises :class:`ConfigError`)."""
@@ -55,7 +57,7 @@ class RunConfig:
             value = getattr(self, item.name)
             if item.name in FIELD_TYPES:
                 types, description = FIELD_TYPES[item.name]
-                if not isinstance(value, types) or isinstance(value, bool):
+                if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
                     raise ConfigError(f"{item.name}: expected {description}, got {value!r}")
         if not all(isinstance(w, str) for w in self.waves):
             raise ConfigError(f"waves: expected wave names such as W26, got {list(self.waves)!r}")
@@ -81,8 +83,11 @@ class RunConfig:
         return self
 
     def as_dict(self) -> dict:
-        """JSON-ready fields."""
-        return {**asdict(self), "waves": list(self.waves)}
+        """JSON-ready fields (``pseudonymize`` only when set: run ids from before it existed stay valid)."""
+        fields_ = {**asdict(self), "waves": list(self.waves)}
+        if not self.pseudonymize:
+            del fields_["pseudonymize"]
+        return fields_
 
     def run_id(self) -> str:
         """``<method>-<model>-<hash>``: readable, and unique per configuration."""

@@ -21,6 +21,7 @@ from .errors import ConfigError
 from .evaluation import evaluate_records, task_records
 from .personas import PersonaKind, PersonaSpace, fit_personas, persona_vectors
 from .protocol import Split
+from .store import pseudonyms
 from .survey import Survey
 
 
@@ -65,7 +66,8 @@ class RunContext:
         """Score ``docs`` with lm-eval task ``task`` and model ``lm`` (targets added here, not by the method)."""
         targets = self.with_answers(docs[["respondent", "question"]])["option"]
         records = task_records(docs, self.survey, targets, extra)
-        return evaluate_records(records, task, lm, self.run_dir / "docs.jsonl", chat_template, self.world)
+        rename = pseudonyms(self.run_dir.parent) if self.config.pseudonymize else None
+        return evaluate_records(records, task, lm, self.run_dir / "docs.jsonl", chat_template, self.world, rename)
 
     @cached_property
     def personas(self) -> PersonaSpace:

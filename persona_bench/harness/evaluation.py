@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -53,16 +54,18 @@ def task_records(docs: pd.DataFrame, survey: Survey, targets: pd.Series, extra: 
 
 
 def evaluate_records(
-    records: list[dict], task: str, lm, docs_path: Path, chat_template: bool = False, world: World | None = None
+    records: list[dict], task: str, lm, docs_path: Path, chat_template: bool = False, world: World | None = None,
+    rename: Callable[[str], str] | None = None,
 ) -> np.ndarray | None:
-    """Run lm-eval task ``task`` over ``records`` with ``lm``; per-doc option scores on rank 0, None elsewhere."""
+    """Run lm-eval task ``task`` over ``records`` with ``lm``; per-doc option scores on rank 0, None
+    elsewhere. The docs file holds ``rename(respondent)`` where given (lm-eval only groups by it)."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
     world = world or World()
     if world.is_main:
         with atomic_writer(docs_path) as handle:
-            handle.writelines(json.dumps(record) + "\n" for record in records)
+            handle.writelines(json.dumps({**record, "respondent": rename(record["respondent"])} if rename else record) + "\n" for record in records)
     world.barrier()
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"docs_path": str(docs_path)})

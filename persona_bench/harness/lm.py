@@ -24,10 +24,13 @@ runs under torchrun / accelerate split requests across ranks and gather on rank 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import sqlite3
 import sys
+import time
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
@@ -56,37 +59,70 @@ def model_fingerprint(model) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
+def warn(message: str) -> None:
+    """One line on stderr: something went wrong that the run recovers from."""
+    print(f"persona-bench: warning: {message}", file=sys.stderr)
+
+
 class ScoreCache:
-    """Persistent (key -> log-prob, greedy) store in SQLite; commits after every batch."""
+    """Persistent (key -> log-prob, greedy) store in SQLite; commits after every batch.
+
+    A cache never stops a run: a damaged file found on opening is moved aside (``.corrupt-*``,
+    with a warning) and a fresh one started; damage found later turns the cache off for the
+    rest of the run, with a warning. Scores are then recomputed, never lost."""
 
     def __init__(self, path: Path | None):
-        self.connection = None
+        self.path, self.connection = path, None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.connection = sqlite3.connect(str(path), timeout=120)
-            with self.connection:
-                self.connection.execute("PRAGMA journal_mode=WAL")
-                self.connection.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, logprob REAL, greedy INTEGER)")
+            try:
+                self.connection = self.open(path)
+            except sqlite3.DatabaseError as exc:
+                aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        Path(f"{path}{suffix}").rename(f"{aside}{suffix}")
+                warn(f"score cache {path} is damaged ({exc}): moved aside to {aside}; starting a fresh cache")
+                self.connection = self.open(path)
+
+    @staticmethod
+    def open(path: Path) -> sqlite3.Connection:
+        connection = sqlite3.connect(str(path), timeout=120)
+        with connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, logprob REAL, greedy INTEGER)")
+            connection.execute("SELECT count(*) FROM (SELECT key FROM scores LIMIT 1)").fetchone()
+        return connection
+
+    def turn_off(self, exc: sqlite3.DatabaseError) -> None:
+        warn(f"score cache {self.path} failed ({exc}): scoring goes on without it")
+        self.connection = None
 
     def get_many(self, keys: list[str]) -> dict[str, tuple[float, bool]]:
         if self.connection is None or not keys:
             return {}
         found = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            rows = self.connection.execute(
-                f"SELECT key, logprob, greedy FROM scores WHERE key IN ({','.join('?' * len(chunk))})", chunk
-            )
-            found.update({key: (logprob, bool(greedy)) for key, logprob, greedy in rows})
+        try:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                rows = self.connection.execute(
+                    f"SELECT key, logprob, greedy FROM scores WHERE key IN ({','.join('?' * len(chunk))})", chunk
+                )
+                found.update({key: (logprob, bool(greedy)) for key, logprob, greedy in rows})
+        except sqlite3.DatabaseError as exc:
+            self.turn_off(exc)
         return found
 
     def put_many(self, items: dict[str, tuple[float, bool]]) -> None:
         if self.connection is None or not items:
             return
-        with self.connection:
-            self.connection.executemany(
-                "INSERT OR REPLACE INTO scores VALUES (?, ?, ?)", [(k, lp, int(g)) for k, (lp, g) in items.items()]
-            )
+        try:
+            with self.connection:
+                self.connection.executemany(
+                    "INSERT OR REPLACE INTO scores VALUES (?, ?, ?)", [(k, lp, int(g)) for k, (lp, g) in items.items()]
+                )
+        except sqlite3.DatabaseError as exc:
+            self.turn_off(exc)
 
 
 @register_model("persona-bench-lm")

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import types
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields, replace
 from importlib.metadata import entry_points
@@ -126,16 +128,35 @@ def get_method(name: str) -> type[Method]:
     return methods[name]
 
 
+def allowed_types(hint: object, default: object) -> tuple[type, ...]:
+    """The plain types an option's annotation allows (``int | None`` -> int, NoneType); from the
+    default's type where the annotation says nothing usable."""
+    members = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
+    plain = tuple(t for t in members if isinstance(t, type))
+    if plain and len(plain) == len(members):
+        return plain
+    return (type(default),) if default is not None else ()
+
+
+def accepts(allowed: tuple[type, ...], value: object) -> bool:
+    """Whether ``value`` fits: an int is a float, a bool is not a number."""
+    if isinstance(value, bool):
+        return bool in allowed
+    return isinstance(value, allowed) or (float in allowed and isinstance(value, int))
+
+
 def build_options(method: type[Method], values: dict) -> Method.Options:
     """The method's Options from a dict, rejecting unknown keys and values of the wrong type."""
     known = {f.name: f for f in fields(method.Options)}
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"method {method.name!r} has no option(s) {', '.join(unknown)} (has: {', '.join(sorted(known)) or 'none'})")
+    hints = typing.get_type_hints(method.Options)
     for key, value in values.items():
-        default = known[key].default
-        if default is not None and not isinstance(default, type(value)) and not (isinstance(default, float) and isinstance(value, int)):
-            raise ConfigError(f"method {method.name!r} option {key}: expected {type(default).__name__}, got {value!r}")
+        allowed = allowed_types(hints.get(key), known[key].default)
+        if allowed and not accepts(allowed, value):
+            names = " or ".join("nothing" if t is type(None) else t.__name__ for t in allowed)
+            raise ConfigError(f"method {method.name!r} option {key}: expected {names}, got {value!r}")
     options = method.Options(**values)
     method.check(options)
     return options

@@ -88,7 +88,7 @@ class Survey:
         if unknown_questions.any():
             bad = self.responses.loc[unknown_questions, "question"].iloc[0]
             raise SurveyError(f"survey {self.name}: response to unknown question '{bad}'")
-        n_options = self.responses["question"].map({k: len(q.options) for k, q in self.questions.items()})
+        n_options = self.responses["question"].map({k: len(q.options) for k, q in self.questions.items()}).astype(float)
         out_of_range = (self.responses["option"] < 0) | (self.responses["option"] >= n_options)
         if out_of_range.any():
             row = self.responses[out_of_range].iloc[0]

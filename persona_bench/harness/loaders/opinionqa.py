@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import zlib
 from pathlib import Path
 from typing import Iterable
 
@@ -55,15 +56,29 @@ def parse_literal(text: object, where: str, kind: type) -> object:
     return value
 
 
-def read_csv_checked(path: Path, required: list[str], **kwargs) -> pd.DataFrame:
-    """Read a CSV and fail with the file and the missing column names when columns are absent."""
+def read_csv_checked(path: Path, required: list[str], unique: str | None = None, allow_no_rows: bool = False, **kwargs) -> pd.DataFrame:
+    """Read a CSV (plain or gzip) that must have ``required`` columns and at least one row (unless
+    ``allow_no_rows``), and
+    no repeated value in column ``unique``; fail with one line naming the file (and row) otherwise.
+    Every damaged file (empty, header only, truncated, not UTF-8, not CSV) ends here, not in a
+    traceback further on."""
     try:
         frame = pd.read_csv(path, **kwargs)
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
-        raise SurveyError(f"{path}: unreadable CSV ({exc})") from None
+    except pd.errors.EmptyDataError:
+        raise SurveyError(f"{path}: empty file (no header, no rows)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:
+        raise SurveyError(f"{path}: unreadable CSV ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'damaged'})") from None
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise SurveyError(f"{path}: missing column(s) {', '.join(missing)}")
+    if frame.empty and not allow_no_rows:
+        raise SurveyError(f"{path}: a header but no rows")
+    if unique is not None:
+        repeated = frame[unique].astype(str).duplicated()
+        if repeated.any():
+            row = int(np.flatnonzero(repeated.to_numpy())[0])
+            first = int(np.flatnonzero((frame[unique].astype(str) == str(frame[unique].iloc[row])).to_numpy())[0])
+            raise SurveyError(f"{path}, row {row + 2}, column {unique}: {frame[unique].iloc[row]!r} repeats row {first + 2}")
     return frame
 
 
@@ -80,7 +95,7 @@ def read_topics(path: Path) -> dict[str, str]:
 
 def read_info(path: Path, wave: str, topics: dict[str, str] | None = None) -> dict[str, Question]:
     """Questions of one wave from its info.csv (options without "Refused", ordinal from option_ordinal)."""
-    frame = read_csv_checked(path, ["key", "question", "references", "option_ordinal"])
+    frame = read_csv_checked(path, ["key", "question", "references", "option_ordinal"], unique="key")
     questions: dict[str, Question] = {}
     for row_number, row in enumerate(frame.itertuples(index=False), start=2):
         where = f"{path}, row {row_number} ({row.key})"
@@ -105,7 +120,7 @@ def read_info(path: Path, wave: str, topics: dict[str, str] | None = None) -> di
 
 def read_metadata(path: Path) -> dict[str, tuple[str, ...]]:
     """Demographic traits and their listed options from metadata.csv."""
-    frame = read_csv_checked(path, ["key", "options"])
+    frame = read_csv_checked(path, ["key", "options"], unique="key", allow_no_rows=True)  # no traits: allowed
     return {
         str(row.key): tuple(str(o) for o in parse_literal(row.options, f"{path}, row {i} ({row.key}), column options", list))
         for i, row in enumerate(frame.itertuples(index=False), start=2)
@@ -225,6 +240,8 @@ def combine_waves(name: str, loaded: Iterable[tuple[Path, tuple]]) -> Survey:
         traits = traits or wave_traits
         if list(wave_traits) != list(traits):
             raise SurveyError(f"{metadata_csv}: traits {list(wave_traits)} differ from other waves' {list(traits)}")
+        if wave_answers.empty:
+            raise SurveyError(f"{metadata_csv.parent}: no answers (every answer cell is empty or Refused)")
         people.append(wave_people)
         answers.append(wave_answers)
     return Survey(name, questions, traits, pd.concat(people), pd.concat(answers, ignore_index=True))

@@ -266,7 +266,7 @@ def load_wave(
 def wave_metadata(metadata: Path, waves: list[str]) -> dict[str, Path]:
     """Each wave's OpinionQA folder under ``metadata``; it must hold info.csv and metadata.csv."""
     if not metadata.is_dir():
-        raise SurveyError(f"{metadata}: no OpinionQA metadata folder (needed to convert Pew waves; pass metadata=)")
+        raise SurveyError(f"{metadata}: no OpinionQA metadata folder (needed to convert Pew waves: pass --metadata PATH, the OpinionQA folder with each wave's info.csv and metadata.csv)")
     folders = wave_dirs(metadata)
     for wave in waves:
         for name in ("info.csv", "metadata.csv"):
