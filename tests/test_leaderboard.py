@@ -3,6 +3,7 @@ registered in a test appears on it like any built-in method."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +110,9 @@ def test_leaderboard_holds_aggregates_only(swept, demo_survey):
 def test_leaderboard_needs_runs(tmp_path):
     with pytest.raises(ConfigError, match="no finished runs"):
         write_leaderboard(tmp_path, tmp_path / "LEADERBOARD.md")
+
+
+@pytest.mark.parametrize("grid", sorted((Path(__file__).resolve().parents[1] / "grids").glob("*.yaml")), ids=lambda p: p.name)
+def test_committed_grids_resolve(grid):
+    """Every grid in grids/ names existing methods, options and values (no data or model needed)."""
+    assert load_grid(grid)

@@ -82,3 +82,19 @@ def test_a_new_runs_folder_on_real_data_says_what_it_will_hold(tmp_path, capsys)
     assert "will hold real respondents' answers" in capsys.readouterr().err
     assert main([*argv, "--force"]) == 0
     assert "real respondents" not in capsys.readouterr().err  # once, when the folder is created
+
+
+def test_leaderboard_names_a_truncated_results_file_and_skip_bad_lists_it_in_the_note(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for method in ("majority", "cf"):
+        assert main(["run", "--method", method, "--data", "demo:300", "--out", str(runs), "--no-references"]) == 0
+    damaged = next(runs.glob("cf-*/results.json"))
+    damaged.write_text(damaged.read_text()[:80])
+    board = tmp_path / "board" / "LEADERBOARD.md"
+    capsys.readouterr()
+    assert main(["leaderboard", "--runs", str(runs), "--out", str(board)]) == 2
+    assert f"{damaged}: not a readable results file" in capsys.readouterr().err
+    assert not board.exists()
+    assert main(["leaderboard", "--runs", str(runs), "--out", str(board), "--skip-bad"]) == 0
+    text = board.read_text()
+    assert "Left out (unreadable, --skip-bad)" in text and str(damaged) in text and "majority" in text

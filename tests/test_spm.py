@@ -159,7 +159,7 @@ def test_training_killed_mid_epoch_resumes_to_the_same_result(tiny_models, demo_
     with pytest.raises(KeyboardInterrupt):
         train_steerer(fresh(), lm.model, pad, train, held_out, options, tmp_path / "killed", log=lambda m: None)
     monkeypatch.setattr(training, "letter_logprobs", forward)
-    progress = json.loads((tmp_path / "killed" / "last" / "progress.json").read_text())
+    progress = json.loads((tmp_path / "killed" / "last.json").read_text())["progress"]
     assert (progress["epoch"], progress["step"]) == (1, 2)
     messages = []
     resumed, record = train_steerer(fresh(), lm.model, pad, train, held_out, options, tmp_path / "killed", log=messages.append)
@@ -204,3 +204,25 @@ def test_untrained_control_keeps_the_initialisation_and_drops_the_budget():
         config = resolve_config(RunConfig(method="spm", data="demo", method_options=options))
         control = companions(config)["spm untrained"]
         assert control.method_options == {**kept, "weights": "random"}
+
+
+def test_a_checkpoint_becomes_current_only_when_complete(tmp_path, tiny_models):
+    from persona_bench.harness.training import Checkpoint
+
+    lm = LetterScoringLM(pretrained=str(tiny_models["llama"]), device="cpu", score_cache=None)
+    spm = SoftPromptModel.for_model(lm.model, 2)
+    optimiser = torch.optim.AdamW(spm.parameters())
+    checkpoint = Checkpoint(tmp_path)
+    checkpoint.save_last(spm, optimiser, {"epoch": 1, "step": 3})
+    first = checkpoint.pointer()["folder"]
+    checkpoint.save_last(spm, optimiser, {"epoch": 1, "step": 6})
+    assert checkpoint.progress()["step"] == 6 and not (tmp_path / first).exists()
+    (tmp_path / "last-99999999999999999999").mkdir()  # a kill while the next one was written: not current
+    assert checkpoint.progress()["step"] == 6
+    checkpoint.restore_last(spm, optimiser)
+    legacy = tmp_path / "legacy"  # the layout before: last/progress.json beside the module
+    legacy.mkdir()
+    (tmp_path / checkpoint.pointer()["folder"]).rename(legacy / "last")
+    (legacy / "last" / "progress.json").write_text(json.dumps({"epoch": 2, "step": 1}))
+    assert Checkpoint(legacy).progress() == {"epoch": 2, "step": 1}
+    Checkpoint(legacy).restore_last(spm, optimiser)

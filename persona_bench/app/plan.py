@@ -14,6 +14,7 @@ tokens are counted with the run's tokenizer when its model is here (else SmolLM2
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -56,6 +57,10 @@ def survey_and_split(data: str, waves: tuple[str, ...], seed: int, people_train:
     return survey, make_split(survey, SplitConfig(seed, people_train, answers_train))
 
 
+PROMPTS: dict[str, list[str]] = {}  # prompts per configuration apart from the model
+TOKENS: dict[str, dict[str, int]] = {}  # token counts per tokenizer and text
+
+
 @lru_cache(maxsize=8)
 def tokenizer_for(model: str):
     """The model's own tokenizer when it is here, else SmolLM2's (a proxy for counting tokens)."""
@@ -93,13 +98,18 @@ def run_cost(config: RunConfig, runs_dir: Path) -> RunCost:
     if not method.needs_model:
         return RunCost(config.run_id(), label, len(docs), 0, 0, 0, 0, 0.0, 0.0)
     context = RunContext(config, survey, split, runs_dir / "_plan", runs_dir / "_plan", log=lambda message: None)
-    texts = prompt_texts(config, context, docs)
+    same_prompts = json.dumps({k: v for k, v in config.as_dict().items() if k not in ("model", "dtype")}, sort_keys=True)
+    if same_prompts not in PROMPTS:  # the same prompts for every model of a grid: built once
+        PROMPTS[same_prompts] = prompt_texts(config, context, docs)
+    texts = PROMPTS[same_prompts]
     keys = [""] * len(docs)
     if method.kind == "steering":
         keys = [v.tobytes() for v in context.persona_vectors(docs["respondent"]).astype(np.float32)]
     distinct = list(dict.fromkeys(zip(keys, texts)))
     tokenizer = tokenizer_for(config.model)
-    tokens_of = {t: len(tokenizer.encode(t)) for t in set(texts)}
+    counted = TOKENS.setdefault(tokenizer.name_or_path, {})
+    counted.update({t: len(tokenizer.encode(t)) for t in set(texts) - counted.keys()})
+    tokens_of = counted
     prompt_tokens = sum(tokens_of[t] for _, t in distinct)
     active = active_parameters(config.model)
     training_flops, examples, epochs = 0.0, 0, 0

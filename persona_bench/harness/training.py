@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -164,31 +165,49 @@ def epoch_batches(examples: Examples, options: TrainOptions, epoch: int) -> list
 
 
 class Checkpoint:
-    """A training folder: ``last/`` (module, optimiser, progress), ``best/`` and ``training.json``."""
+    """A training folder: ``last.json`` (the progress, naming the ``last-<n>/`` folder that holds
+    the module and optimiser saved with it), ``best/`` and, once finished, ``training.json``.
+
+    A checkpoint is written into a fresh ``last-<n>/`` and becomes current only when ``last.json``
+    is replaced (atomically) to name it, so a kill at any moment leaves the previous checkpoint
+    whole: progress never names a module saved at another step."""
+
+    POINTER = "last.json"
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.last, self.best = folder / "last", folder / "best"
+        self.best = folder / "best"
 
     @property
     def finished(self) -> bool:
         return (self.folder / "training.json").is_file()
 
+    def pointer(self) -> dict | None:
+        """``{"folder": ..., "progress": ...}`` of the current checkpoint (an older layout's ``last/progress.json`` too)."""
+        path = self.folder / self.POINTER
+        if path.is_file():
+            return json.loads(path.read_text())
+        legacy = self.folder / "last" / "progress.json"
+        return {"folder": "last", "progress": json.loads(legacy.read_text())} if legacy.is_file() else None
+
     def progress(self) -> dict | None:
-        path = self.last / "progress.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        pointer = self.pointer()
+        return pointer["progress"] if pointer else None
 
     def save_last(self, steerer: Steerer, optimiser: torch.optim.Optimizer, progress: dict) -> None:
-        """Module and optimiser first, progress last: progress names a complete checkpoint."""
-        steerer.save(self.last)
-        staging = self.last / "optimizer.pt.tmp"
-        torch.save(optimiser.state_dict(), staging)
-        staging.replace(self.last / "optimizer.pt")
-        atomic_write_json(self.last / "progress.json", progress)
+        """Module and optimiser into a fresh folder, then the pointer names it; older folders go."""
+        target = self.folder / f"last-{time.time_ns()}"
+        steerer.save(target)
+        torch.save(optimiser.state_dict(), target / "optimizer.pt")
+        atomic_write_json(self.folder / self.POINTER, {"folder": target.name, "progress": progress})
+        for old in self.folder.glob("last*"):
+            if old.is_dir() and old != target:
+                shutil.rmtree(old, ignore_errors=True)
 
     def restore_last(self, steerer: Steerer, optimiser: torch.optim.Optimizer) -> None:
-        steerer.load_state_dict(load_steerer(self.last).state_dict())
-        optimiser.load_state_dict(torch.load(self.last / "optimizer.pt", weights_only=True))
+        last = self.folder / self.pointer()["folder"]
+        steerer.load_state_dict(load_steerer(last).state_dict())
+        optimiser.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
 
 
 def train_steerer(
