@@ -78,12 +78,12 @@ class Context(PromptMethod):
         questions = context.survey.questions
         keys = list(questions)
         vectors = get_embedder(self.options.embedder).embed([questions[k].with_options_text() for k in keys])
-        similarity = pd.DataFrame(vectors @ vectors.T, index=keys, columns=keys)
-        known = context.known_answers().groupby("respondent")
+        similarity, position = vectors @ vectors.T, {key: i for i, key in enumerate(keys)}
+        answered = {person: (group["question"].to_numpy(), group["option"].to_numpy()) for person, group in context.known_answers().groupby("respondent")}
+        nothing = (np.array([], dtype=object), np.array([], dtype=int))
         fields = []
         for doc in docs.itertuples(index=False):
-            answered = known.get_group(doc.respondent) if doc.respondent in known.groups else None
-            shown = [] if answered is None else self.most_similar(answered, doc.question, similarity)
+            shown = self.nearest(*answered.get(doc.respondent, nothing), doc.question, similarity, position)
             fields.append(
                 {"context": [{"question": questions[q].text, "options": list(questions[q].options), "answer": int(o)} for q, o in shown]}
             )
@@ -91,7 +91,16 @@ class Context(PromptMethod):
 
     def most_similar(self, answered: pd.DataFrame, question: str, similarity: pd.DataFrame) -> list[tuple[str, int]]:
         """The ``k_context`` answered questions most similar to ``question`` (most similar first)."""
-        candidates = answered[answered["question"] != question]
-        scores = similarity.loc[question, candidates["question"]].to_numpy()
-        order = np.lexsort((candidates["question"].to_numpy(), -scores))[: self.options.k_context]
-        return list(zip(candidates["question"].to_numpy()[order], candidates["option"].to_numpy()[order]))
+        position = {key: i for i, key in enumerate(similarity.index)}
+        return self.nearest(answered["question"].to_numpy(), answered["option"].to_numpy(), question, similarity.to_numpy(), position)
+
+    def nearest(
+        self, asked: np.ndarray, chosen: np.ndarray, question: str, similarity: np.ndarray, position: dict[str, int]
+    ) -> list[tuple[str, int]]:
+        """:meth:`most_similar` on arrays: questions ``asked`` with options ``chosen``, ``similarity``
+        indexed through ``position``; ties go to the smaller question key."""
+        keep = asked != question
+        asked, chosen = asked[keep], chosen[keep]
+        scores = similarity[position[question], [position[q] for q in asked]]
+        order = np.lexsort((asked, -scores))[: self.options.k_context]
+        return list(zip(asked[order], chosen[order]))
