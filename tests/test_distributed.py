@@ -94,3 +94,25 @@ def test_lm_eval_cli_splits_requests_across_ranks(launched, tiny_model_path, tmp
     assert set(counts) == {0, 1} and all(abs(c - requests / 2) <= 20 for c in counts.values()) and sum(counts.values()) >= requests
     score = lambda text: re.search(r"macro_acc\s*\|[^|]*\|\s*([\d.]+)", text).group(1)  # noqa: E731
     assert score(two.stdout) == score(one.stdout)
+
+
+RANK_DIES = """
+import time
+from persona_bench.harness.distributed import World
+world = World.current()
+if world.rank == 1:
+    raise RuntimeError("rank 1 fails")
+time.sleep(2)
+world.all_gather("rank 0 carries on")  # a collective rank 1 never reaches
+"""
+
+
+def test_a_failing_rank_ends_the_launch_instead_of_hanging_it(tmp_path):
+    """A rank that dies of an exception leaves without waiting at the exit barrier, so torchrun
+    stops the others: the launch fails within seconds (it used to hang: the dead rank waited at
+    its exit barrier while rank 0 waited in a different collective)."""
+    script = tmp_path / "dies.py"
+    script.write_text(RANK_DIES)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode != 0 and "rank 1 fails" in done.stderr

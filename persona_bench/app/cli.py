@@ -459,6 +459,7 @@ def curve_command(args: argparse.Namespace, extra: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``persona-bench`` console script."""
+    from ..harness.distributed import mark_failed
     from ..harness.models import enforce_offline
 
     enforce_offline()
@@ -471,9 +472,11 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[name](args, extra)
     except PersonaBenchError as exc:
         print(f"persona-bench: error: {exc}", file=sys.stderr)
+        mark_failed()
         return 2
     except KeyboardInterrupt:
         print("persona-bench: interrupted (finished runs are kept; rerun to resume)", file=sys.stderr)
+        mark_failed()
         return 130
 
 

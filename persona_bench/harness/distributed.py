@@ -10,6 +10,7 @@ present, gloo otherwise.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch.distributed as dist
@@ -37,6 +38,7 @@ class World:
 
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
             atexit.register(shutdown)
+            sys.excepthook = failing(sys.excepthook)
         return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
 
     @property
@@ -78,8 +80,29 @@ class World:
         return box[0]
 
 
+FAILED = {"rank": False}  # set when this rank dies of an exception or exits with an error status
+
+
+def failing(hook):
+    """``sys.excepthook`` that first marks this rank as failed (so it leaves without waiting)."""
+
+    def marked(*exc_info):
+        mark_failed()
+        hook(*exc_info)
+
+    return marked
+
+
+def mark_failed() -> None:
+    """This rank is leaving because of an error: at exit it must not wait for the others."""
+    FAILED["rank"] = True
+
+
 def shutdown() -> None:
-    """Leave the process group cleanly (at exit): every rank waits for the others first."""
+    """Leave the process group at exit: after a normal end every rank first waits for the others;
+    a failed rank leaves at once (its launcher, e.g. torchrun, then stops the others), never
+    waiting at a barrier the others will not reach."""
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+        if not FAILED["rank"]:
+            dist.barrier()
         dist.destroy_process_group()
