@@ -1,7 +1,8 @@
 """Benchmark the soft-prompting model with SmolLM2-135M: training speed and steered scoring speed.
 
 Prints, for prefix-tuning and prompt-tuning (1 virtual token, batch 16, length-bucketed):
-training steps/second and examples/second over ``--steps`` steps (after one warm-up step), and
+training steps/second and examples/second over ``--steps`` steps (after one warm-up step), against
+the ceiling (the frozen LM's forward and backward on the same batches, nothing else), and
 steered docs/second when every doc has its own persona (individual personas: no two rows share
 a forward) through the ``persona-bench-spm`` lm-eval model, beside the same docs unsteered.
 Uses W26 from ../shared/data when present, else the demo survey. Run from the repository root:
@@ -25,6 +26,7 @@ from tabulate import tabulate  # noqa: E402
 
 from persona_bench.harness.lm import LetterScoringLM, SteeredLM  # noqa: E402
 from persona_bench.harness.loaders import load_survey  # noqa: E402
+from persona_bench.harness.steering import body_of, token_batch  # noqa: E402
 from persona_bench.harness.training import build_examples, length_bucketed_batches, letter_logprobs  # noqa: E402
 from persona_bench.methods.spm.model import SoftPromptModel  # noqa: E402
 from persona_bench.tasks.prompts import ANSWER_PREFIX, LETTERS, raw_prompt  # noqa: E402
@@ -51,6 +53,25 @@ def training_speed(lm, spm, examples, steps: int, batch_size: int = 16) -> tuple
     return steps / seconds, done / seconds
 
 
+def ceiling_speed(lm, examples, steps: int, batch_size: int = 16) -> float:
+    """Examples/s of the least any prefix training must do per step: the frozen LM's forward on the
+    same batches with gradients flowing back to the input embeddings, the head at the last real
+    position only, and the backward pass (no steerer, no optimiser)."""
+    body, head = body_of(lm.model), lm.model.get_output_embeddings()
+    batches = length_bucketed_batches(examples, batch_size, np.random.default_rng(0))[: steps + 1]
+    done = 0
+    for number, rows in enumerate(batches):
+        if number == 1:
+            started, done = time.perf_counter(), 0
+        ids, mask = token_batch([examples.prompts[r] for r in rows], lm.tokenizer.pad_token_id, "cpu")
+        embeds = body.get_input_embeddings()(ids).detach().requires_grad_(True)
+        hidden = body(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        last = hidden[torch.arange(len(rows)), mask.sum(1) - 1]
+        torch.log_softmax(head(last).float(), -1)[:, 0].mean().backward()
+        done += len(rows)
+    return done / (time.perf_counter() - started)
+
+
 def scoring_speed(lm, requests: list[Instance], n_docs: int) -> float:
     """Docs/second of loglikelihood over ``requests`` (all letters of each doc)."""
     started = time.perf_counter()
@@ -74,15 +95,18 @@ def main() -> None:
         context = raw_prompt({"question": question.text, "options": list(question.options)}) + "\n" + ANSWER_PREFIX
         requests += [Instance("loglikelihood", {"persona": personas[i].tolist()}, (context, f" {letter}"), 0)
                      for letter in LETTERS[: len(question.options)]]
-    rows = [["unsteered (same docs)", "", "", f"{scoring_speed(lm, requests, args.docs):.1f}"]]
+    ceiling = ceiling_speed(lm, examples, args.steps)
+    rows = [["unsteered (same docs)", "", "", "", f"{scoring_speed(lm, requests, args.docs):.1f}"],
+            ["ceiling: LM forward + backward to the inputs", "", f"{ceiling:.1f}", "100%", ""]]
     for mode in ("prefix", "prompt"):
         torch.manual_seed(0)
         spm = SoftPromptModel.for_model(lm.model, DIM, mode=mode)
         steps_per_second, examples_per_second = training_speed(lm, spm, examples, args.steps)
         steered = SteeredLM(steerer=spm.eval(), model=lm.model, tokenizer=lm.tokenizer, score_cache=None)
-        rows.append([f"spm {mode}", f"{steps_per_second:.2f}", f"{examples_per_second:.1f}", f"{scoring_speed(steered, requests, args.docs):.1f}"])
+        rows.append([f"spm {mode}", f"{steps_per_second:.2f}", f"{examples_per_second:.1f}", f"{100 * examples_per_second / ceiling:.0f}%",
+                     f"{scoring_speed(steered, requests, args.docs):.1f}"])
     print(f"SmolLM2-135M, {survey.name}, CPU threads {torch.get_num_threads()}, batch 16, {args.steps} timed steps, {args.docs} docs")
-    print(tabulate(rows, headers=["model", "train steps/s", "train examples/s", "scoring docs/s"], tablefmt="github"))
+    print(tabulate(rows, headers=["model", "train steps/s", "train examples/s", "of ceiling", "scoring docs/s"], tablefmt="github"))
 
 
 if __name__ == "__main__":

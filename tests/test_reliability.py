@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import warnings
 
 import torch
@@ -13,17 +15,20 @@ from persona_bench.harness.lm import LetterScoringLM, SteeredLM
 from persona_bench.methods.spm.model import SoftPromptModel
 
 
-def test_a_corrupt_score_cache_is_moved_aside_and_the_run_repeats_its_scores(tiny_model_path, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("PERSONA_BENCH_CACHE", str(tmp_path / "cache"))
-    argv = ["run", "--method", "raw", "--model", str(tiny_model_path), "--data", "demo:300", "--max-eval-people", "8", "--no-references"]
-    assert main([*argv, "--out", str(tmp_path / "first")]) == 0
+def test_a_corrupt_score_cache_is_moved_aside_and_the_run_repeats_its_scores(tiny_model_path, tmp_path):
+    """As a user meets it: a run, the cache file damaged, a new process running again."""
+    env = {**os.environ, "PERSONA_BENCH_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    argv = [sys.executable, "-m", "persona_bench", "run", "--method", "raw", "--model", str(tiny_model_path), "--data", "demo:300",
+            "--max-eval-people", "8", "--no-references"]
+    first = subprocess.run([*argv, "--out", str(tmp_path / "first")], capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
     cache = tmp_path / "cache" / "scores.sqlite"
     for leftover in tmp_path.glob("cache/scores.sqlite-*"):
         leftover.unlink()
     cache.write_bytes(os.urandom(4096))
-    capsys.readouterr()
-    assert main([*argv, "--out", str(tmp_path / "second")]) == 0
-    warning = [line for line in capsys.readouterr().err.splitlines() if "warning:" in line]
+    second = subprocess.run([*argv, "--out", str(tmp_path / "second")], capture_output=True, text=True, env=env)
+    assert second.returncode == 0, second.stderr[-2000:]
+    warning = [line for line in second.stderr.splitlines() if "warning:" in line]
     assert len(warning) == 1 and "is damaged" in warning[0] and "moved aside" in warning[0]
     assert list(tmp_path.glob("cache/scores.sqlite.corrupt-*"))
     first, second = (json.loads(next((tmp_path / name).glob("raw-*/results.json")).read_text()) for name in ("first", "second"))
