@@ -82,3 +82,32 @@ def claim_holder_like() -> dict:
     import socket
 
     return {"host": socket.gethostname(), "since": 0}
+
+
+def test_plan_costs_a_grid_from_the_runs_own_prompts(tiny_model_path, tmp_path, capsys):
+    from persona_bench.app.cli import main
+    from persona_bench.app.plan import run_cost
+    from persona_bench.app.sweep import load_grid
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"""defaults: {{data: "demo:300", max_eval_people: 10}}
+grid:
+  - method: majority
+  - model: {tiny_model_path}
+    method: raw
+  - model: {tiny_model_path}
+    method: spm
+    options: {{max_train_answers: 50, epochs: 2}}
+    persona: [individual, cluster:3]
+""")
+    assert main(["sweep", str(grid), "--plan", "--gpu", "h100", "--out", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "Total: 4 runs" in out and "reuses a training" in out and "Total GPU-hours on one h100:" in out and "An estimate" in out
+    assert not list((tmp_path / "runs").glob("*/results.json"))  # nothing ran
+    trainings: set = set()
+    majority, raw, spm, clusters = (run_cost(config, tmp_path / "runs", trainings) for config in load_grid(grid))
+    assert majority.forwards == 0 and majority.scoring_flops == 0
+    assert raw.docs == spm.docs and 0 < raw.forwards < raw.docs  # unsteered: people share a question's prompt
+    assert spm.forwards == spm.docs  # steered: every person's own forward
+    assert (spm.train_examples, spm.epochs) == (50, 2) and spm.training_flops > 0
+    assert clusters.reuses_training and clusters.training_flops == 0  # one trained SPM serves every persona kind

@@ -350,10 +350,10 @@ def plan_command(args: argparse.Namespace) -> int:
     from .sweep import load_grid
 
     configs = load_grid(args.grid)
-    costs = []
+    costs, trainings = [], set()
     for number, config in enumerate(configs, start=1):
         stderr_log(f"[{number}/{len(configs)}] costing {config.run_id()}")
-        costs.append(run_cost(config, args.out))
+        costs.append(run_cost(config, args.out, trainings))
     here = calibrate()
     frame, totals = plan_table(costs, here, args.gpu)
     print(tabulate(frame, headers="keys", showindex=False, tablefmt="github", floatfmt=",.3g", intfmt=","))

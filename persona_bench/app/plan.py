@@ -49,6 +49,7 @@ class RunCost:
     epochs: int
     scoring_flops: float
     training_flops: float
+    reuses_training: bool = False  # another run of the grid trains the same module: no training here
 
 
 @lru_cache(maxsize=16)
@@ -89,8 +90,10 @@ def prompt_texts(config: RunConfig, context: RunContext, docs: pd.DataFrame) -> 
     return texts
 
 
-def run_cost(config: RunConfig, runs_dir: Path) -> RunCost:
-    """The estimated cost of one run (see module docstring)."""
+def run_cost(config: RunConfig, runs_dir: Path, trainings: set | None = None) -> RunCost:
+    """The estimated cost of one run (see module docstring). ``trainings`` collects the trained
+    modules costed so far in a grid: a run that reuses one costs no training."""
+    trainings = set() if trainings is None else trainings
     survey, split = survey_and_split(config.data, tuple(config.waves), config.seed, config.people_train, config.answers_train)
     docs = scored_docs(survey, split, config.users, config.max_eval_people, config.seed)
     method = get_method(config.method)
@@ -108,20 +111,28 @@ def run_cost(config: RunConfig, runs_dir: Path) -> RunCost:
     distinct = list(dict.fromkeys(zip(keys, texts)))
     tokenizer = tokenizer_for(config.model)
     counted = TOKENS.setdefault(tokenizer.name_or_path, {})
-    counted.update({t: len(tokenizer.encode(t)) for t in set(texts) - counted.keys()})
+    missing = list(set(texts) - counted.keys())
+    if missing:  # one batched call to the fast tokenizer
+        counted.update(zip(missing, map(len, tokenizer(missing)["input_ids"])))
     tokens_of = counted
     prompt_tokens = sum(tokens_of[t] for _, t in distinct)
     active = active_parameters(config.model)
     training_flops, examples, epochs = 0.0, 0, 0
+    reused = False
     if issubclass(method, LearnedSteering) and config.method_options.get("weights", "trained") != "random":
-        settings = method.resolve(build_options(method, config.method_options))
+        options = build_options(method, config.method_options)
+        training = (config.split_key(), method(options).checkpoint_key(context))
+        reused = training in trainings
+        trainings.add(training)
+        settings = method.resolve(options)
         answers = split.train_answers()
         examples = settings["max_train_answers"] or len(answers)
         validation = max(1, min(MAX_VALIDATION, int(round(VALIDATION_SHARE * examples)), len(answers) // 10))
         epochs = settings["epochs"]
         mean_tokens = np.mean([tokens_of.get(t, 0) for t in texts]) if texts else 0
-        training_flops = epochs * (4 * examples + 2 * validation) * mean_tokens * active
-    return RunCost(config.run_id(), label, len(docs), len(distinct), prompt_tokens, examples, epochs, 2.0 * prompt_tokens * active, training_flops)
+        training_flops = 0.0 if reused else epochs * (4 * examples + 2 * validation) * mean_tokens * active
+    return RunCost(config.run_id(), label, len(docs), len(distinct), prompt_tokens, examples, epochs, 2.0 * prompt_tokens * active,
+                   training_flops, reused)
 
 
 @lru_cache(maxsize=16)
@@ -164,7 +175,7 @@ def plan_table(costs: list[RunCost], here: float, gpu: str) -> tuple[pd.DataFram
         gpu_hours = (c.scoring_flops / UTILISATION["scoring"] + c.training_flops / UTILISATION["training"]) / peak / 3600 if peak else None
         rows.append({
             "run": c.label, "docs": c.docs, "forwards": c.forwards, "prompt tokens": c.prompt_tokens,
-            "train examples x epochs": f"{c.train_examples:,} x {c.epochs}" if c.train_examples else "",
+            "train examples x epochs": ("reuses a training" if c.reuses_training else f"{c.train_examples:,} x {c.epochs}") if c.train_examples else "",
             "PFLOP": (c.scoring_flops + c.training_flops) / 1e15, "hours here": (c.scoring_flops + c.training_flops) / here / 3600,
             **({f"hours on {gpu}": gpu_hours} if peak else {}),
         })
