@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from functools import lru_cache
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -63,6 +64,7 @@ def steered_step(model, batch: int, tokens: int, device: str, checkpointing: boo
     return -torch.log_softmax(picked, -1)[:, 0].mean()
 
 
+@lru_cache(maxsize=None)
 def saved_bytes(name: str, layers: int, batch: int, tokens: int, checkpointing: bool) -> int:
     """Bytes autograd keeps for the backward pass of one steered step on ``layers`` layers."""
     torch.manual_seed(0)

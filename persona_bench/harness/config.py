@@ -30,6 +30,14 @@ FIELD_TYPES = {
 }
 
 
+def accepts(allowed: tuple[type, ...], value: object) -> bool:
+    """Whether ``value`` fits ``allowed`` (run settings and method options alike): an int is a
+    float, a bool is not a number."""
+    if isinstance(value, bool):
+        return bool in allowed
+    return isinstance(value, allowed) or (float in allowed and isinstance(value, int))
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a run (see module docstring)."""
@@ -57,7 +65,7 @@ class RunConfig:
             value = getattr(self, item.name)
             if item.name in FIELD_TYPES:
                 types, description = FIELD_TYPES[item.name]
-                if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                if not accepts(types, value):
                     raise ConfigError(f"{item.name}: expected {description}, got {value!r}")
         if not all(isinstance(w, str) for w in self.waves):
             raise ConfigError(f"waves: expected wave names such as W26, got {list(self.waves)!r}")

@@ -33,7 +33,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from .config import DEFAULT_MODEL, RunConfig
+from .config import DEFAULT_MODEL, RunConfig, accepts
 from .context import RunContext
 from .errors import ConfigError
 
@@ -136,13 +136,6 @@ def allowed_types(hint: object, default: object) -> tuple[type, ...]:
     if plain and len(plain) == len(members):
         return plain
     return (type(default),) if default is not None else ()
-
-
-def accepts(allowed: tuple[type, ...], value: object) -> bool:
-    """Whether ``value`` fits: an int is a float, a bool is not a number."""
-    if isinstance(value, bool):
-        return bool in allowed
-    return isinstance(value, allowed) or (float in allowed and isinstance(value, int))
 
 
 def build_options(method: type[Method], values: dict) -> Method.Options:

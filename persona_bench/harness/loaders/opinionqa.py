@@ -74,11 +74,12 @@ def read_csv_checked(path: Path, required: list[str], unique: str | None = None,
     if frame.empty and not allow_no_rows:
         raise SurveyError(f"{path}: a header but no rows")
     if unique is not None:
-        repeated = frame[unique].astype(str).duplicated()
-        if repeated.any():
-            row = int(np.flatnonzero(repeated.to_numpy())[0])
-            first = int(np.flatnonzero((frame[unique].astype(str) == str(frame[unique].iloc[row])).to_numpy())[0])
-            raise SurveyError(f"{path}, row {row + 2}, column {unique}: {frame[unique].iloc[row]!r} repeats row {first + 2}")
+        keys = frame[unique].astype(str).tolist()
+        seen: dict[str, int] = {}
+        for row, key in enumerate(keys):
+            if key in seen:
+                raise SurveyError(f"{path}, row {row + 2}, column {unique}: {frame[unique].iloc[row]!r} repeats row {seen[key] + 2}")
+            seen[key] = row
     return frame
 
 
