@@ -42,3 +42,52 @@ def test_curve_command_runs_budgets_and_companions_and_draws_the_curve(tiny_mode
 def test_curve_budgets_must_be_answer_counts(text, tmp_path):
     with pytest.raises(SystemExit):
         main(["curve", "--budgets", text, "--out", str(tmp_path)])
+
+
+def spm_record(run_id: str, finished: str, accuracy: float, train_answers: int = 0, **options) -> dict:
+    """A minimal results.json of an spm run on one scope."""
+    variant = {k: v for k, v in options.items() if k == "weights"}
+    return {"run_id": run_id, "method": "spm", "model": "m", "data": "demo", "waves": [], "persona": "individual",
+            "users": "seen", "k": None, "max_eval_people": 10, "seed": 0, "method_options": options, "options": {"weights": "trained", **options}, "variant": variant,
+            "method_info": {"kind": "steering", "uses_persona": True}, "recipe": options.get("recipe", "default"),
+            "budget": {"train_answers": train_answers, "epochs": 1 if train_answers else 0},
+            "accuracy": accuracy, "ci95": [accuracy - 0.05, accuracy + 0.05], "finished_at": finished}
+
+
+def test_a_curve_holds_one_recipe_and_its_own_untrained_control(tmp_path):
+    from persona_bench.leaderboard.curves import learning_curves
+    from persona_bench.leaderboard.frame import results_frame
+
+    records = [
+        spm_record("a", "2026-01-01", 0.40, 1000), spm_record("b", "2026-01-02", 0.50, 3000),
+        spm_record("c", "2026-01-03", 0.30, 1000, init="scaled"),  # same budget, overridden recipe, later
+        spm_record("d", "2026-01-01", 0.21, weights="random"),
+        spm_record("e", "2026-01-04", 0.25, weights="random", init="scaled"),  # a later control of the other recipe
+        spm_record("f", "2026-01-05", 0.27, weights="random", recipe="paper"),
+        spm_record("g", "2026-01-06", 0.35, 3000, lr=0.001),  # a training-only override: the plain control fits it
+        spm_record("h", "2026-01-07", 0.45, 10000, lr=0.001),
+    ]
+    frame = results_frame(records)
+    assert list(frame["recipe"]) == ["default", "default", "default, init=scaled", "default", "default, init=scaled",
+                                     "paper", "default, lr=0.001", "default, lr=0.001"]
+    tables, plots = learning_curves(frame, tmp_path)
+    by_recipe = {t.title.split("recipe ")[1].split(")")[0]: t for t in tables}
+    assert set(by_recipe) == {"default", "default, lr=0.001"} and len(plots) == 2
+    default = {c["value"]: c["run_id"] for c in by_recipe["default"].cells}
+    assert default == {1000: "a", 3000: "b", "spm untrained": "d"}
+    assert {c["value"]: c["run_id"] for c in by_recipe["default, lr=0.001"].cells}["spm untrained"] == "d"
+
+
+def test_recipes_are_compared_at_equal_budget_and_controls_within_their_recipe():
+    from persona_bench.leaderboard.frame import results_frame
+    from persona_bench.leaderboard.tables import sweep_tables
+
+    records = [spm_record("a", "1", 0.40, 1000), spm_record("c", "2", 0.30, 1000, init="scaled"), spm_record("b", "3", 0.50, 3000),
+               spm_record("d", "1", 0.21, weights="random"), spm_record("e", "2", 0.25, weights="random", init="scaled")]
+    tables = {t.title.split(" — ")[0]: t for t in sweep_tables(results_frame(records))}
+    recipes = tables["spm by recipe at equal training budget"]
+    assert list(recipes.frame.columns) == ["model", "budget_label", "default", "default, init=scaled"]
+    assert list(recipes.frame["budget_label"]) == ["1,000 answers x 1 epochs"]  # 3,000 has one recipe only
+    weights = tables["spm by weights"].frame.set_index("recipe")
+    assert weights.loc["default", "random"].startswith("21.0") and weights.loc["default", "trained"].startswith("50.0")
+    assert weights.loc["default, init=scaled", "random"].startswith("25.0") and weights.loc["default, init=scaled", "trained"].startswith("30.0")

@@ -4,7 +4,7 @@ For every method that has runs at several training budgets in one scope (same da
 people and seed; individual personas, default variant), a table and a PNG: one point per budget
 with its 95% CI, beside reference lines from the same scope and docs: the no-LLM references
 (majority, cf, ...), the same model unsteered (``raw``) and the method's untrained control
-(``weights=random``). The note says where the curve crosses majority and cf: between two
+(``weights=random``, same recipe). The note says where the curve crosses majority and cf: between two
 measured budgets (log-linear interpolation), or, beyond the largest budget, a log-linear
 extrapolation from the last two budgets, labelled as such.
 """
@@ -43,16 +43,29 @@ def crossing(points: list[tuple[int, float]], level: float, name: str) -> str:
             f"it would reach {name} at ~{needed:,.0f} answers (an extrapolation, not a measurement)")
 
 
-def reference_lines(scope_runs: pd.DataFrame, model: str, method: str) -> dict[str, pd.Series]:
-    """The runs a curve is drawn beside (see module docstring), by label."""
+def untrained_control(scope_runs: pd.DataFrame, trained: pd.Series) -> pd.Series | None:
+    """The method's untrained control for ``trained``: same model and recipe, and of the recipe
+    overrides only those the control keeps (it drops what only shapes training, e.g. the learning
+    rate), so the candidate whose overrides are the largest subset of the trained run's, then the latest."""
+    control = scope_runs[(scope_runs["method"] == trained["method"]) & (scope_runs["model"] == trained["model"])
+                         & (scope_runs["variant"] == "weights=random") & (scope_runs["recipe_name"] == trained["recipe_name"])]
+    kept = trained["recipe_overrides"].items()
+    control = control[control["recipe_overrides"].map(lambda o: o.items() <= kept)]
+    if control.empty:
+        return None
+    return control.assign(_kept=control["recipe_overrides"].map(len)).sort_values(["_kept", "finished_at"]).iloc[-1]
+
+
+def reference_lines(scope_runs: pd.DataFrame, trained: pd.Series) -> dict[str, pd.Series]:
+    """The runs a curve of runs like ``trained`` is drawn beside (see module docstring), by label."""
     plain = scope_runs[(scope_runs["persona"] == "individual") & (scope_runs["variant"] == "")]
     lines = {r["method"]: r for _, r in latest(plain[plain["kind"] == "reference"], ["method"]).iterrows()}
-    raw = latest(plain[(plain["method"] == "raw") & (plain["model"] == model)], ["method"])
+    raw = latest(plain[(plain["method"] == "raw") & (plain["model"] == trained["model"])], ["method"])
     if len(raw):
         lines["raw (unsteered)"] = raw.iloc[-1]
-    control = scope_runs[(scope_runs["method"] == method) & (scope_runs["model"] == model) & (scope_runs["variant"] == "weights=random")]
-    if len(control):
-        lines[f"{method} untrained"] = latest(control, ["method"]).iloc[-1]
+    control = untrained_control(scope_runs, trained)
+    if control is not None:
+        lines[f"{trained['method']} untrained"] = control
     return lines
 
 
@@ -82,7 +95,7 @@ def learning_curves(results: pd.DataFrame, folder: Path) -> tuple[list[Table], l
             points = runs.sort_values("finished_at").drop_duplicates("train_answers", keep="last").sort_values("train_answers")
             if len(points) < 2:
                 continue
-            lines = reference_lines(scope_runs, model, method)
+            lines = reference_lines(scope_runs, points.iloc[-1])
             where = f"{scope['data']} [{scope['waves_label']}], {scope['users']} users" + (
                 f", {int(scope['max_eval_people'])} eval people" if pd.notna(scope["max_eval_people"]) else "")
             title = f"Learning curve: {method} ({model}, recipe {recipe}) — {where}"

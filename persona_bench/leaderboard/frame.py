@@ -4,7 +4,9 @@ Derived columns: ``kind``, ``uses_persona`` (from the method's self-description)
 (the options that change *what* a method is, e.g. ``k_context=3``, or a non-default CF space;
 empty for the defaults; ``variant_options`` holds them as a dict), ``budget_label`` (how much it
 trained: ``1,000 answers x 3 epochs``, empty for methods that do not train), ``train_answers`` and
-``epochs`` (numbers, for learning curves), ``recipe``,
+``epochs`` (numbers, for learning curves), ``recipe`` (the named preset, followed by any of its
+settings the run overrode, e.g. ``default, init=scaled``: two runs with one label trained alike;
+``recipe_name`` and ``recipe_overrides`` hold the parts),
 ``waves_label`` (``W26``, ``W26+W41``; ``all`` when no waves were chosen).
 """
 from __future__ import annotations
@@ -17,6 +19,9 @@ import pandas as pd
 from ..harness.store import read_samples
 
 KIND_ORDER = ("reference", "prompting", "steering")
+# Options of the shared trainer that set the size of a training (shown in the budget label) or how
+# it runs (same result): not part of the recipe label. Named here so the leaderboard stays free of torch.
+NOT_RECIPE = frozenset({"recipe", "max_train_answers", "epochs", "checkpoint_minutes", "gradient_checkpointing"})
 
 
 def options_label(options: dict) -> str:
@@ -31,6 +36,17 @@ def budget_label(budget: dict | None) -> str:
     if not budget.get("train_answers"):
         return "untrained"
     return f"{budget['train_answers']:,} answers x {budget.get('epochs', 0)} epochs"
+
+
+def recipe_overrides(record: dict, variant: dict) -> dict:
+    """The recipe settings a run overrode: options given that are neither what the method is
+    (its variant) nor the size of its training."""
+    return {k: v for k, v in (record.get("method_options") or {}).items() if k not in variant and k not in NOT_RECIPE}
+
+
+def recipe_label(name: str, overrides: dict) -> str:
+    """``default`` or ``default, init=scaled`` (empty for methods without a recipe)."""
+    return ", ".join(filter(None, [name, options_label(overrides)])) if name else ""
 
 
 def describe(record: dict) -> dict:
@@ -50,12 +66,14 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
         variant = dict(record.get("variant") if "variant" in record else record.get("method_options") or {})
         if record.get("cf_solver", "als") != "als" or record.get("cf_dim", 16) != 16:
             variant.update(cf_solver=record["cf_solver"], cf_dim=record["cf_dim"])  # a different persona space
+        overrides = recipe_overrides(record, variant)
         row.update(
             kind=info.get("kind", "reference"), uses_persona=bool(info.get("uses_persona")),
             variant=options_label(variant), variant_options=variant,
             budget_label=budget_label(record.get("budget")), train_answers=(record.get("budget") or {}).get("train_answers"),
             epochs=(record.get("budget") or {}).get("epochs"),
-            recipe=record.get("recipe") or "", waves_label="+".join(record.get("waves") or []) or "all",
+            recipe=recipe_label(record.get("recipe") or "", overrides), recipe_name=record.get("recipe") or "",
+            recipe_overrides=overrides, waves_label="+".join(record.get("waves") or []) or "all",
             model=record.get("model") or "-", k=record.get("k") if record.get("users") == "unseen" else None,
             finished_at=record.get("finished_at", ""),
         )

@@ -9,8 +9,8 @@ several training budgets, the main table shows the largest and the budget sweep 
 
 Sweeps, for every method that has runs at several values (nothing here names a method):
 cluster k, demographic trait, unseen-user K, and each option that changes what a method is
-(context K, prefix vs prompt, random vs trained weights, steered layers...). Training budgets
-are learning curves (:mod:`persona_bench.leaderboard.curves`).
+(context K, prefix vs prompt, random vs trained weights, steered layers...), and recipes at
+equal training budget. Training budgets are learning curves (:mod:`persona_bench.leaderboard.curves`).
 Every table also yields its cells as plain records for the machine-readable CSV.
 """
 from __future__ import annotations
@@ -155,8 +155,20 @@ def option_sweeps(seen: pd.DataFrame, where: str) -> list[Table | None]:
         for key in keys:
             alike = runs[runs["variant_options"].map(lambda v: set(v) <= {key})]
             values = alike["options"].map(lambda o: (o or {}).get(key))
-            alike = latest(alike.assign(_value=values.astype(str)), ["model", "_value"])
-            tables.append(sweep(alike, ["model"], alike["_value"], f"{method} by {key} — {where}"))
+            rows = ["model", "recipe"] if (alike["recipe"] != "").any() else ["model"]  # compared within one recipe
+            alike = latest(alike.assign(_value=values.astype(str)), [*rows, "_value"])
+            tables.append(sweep(alike, rows, alike["_value"], f"{method} by {key} — {where}"))
+    return tables
+
+
+def recipe_sweeps(plain: pd.DataFrame, where: str) -> list[Table | None]:
+    """Per method: recipes compared at equal training budgets (rows: model and budget)."""
+    tables = []
+    for method, runs in plain[plain["recipe"] != ""].groupby("method"):
+        runs = latest(runs, ["model", "budget_label", "recipe"])
+        compared = runs.groupby(["model", "budget_label"])["recipe"].transform("nunique") > 1
+        runs = runs[compared].sort_values("train_answers")
+        tables.append(sweep(runs, ["model", "budget_label"], runs["recipe"], f"{method} by recipe at equal training budget — {where}"))
     return tables
 
 
@@ -179,5 +191,6 @@ def sweep_tables(results: pd.DataFrame) -> list[Table]:
                             f"Unseen users by number of answers folded in, K (paper Table 6) — {where}",
                             "K is capped by the train-part answers each person gave, so large K can coincide."))
         tables += option_sweeps(seen[seen["persona"] == "individual"], where)
+        tables += recipe_sweeps(seen[(seen["persona"] == "individual") & (seen["variant"] == "")], where)
     return [t for t in tables if t is not None]
 
