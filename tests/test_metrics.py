@@ -45,3 +45,11 @@ def test_paired_comparison_detects_a_real_difference():
 def test_paired_comparison_needs_the_same_docs():
     with pytest.raises(ValueError, match="same docs"):
         paired_comparison(frame([1, 0, 1, 1]), frame([1, 0]))
+
+
+def test_holm_adjusts_step_down_and_stays_monotone():
+    from persona_bench.harness.metrics import holm
+
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> monotone 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.04]) == [0.04] and holm([0.5, 0.6]) == [1.0, 1.0] and holm([]) == []

@@ -98,3 +98,16 @@ def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, seed: int = 0, samples: 
         extreme += int(np.sum(np.abs((signs * diff).mean(axis=1)) >= abs(diff.mean()) - 1e-15))
     p_value = (1 + extreme) / (samples + 1)
     return PairedComparison(float(diff.mean()), bootstrap_ci(diff, seed=seed), float(p_value), len(diff))
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error control over one family of tests):
+    the i-th smallest p times (m - i), made monotone and capped at 1; compare each with 0.05."""
+    order = np.argsort(p_values, kind="stable")
+    m = len(p_values)
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted.tolist()

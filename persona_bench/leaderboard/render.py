@@ -18,7 +18,8 @@ from .tables import NOT_SIGNIFICANT, Table, main_tables, sweep_tables
 LEGEND = (
     "Macro accuracy in percent (accuracy per person, averaged over people) with its 95% bootstrap CI over "
     f"people. Bold: best in the row. {NOT_SIGNIFICANT}: does not beat the table's best no-LLM reference "
-    "significantly (paired bootstrap over people on the same docs). The references (majority, cf, ...) need no "
+    "significantly: paired sign-flip permutation test over people on the same docs, p-values Holm-adjusted "
+    "over the table's comparisons (family-wise 5%). The references (majority, cf, ...) need no "
     "language model and appear in every row. The same tables are in the CSV file beside this one."
 )
 

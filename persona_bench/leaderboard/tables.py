@@ -3,8 +3,8 @@
 Main tables: one per (data, users[, K], persona kind); rows are models, columns methods (the
 no-LLM references first, then prompting, then steering methods); each cell is macro accuracy in
 percent with its 95% CI. The references are in every row; the best cell of a row is bold; ``°``
-marks a method that does not beat the table's best reference significantly (paired bootstrap CI
-of the per-person difference, on the same docs, not above zero). Where a method has runs at
+marks a method that does not beat the table's best reference significantly (paired permutation test
+of the per-person difference on the same docs, p-values Holm-adjusted over the table's comparisons). Where a method has runs at
 several training budgets, the main table shows the largest and the budget sweep shows them all.
 
 Sweeps, for every method that has runs at several values (nothing here names a method):
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..harness.metrics import paired_comparison
+from ..harness.metrics import holm, paired_comparison
 from .frame import latest, method_rank, samples
 
 SCOPE = ["data", "waves_label", "users", "k", "max_eval_people", "seed"]
@@ -55,10 +55,13 @@ def cell_record(table: str, row: pd.Series, **extra) -> dict:
     return {**record, **extra}
 
 
-def beats(runs_dir: Path, run_id: str, reference_id: str, seed: int) -> bool:
-    """Whether a run beats a reference significantly on the same docs."""
-    comparison = paired_comparison(samples(str(runs_dir), run_id), samples(str(runs_dir), reference_id), seed=seed)
-    return comparison.significant and comparison.difference > 0
+def beats_after_holm(runs_dir: Path, challengers: list[pd.Series], reference: pd.Series, level: float = 0.05) -> list[bool]:
+    """Whether each run beats ``reference`` on the same docs: a positive paired difference whose
+    permutation p-value, Holm-adjusted over the table's comparisons, is below ``level``."""
+    comparisons = [paired_comparison(samples(str(runs_dir), run["run_id"]), samples(str(runs_dir), reference["run_id"]),
+                                     seed=int(run["seed"])) for run in challengers]
+    adjusted = holm([c.p_value for c in comparisons])
+    return [c.difference > 0 and p < level for c, p in zip(comparisons, adjusted)]
 
 
 def main_table(frame: pd.DataFrame, runs_dir: Path, title: str) -> tuple[pd.DataFrame, list[dict]]:
@@ -70,21 +73,20 @@ def main_table(frame: pd.DataFrame, runs_dir: Path, title: str) -> tuple[pd.Data
     models = sorted(m for m in chosen["model"].unique() if m != "-") or ["-"]
     kinds = dict(zip(chosen["method"], chosen["kind"]))
     methods = sorted(kinds, key=lambda m: method_rank(kinds[m], m))
-    rows, cells = [], []
+    placed = []  # (model, method, run) in table order
     for model in models:
         in_row = pd.concat([chosen[chosen["model"] == model], without_llm]).drop_duplicates("run_id")
-        top = in_row["accuracy"].max()
-        row = {"model": model}
-        for method in methods:
-            match = in_row[in_row["method"] == method]
-            if match.empty:
-                row[method] = ""
-                continue
-            run = match.iloc[-1]
-            text, significant = cell_text(run), None
-            if best_reference is not None and run["kind"] != "reference":
-                significant = beats(runs_dir, run["run_id"], best_reference["run_id"], int(run["seed"]))
-                text += "" if significant else NOT_SIGNIFICANT
+        placed += [(model, method, in_row[in_row["method"] == method].iloc[-1]) for method in methods if (in_row["method"] == method).any()]
+    compared = [run for _, _, run in placed if best_reference is not None and run["kind"] != "reference"]
+    verdicts = dict(zip([run["run_id"] for run in compared], beats_after_holm(runs_dir, compared, best_reference) if compared else []))
+    rows, cells = [], []
+    for model in models:
+        in_model = [(method, run) for m, method, run in placed if m == model]
+        top = max(run["accuracy"] for _, run in in_model)
+        row = {"model": model, **{method: "" for method in methods}}
+        for method, run in in_model:
+            significant = verdicts.get(run["run_id"]) if run["kind"] != "reference" else None
+            text = cell_text(run) + ("" if significant in (None, True) else NOT_SIGNIFICANT)
             row[method] = f"**{text}**" if run["accuracy"] == top else text
             cells.append(cell_record(title, run, row_model=model, beats_best_reference=significant))
         rows.append(row)
