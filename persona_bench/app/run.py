@@ -25,6 +25,7 @@ from ..harness.config import RunConfig
 from ..harness.context import RunContext
 from ..harness.distributed import World
 from ..harness.errors import ConfigError
+from ..harness.groups import alignment, disparity, option_distributions, population_distributions, weighted_macro_accuracy
 from ..harness.loaders import load_survey
 from ..harness.method import Method, build_options, get_method, resolve_config
 from ..harness.metrics import macro_score
@@ -118,7 +119,8 @@ def run(
     results = None
     if world.is_main:
         predictions = check_scores(method, scores, docs)
-        score = macro_score(docs["respondent"], predictions == docs["target"].to_numpy(), seed=config.seed)
+        correct = predictions == docs["target"].to_numpy()
+        score = macro_score(docs["respondent"], correct, seed=config.seed)
         write_samples(run_dir, docs, np.asarray(scores, dtype=float), predictions, pseudonyms(runs_dir) if config.pseudonymize else None)
         results = {
             "run_id": config.run_id(),
@@ -129,6 +131,7 @@ def run(
             "variant": {k: v for k, v in config.method_options.items() if k not in method.budget_options},
             **method.report(),
             **score.as_dict(),
+            **group_figures(docs, np.asarray(scores, dtype=float), correct, context, method.scores_are),
             "wall_seconds": round(time.perf_counter() - started, 2),
             "processes": world.size,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -136,6 +139,17 @@ def run(
         }
         write_results(run_dir, results)
     return world.broadcast(results)
+
+
+def group_figures(docs, scores: np.ndarray, correct: np.ndarray, context: RunContext, scores_are: str) -> dict:
+    """The group level of the same scores (:mod:`persona_bench.harness.groups`): aggregates only."""
+    survey = context.survey
+    population = population_distributions(context.train_answers(), survey)
+    return {
+        "weighted_accuracy": weighted_macro_accuracy(docs["respondent"], correct, survey),
+        "groups": alignment(docs, option_distributions(scores, scores_are), survey, population, seed=context.seed),
+        "disparity": disparity(docs["respondent"], correct, survey, seed=context.seed),
+    }
 
 
 def companions(config: RunConfig) -> dict[str, RunConfig]:

@@ -41,6 +41,7 @@ class Majority(Method):
     name = "majority"
     kind = "reference"
     description = "most common train answer per question (no LLM)"
+    scores_are = "counts"  # its distribution is the train population's
 
     def prepare(self, context: RunContext) -> None:
         self.width = max(len(q.options) for q in context.survey.questions.values())
@@ -58,6 +59,7 @@ class DemographicMajority(Method):
     name = "demographic-majority"
     kind = "reference"
     description = "most common train answer within the person's trait group (no LLM)"
+    scores_are = "counts"
 
     @dataclass(frozen=True)
     class Options:

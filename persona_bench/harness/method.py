@@ -38,6 +38,7 @@ from .context import RunContext
 from .errors import ConfigError
 
 KINDS = ("reference", "prompting", "steering")
+SCORES_ARE = ("logits", "counts")  # logits or log-probabilities (softmax), or counts (normalised)
 BUILTIN_PACKAGES = ("persona_bench.baselines", "persona_bench.methods")
 ENTRY_POINT_GROUP = "persona_bench.methods"
 METHODS: dict[str, type["Method"]] = {}
@@ -54,6 +55,7 @@ class Method(ABC):
     budget_options: ClassVar[frozenset[str]] = frozenset()  # options that set how it trains, not what it is
     untrained_options: ClassVar[frozenset[str]] = frozenset()  # budget options that also shape the untrained model
     quick_options: ClassVar[dict] = {}  # options that keep the shared conformance suite fast
+    scores_are: ClassVar[str] = "logits"  # logits | counts: how its scores become an answer distribution (harness.groups)
 
     @dataclass(frozen=True)
     class Options:
@@ -81,13 +83,16 @@ class Method(ABC):
     @classmethod
     def describe(cls) -> dict:
         """The method's self-description, stored in every results.json."""
-        return {"kind": cls.kind, "uses_persona": cls.uses_persona, "needs_model": cls.needs_model, "description": cls.description}
+        return {"kind": cls.kind, "uses_persona": cls.uses_persona, "needs_model": cls.needs_model, "description": cls.description,
+                "scores_are": cls.scores_are}
 
 
 def register_method(cls: type[Method]) -> type[Method]:
     """Class decorator adding a method to the registry under ``cls.name``."""
     if cls.kind not in KINDS:
         raise ConfigError(f"method {cls.name!r} must declare kind = one of {', '.join(KINDS)} (it has {cls.kind!r})")
+    if cls.scores_are not in SCORES_ARE:
+        raise ConfigError(f"method {cls.name!r}: scores_are must be one of {', '.join(SCORES_ARE)} (it has {cls.scores_are!r})")
     existing = METHODS.get(cls.name)
     if existing is not None and existing is not cls and existing.__qualname__ != cls.__qualname__:
         raise ConfigError(f"method name {cls.name!r} is already registered by {existing.__module__}")

@@ -12,6 +12,7 @@ from ..harness.errors import ConfigError
 from ..harness.store import finished_runs
 from .curves import learning_curves
 from .frame import results_frame
+from .groups import group_tables
 from .plots import write_plots
 from .tables import NOT_SIGNIFICANT, Table, main_tables, sweep_tables
 
@@ -64,7 +65,7 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
     results = results_frame(records)
     curves, curve_plots = learning_curves(results, out.parent)
     plots = [*curve_plots, *write_plots(results, out.parent)]
-    main, sweeps = main_tables(results, runs_dir), sweep_tables(results)
+    main, sweeps, groups = main_tables(results, runs_dir), sweep_tables(results), group_tables(results)
     skipped = ["Left out (unreadable, --skip-bad): " + "; ".join(problems) + "\n"] if problems else []
     sections = [
         "# persona-bench leaderboard\n",
@@ -73,6 +74,8 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
         LEGEND + "\n",
         "## Main comparison (paper Table 3 layout)\n",
         *(render_table(t) for t in main),
+        "## Group alignment and subgroup disparity\n" if groups else "",
+        *(render_table(t) for t in groups),
         "## Learning curves\n" if curves else "",
         *(render_table(t) for t in curves),
         "## Sweeps\n" if sweeps else "",
@@ -82,5 +85,5 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
     ]
     atomic_write_text(out, "\n".join(s for s in sections if s))
     table = out.with_suffix(".csv")
-    atomic_write_text(table, pd.DataFrame([cell for t in (*main, *curves, *sweeps) for cell in t.cells]).to_csv(index=False))
+    atomic_write_text(table, pd.DataFrame([cell for t in (*main, *groups, *curves, *sweeps) for cell in t.cells]).to_csv(index=False))
     return [out, table, *plots]

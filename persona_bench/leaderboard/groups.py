@@ -1,0 +1,96 @@
+"""Group-level tables from the figures each run stores (:mod:`persona_bench.harness.groups`).
+
+* Group alignment, per scope: each method's representativeness (Rep, 1 - normalised Wasserstein
+  distance between its answer distribution and the eval people's survey-weighted answers) and total
+  variation for everyone, its worst trait group, and its survey-weighted macro accuracy; below the
+  methods, the human split-half ceiling and the two nulls (uniform; the train population's answers).
+* Subgroup disparity, per scope: for each trait, each method's gap in macro accuracy between its
+  best and worst trait value, with a bootstrap CI.
+
+Only runs that stored group figures (results.json ``groups``) are shown.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from .frame import latest, method_rank
+from .tables import SCOPE, Table, label_with_model, percent, scope_title
+
+ROWS_WITHOUT_A_METHOD = {"human split-half ceiling": "ceiling", "uniform null": "uniform", "population null": "population"}
+
+
+def everyone(groups: list[dict]) -> dict:
+    return next(g for g in groups if g["group"] == "everyone")
+
+
+def figure(value: float | None, digits: int = 3) -> str:
+    return "" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+
+
+def alignment_rows(runs: pd.DataFrame) -> list[dict]:
+    rows = []
+    for _, run in runs.iterrows():
+        whole = everyone(run["groups"])
+        traits = [g for g in run["groups"] if g["group"] != "everyone" and g["rep"] is not None]
+        worst = min(traits, key=lambda g: g["rep"]) if traits else None
+        rows.append({
+            "method": label_with_model(pd.DataFrame([run])).iloc[0], "Rep": figure(whole["rep"]), "TV": figure(whole["tv"]),
+            "Rep, worst trait group": f"{figure(worst['rep'])} ({worst['group']})" if worst else "",
+            "macro acc %": percent(run["accuracy"]), "weighted macro acc %": percent(run["weighted_accuracy"]),
+        })
+    first = everyone(runs.iloc[0]["groups"])  # the same docs in one scope: one ceiling and one pair of nulls
+    for label, key in ROWS_WITHOUT_A_METHOD.items():
+        rows.append({"method": label, "Rep": figure(first[f"rep_{key}"]), "TV": figure(first[f"tv_{key}"]),
+                     "Rep, worst trait group": "", "macro acc %": "", "weighted macro acc %": ""})
+    return rows
+
+
+def group_tables(results: pd.DataFrame) -> list[Table]:
+    """A group-alignment and a subgroup-disparity table per scope (default variants, individual personas)."""
+    if "groups" not in results.columns:
+        return []
+    with_groups = results[results["groups"].map(lambda g: isinstance(g, list) and len(g) > 0)]
+    tables = []
+    for values, scope_runs in with_groups.groupby(SCOPE, dropna=False, sort=True):
+        scope = dict(zip(SCOPE, values))
+        plain = scope_runs[(scope_runs["variant"] == "") & (~scope_runs["uses_persona"] | (scope_runs["persona"] == "individual"))]
+        runs = latest(plain, ["model", "method"])
+        if runs.empty:
+            continue
+        runs = runs.assign(_rank=[method_rank(k, m) for k, m in zip(runs["kind"], runs["method"])]).sort_values(["_rank", "model"])
+        whole = everyone(runs.iloc[0]["groups"])
+        title = f"Group alignment — {scope_title(scope)}"
+        note = (f"Rep = 1 - mean over {whole['n_questions']} questions of the Wasserstein distance between the method's answer "
+                f"distribution (mean over the {whole['n_people']} eval people) and their survey-weighted held-out answers, on each "
+                "question's ordinal scale divided by its span (Santurkar et al. 2023); TV: mean total variation (lower is better). "
+                "Ceiling: two random halves of the people compared the same way (10 draws; halves are half as large, so a method can "
+                "pass it). Worst trait group: the lowest Rep among trait values held by 10 or more eval people.")
+        cells = [{"table": title, "method": r["method"], "model": r["model"], "run_id": r["run_id"], **group} for _, r in runs.iterrows() for group in r["groups"]]
+        tables.append(Table(title, note, pd.DataFrame(alignment_rows(runs)), cells))
+        tables += [t for t in [disparity_table(runs, scope)] if t is not None]
+    return tables
+
+
+def disparity_table(runs: pd.DataFrame, scope: dict) -> Table | None:
+    """Rows: traits; columns: methods; cells: best - worst value's macro accuracy [CI] (worst value)."""
+    runs = runs[runs["disparity"].map(lambda d: isinstance(d, dict) and len(d) > 0)] if "disparity" in runs.columns else runs.iloc[:0]
+    if runs.empty:
+        return None
+    labels = label_with_model(runs)
+    traits = sorted({trait for d in runs["disparity"] for trait in d})
+    rows = []
+    for trait in traits:
+        row = {"trait": trait}
+        for label, (_, run) in zip(labels, runs.iterrows()):
+            gap = run["disparity"].get(trait)
+            row[label] = (f"{percent(gap['gap'])} [{percent(gap['gap_ci95'][0])}, {percent(gap['gap_ci95'][1])}] (low: {gap['worst']})"
+                          if gap else "")
+        rows.append(row)
+    title = f"Subgroup disparity — {scope_title(scope)}"
+    note = ("Gap in macro accuracy (points) between a method's best and worst value of each trait (values held by 10 or more "
+            "eval people), with a 95% bootstrap CI resampling people within both groups; low: the worst value. Per-value figures "
+            "are in each run's results.json (disparity).")
+    cells = [{"table": title, "method": r["method"], "model": r["model"], "run_id": r["run_id"], "trait": trait, "gap": gap["gap"],
+              "ci_low": gap["gap_ci95"][0], "ci_high": gap["gap_ci95"][1], "best": gap["best"], "worst": gap["worst"]}
+             for _, r in runs.iterrows() for trait, gap in r["disparity"].items()]
+    return Table(title, note, pd.DataFrame(rows), cells)

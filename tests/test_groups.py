@@ -1,0 +1,77 @@
+"""Group-level metrics, each checked on a case small enough to compute by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from persona_bench.harness.groups import (
+    Scales, alignment, disparity, option_distributions, total_variation, wasserstein, weighted_macro_accuracy,
+)
+from persona_bench.harness.survey import Question, Survey
+
+WORLDDANGER = (1.0, 2.0, 1.5)  # W26's unordered scale: the third option lies between the first two
+
+
+def test_wasserstein_on_ordered_and_unordered_scales():
+    assert wasserstein(np.array([1, 0, 0]), np.array([0, 0, 1]), (1, 2, 3)) == pytest.approx(1.0)  # 2 / (N - 1)
+    assert wasserstein(np.array([1, 0, 0]), np.array([0, 1, 0]), (1, 2, 3)) == pytest.approx(0.5)
+    assert wasserstein(np.array([1, 0, 0]), np.array([0, 0, 1]), WORLDDANGER) == pytest.approx(0.5)  # 1.0 -> 1.5, span 1
+    assert wasserstein(np.array([1, 0, 0]), np.array([0, 1, 0]), WORLDDANGER) == pytest.approx(1.0)
+    assert wasserstein(np.array([0, 0, 1]), np.array([0, 1, 0]), WORLDDANGER) == pytest.approx(0.5)
+    assert total_variation(np.array([0.5, 0.5, 0]), np.array([0, 0.5, 0.5])) == pytest.approx(0.5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.01, 1), min_size=4, max_size=4), st.lists(st.floats(0.01, 1), min_size=4, max_size=4),
+       st.permutations([1.0, 2.0, 3.0, 4.0]), st.integers(2, 4))
+def test_vectorised_distances_equal_the_scipy_ones(p, q, ordinal, n):
+    p, q = np.array(p[:n]) / sum(p[:n]), np.array(q[:n]) / sum(q[:n])
+    question = Question("Q", "W1", "text", tuple("abcd"[:n]), tuple(ordinal[:n]))
+    wd, tv = Scales([question], 4).distances(np.pad(p, (0, 4 - n))[None], np.pad(q, (0, 4 - n))[None], np.array([0]))
+    assert wd[0] == pytest.approx(wasserstein(p, q, tuple(ordinal[:n])), abs=1e-12)
+    assert tv[0] == pytest.approx(total_variation(p, q), abs=1e-12)
+
+
+def test_scores_become_distributions():
+    inf = -np.inf
+    assert option_distributions(np.array([[0.0, np.log(3), inf]])) == pytest.approx(np.array([[0.25, 0.75, 0]]))
+    assert option_distributions(np.array([[1.0, 3.0, inf]]), "counts") == pytest.approx(np.array([[0.25, 0.75, 0]]))
+    assert option_distributions(np.array([[0.0, 0.0, inf]]), "counts") == pytest.approx(np.array([[0.5, 0.5, 0]]))
+
+
+def tiny_survey(people: dict[str, tuple[float, str]], answers: list[tuple[str, str, int]], ordinal=(1.0, 2.0, 3.0)) -> Survey:
+    """People (id -> weight, party) answering questions Q1 (and Q2) with option indices."""
+    questions = {key: Question(key, "W1", key, ("a", "b", "c"), ordinal) for key in ("Q1", "Q2")}
+    respondents = pd.DataFrame({"wave": "W1", "weight": [w for w, _ in people.values()], "PARTY": [p for _, p in people.values()]},
+                               index=pd.Index(list(people), name="respondent"))
+    responses = pd.DataFrame(answers, columns=["respondent", "question", "option"]).assign(value=lambda f: f["option"] / 2)
+    return Survey("tiny", questions, {"PARTY": ("x", "y")}, respondents, responses)
+
+
+def test_representativeness_total_variation_nulls_and_ceiling_by_hand():
+    survey = tiny_survey({"a": (1.0, "x"), "b": (3.0, "x")}, [("a", "Q1", 0), ("b", "Q1", 2)])
+    docs = pd.DataFrame({"respondent": ["a", "b"], "question": ["Q1", "Q1"], "target": [0, 2]})
+    model = np.array([[1.0, 0, 0], [0, 0, 1.0]])  # mean [0.5, 0, 0.5]; humans, weighted 1:3, [0.25, 0, 0.75]
+    population = {"Q1": np.array([0.25, 0, 0.75])}
+    (everyone,) = alignment(docs, model, survey, population)  # two people: too few for a trait group
+    assert everyone["group"] == "everyone" and everyone["n_people"] == 2 and everyone["n_questions"] == 1
+    assert everyone["rep"] == pytest.approx(1 - 0.5 / 2) and everyone["tv"] == pytest.approx(0.25)
+    # uniform: CDFs [1/3, 2/3] vs [1/4, 1/4] -> (1/12 + 5/12) / 2; TV (1/12 + 1/3 + 5/12) / 2
+    assert everyone["rep_uniform"] == pytest.approx(0.75) and everyone["tv_uniform"] == pytest.approx(5 / 12)
+    assert everyone["rep_population"] == pytest.approx(1.0) and everyone["tv_population"] == pytest.approx(0.0)
+    # halves of one person each: option 0 against option 2, whatever the draw
+    assert everyone["rep_ceiling"] == pytest.approx(0.0) and everyone["tv_ceiling"] == pytest.approx(1.0)
+
+
+def test_weighted_accuracy_and_subgroup_disparity():
+    people = {f"x{i}": (1.0, "x") for i in range(10)} | {f"y{i}": (3.0, "y") for i in range(10)}
+    survey = tiny_survey(people, [(p, "Q1", 0) for p in people])
+    ids = pd.Series(list(people))
+    correct = np.array([True] * 10 + [True, False] * 5)  # x: 100%, y: 50%
+    assert weighted_macro_accuracy(ids, correct, survey) == pytest.approx((10 * 1.0 + 30 * 0.5) / 40)
+    party = disparity(ids, correct, survey)["PARTY"]
+    assert party["best"] == "x" and party["worst"] == "y" and party["gap"] == pytest.approx(0.5)
+    assert party["groups"]["y"]["n_people"] == 10 and party["gap_ci95"][0] < 0.5 < party["gap_ci95"][1]
