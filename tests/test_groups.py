@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from persona_bench.harness.groups import (
-    Scales, alignment, disparity, option_distributions, total_variation, wasserstein, weighted_macro_accuracy,
+    Scales, alignment, disparity, option_distributions, rep_tv, total_variation, wasserstein, weighted_macro_accuracy,
 )
 from persona_bench.harness.survey import Question, Survey
 
@@ -75,3 +75,30 @@ def test_weighted_accuracy_and_subgroup_disparity():
     party = disparity(ids, correct, survey)["PARTY"]
     assert party["best"] == "x" and party["worst"] == "y" and party["gap"] == pytest.approx(0.5)
     assert party["groups"]["y"]["n_people"] == 10 and party["gap_ci95"][0] < 0.5 < party["gap_ci95"][1]
+
+
+def test_a_run_finished_before_group_figures_gets_the_same_ones_from_its_samples(tmp_path):
+    import json
+
+    from persona_bench.app.run import run
+    from persona_bench.harness.config import RunConfig
+
+    config = RunConfig(method="majority", data="demo:300", max_eval_people=60)
+    first = run(config, tmp_path, log=lambda _: None)
+    assert first["groups"][0]["group"] == "everyone" and 0 < first["groups"][0]["rep"] <= 1
+    path = tmp_path / first["run_id"] / "results.json"
+    older = {k: v for k, v in first.items() if k not in ("groups", "disparity", "weighted_accuracy")}
+    path.write_text(json.dumps(older))
+    again = run(config, tmp_path, log=lambda _: None)
+    pd.testing.assert_frame_equal(pd.DataFrame(again["groups"]), pd.DataFrame(first["groups"]), rtol=1e-5)  # samples keep 6 decimals
+    assert again["weighted_accuracy"] == pytest.approx(first["weighted_accuracy"]) and again["disparity"] == first["disparity"]
+    assert json.loads(path.read_text())["groups"] == again["groups"]
+
+
+def test_a_nominal_question_counts_for_total_variation_only():
+    nominal = Question("N", "W1", "why", ("a", "b", "c"), (1.0, 1.0, 1.0))
+    ordered = Question("O", "W1", "how much", ("a", "b", "c"), (1.0, 2.0, 3.0))
+    p, q = np.array([[1.0, 0, 0], [1.0, 0, 0]]), np.array([[0, 0, 1.0], [0, 1.0, 0]])
+    rep, tv = rep_tv(Scales([nominal, ordered], 3), p, q, np.array([0, 1]))
+    assert rep == pytest.approx(1 - 0.5) and tv == pytest.approx(1.0)
+    assert rep_tv(Scales([nominal], 3), p[:1], q[:1], np.array([0])) == (None, pytest.approx(1.0))

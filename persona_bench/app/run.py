@@ -32,7 +32,7 @@ from ..harness.metrics import macro_score
 from ..harness.models import resolve_model
 from ..harness.personas import PersonaKind
 from ..harness.protocol import Split, SplitConfig, make_split, scored_docs
-from ..harness.store import pseudonyms, read_results, shared_dir, write_config, write_results, write_samples
+from ..harness.store import pseudonyms, read_results, read_samples, shared_dir, write_config, write_results, write_samples
 from ..harness.survey import Survey
 
 REFERENCES = ("majority", "cf")
@@ -105,7 +105,7 @@ def run(
     finished = read_results(run_dir)
     if finished is not None and not force:
         log(f"reusing finished run {run_dir}")
-        return finished
+        return with_group_figures(config, runs_dir, finished, log) if "groups" not in finished and world.is_main else finished
     started = time.perf_counter()
     if world.is_main:
         if not Path(runs_dir).exists() and not config.data.startswith("demo"):
@@ -131,7 +131,7 @@ def run(
             "variant": {k: v for k, v in config.method_options.items() if k not in method.budget_options},
             **method.report(),
             **score.as_dict(),
-            **group_figures(docs, np.asarray(scores, dtype=float), correct, context, method.scores_are),
+            **group_figures(docs, np.asarray(scores, dtype=float), correct, context.survey, context.train_answers(), config.seed, method.scores_are),
             "wall_seconds": round(time.perf_counter() - started, 2),
             "processes": world.size,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -141,15 +141,31 @@ def run(
     return world.broadcast(results)
 
 
-def group_figures(docs, scores: np.ndarray, correct: np.ndarray, context: RunContext, scores_are: str) -> dict:
+def group_figures(docs, scores: np.ndarray, correct: np.ndarray, survey: Survey, train_answers, seed: int, scores_are: str) -> dict:
     """The group level of the same scores (:mod:`persona_bench.harness.groups`): aggregates only."""
-    survey = context.survey
-    population = population_distributions(context.train_answers(), survey)
     return {
         "weighted_accuracy": weighted_macro_accuracy(docs["respondent"], correct, survey),
-        "groups": alignment(docs, option_distributions(scores, scores_are), survey, population, seed=context.seed),
-        "disparity": disparity(docs["respondent"], correct, survey, seed=context.seed),
+        "groups": alignment(docs, option_distributions(scores, scores_are), survey, population_distributions(train_answers, survey), seed=seed),
+        "disparity": disparity(docs["respondent"], correct, survey, seed=seed),
     }
+
+
+def with_group_figures(config: RunConfig, runs_dir: Path, finished: dict, log: Callable[[str], None]) -> dict:
+    """A run finished before group figures existed gets them from its stored samples (no scoring)."""
+    if config.pseudonymize:
+        return finished  # its samples no longer name the people whose traits and weights they need
+    log(f"{config.method}: adding group figures to the finished run from its samples")
+    survey = load_survey(config.data, list(config.waves) or None)
+    folder = shared_dir(runs_dir, config.split_key())
+    split = shared_split(config, survey, folder, World.current())
+    train_answers = RunContext(config, survey, split, Path(runs_dir) / config.run_id(), folder).train_answers()
+    samples = read_samples(Path(runs_dir) / config.run_id())
+    width = int(samples["scores"].map(len).max())
+    scores = np.array([row + [-np.inf] * (width - len(row)) for row in samples["scores"]], dtype=float)
+    updated = {**finished, **group_figures(samples, scores, samples["correct"].to_numpy(dtype=bool), survey, train_answers,
+                                           config.seed, get_method(config.method).scores_are)}
+    write_results(Path(runs_dir) / config.run_id(), updated)
+    return updated
 
 
 def companions(config: RunConfig) -> dict[str, RunConfig]:

@@ -11,7 +11,8 @@ and a question the group answered in the scored docs:
 Representativeness (Santurkar et al. 2023) is ``1 - mean over questions of WD(D_model, D_humans)``,
 the 1-Wasserstein distance on the options' ordinal positions divided by the largest distance on that
 scale (the gap between its extreme positions: N - 1 for positions 1..N; an unordered scale such as
-``[1.0, 2.0, 1.5]`` keeps its positions). Total variation is ``mean of 0.5 * sum |D_model - D_humans|``.
+``[1.0, 2.0, 1.5]`` keeps its positions; a nominal question, whose options all sit at one position,
+such as W26's IMPREASONGUN, has no distances and counts for TV only). Total variation is ``mean of 0.5 * sum |D_model - D_humans|``.
 Beside each: the human ceiling (two random halves of the group's members compared the same way,
 averaged over ``halves`` draws; questions both halves answered) and two nulls (the uniform
 distribution; the survey-weighted distribution of every train answer to the question).
@@ -89,11 +90,13 @@ class Scales:
 
 
 def rep_tv(scales: Scales, p: np.ndarray, q: np.ndarray, rows: np.ndarray) -> tuple[float | None, float | None]:
-    """Mean representativeness (1 - WD) and total variation over the given questions."""
+    """Mean representativeness (1 - WD) over the given questions that have an ordinal scale, and
+    mean total variation over all of them."""
     if len(rows) == 0:
         return None, None
     wd, tv = scales.distances(p, q, rows)
-    return 1 - float(wd.mean()), float(tv.mean())
+    ordered = scales.span[rows] > 0  # a scale whose options all sit at one position has no distances
+    return (1 - float(wd[ordered].mean()) if ordered.any() else None), float(tv.mean())
 
 
 def histograms(question_rows: np.ndarray, options: np.ndarray, weights: np.ndarray, n_questions: int, width: int) -> np.ndarray:
@@ -175,8 +178,9 @@ def alignment(
             both = np.flatnonzero((a.sum(axis=1) > 0) & (b.sum(axis=1) > 0))
             if len(both):
                 draws.append(rep_tv(scales, normalised(a)[both], normalised(b)[both], both))
-        record["rep_ceiling"] = float(np.mean([d[0] for d in draws])) if draws else None
-        record["tv_ceiling"] = float(np.mean([d[1] for d in draws])) if draws else None
+        reps = [rep for rep, _ in draws if rep is not None]
+        record["rep_ceiling"] = float(np.mean(reps)) if reps else None
+        record["tv_ceiling"] = float(np.mean([tv for _, tv in draws])) if draws else None
         records.append(record)
     return records
 
