@@ -63,6 +63,15 @@ def budgets_arg(text: str) -> list[int]:
     return budgets
 
 
+def seeds_arg(text: str) -> list[int]:
+    """``0,1,2`` -> [0, 1, 2] (distinct, in the order given)."""
+    try:
+        seeds = list(dict.fromkeys(int(s) for s in text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of seeds such as 0,1,2") from None
+    return seeds
+
+
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """--data, --waves and --metadata, shared by every data-reading command."""
     parser.add_argument("--data", default="demo", help="demo (embedded), opinionqa:PATH or pew:PATH (default: demo)")
@@ -119,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--slurm-local", action="store_true", help="slurm: run the job arrays with submitit's local executor (testing)")
     grid.add_argument("--gpus-per-run", type=int, default=1, help="slurm: GPUs for each language-model run (default 1)")
     grid.add_argument("--timeout-min", type=int, default=720, help="slurm: time limit per run in minutes (default 720)")
+    grid.add_argument("--seeds", type=seeds_arg, default=None, help="run every configuration at each of these split seeds, e.g. 0,1,2")
     grid.add_argument("--import", dest="imports", action="append", default=[], help="module that registers extra methods")
     models = sub.add_parser("models", help="language models").add_subparsers(dest="action", required=True)
     models.add_parser("list", help="model aliases and whether each is available here")
@@ -130,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_args(run)
     run.add_argument("--method", required=True, help="registered method name (see `persona-bench methods`)")
     run.add_argument("--force", action="store_true", help="recompute even if this run already finished")
+    run.add_argument("--seeds", type=seeds_arg, default=None, help="repeat over split seeds, e.g. 0,1,2, then the mean and spread (replaces --seed)")
     run.add_argument("--no-references", action="store_true", help="score nothing beside it (by default: the majority and cf references, the unsteered LM for LLM methods, the untrained control for steering methods)")
     curve = sub.add_parser(
         "curve", help="a steering method at several training budgets beside its references, then the leaderboard", allow_abbrev=False,
@@ -333,12 +344,13 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
     if args.plan:
         return plan_command(args)
     results, failures = sweep(
-        args.grid, args.out, log=stderr_log, dry_run=args.dry_run, executor=args.executor, imports=tuple(args.imports),
+        args.grid, args.out, log=stderr_log, dry_run=args.dry_run, seeds=args.seeds, executor=args.executor, imports=tuple(args.imports),
         workers=args.workers, address=args.address, slurm_local=args.slurm_local, slurm_partition=args.slurm_partition,
         gpus_per_run=args.gpus_per_run, timeout_min=args.timeout_min,
     )
     if results:
-        refresh_leaderboard(args.out, args.leaderboard, f"persona-bench sweep {args.grid} --out {args.out} --leaderboard {args.leaderboard}")
+        seeds = f" --seeds {','.join(map(str, args.seeds))}" if args.seeds else ""
+        refresh_leaderboard(args.out, args.leaderboard, f"persona-bench sweep {args.grid}{seeds} --out {args.out} --leaderboard {args.leaderboard}")
     for failure in failures:
         print(f"failed: {failure}", file=sys.stderr)
     return 1 if failures else 0
@@ -347,9 +359,9 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
 def plan_command(args: argparse.Namespace) -> int:
     """``sweep --plan``: the cost table of a grid and its totals."""
     from .plan import GPUS, UTILISATION, calibrate, plan_table, run_cost
-    from .sweep import load_grid
+    from .sweep import load_grid, with_seeds
 
-    configs = load_grid(args.grid)
+    configs = with_seeds(load_grid(args.grid), args.seeds)
     costs, trainings = [], set()
     for number, config in enumerate(configs, start=1):
         stderr_log(f"[{number}/{len(configs)}] costing {config.run_id()}")
@@ -415,23 +427,47 @@ def train_command(args: argparse.Namespace, extra: list[str]) -> int:
 @command("run")
 def run_command(args: argparse.Namespace, extra: list[str]) -> int:
     from ..harness.distributed import World
-    from .run import REFERENCES, companions, run
 
     config = run_config(args, extra)
+    seeds = args.seeds or [config.seed]
+    by_seed = [run_with_companions(replace(config, seed=seed), args) for seed in seeds]
+    if World.current().is_main and len(seeds) > 1:
+        print(f"\nOver {len(seeds)} split seeds ({', '.join(map(str, seeds))}): macro accuracy per seed, mean and spread")
+        print(tabulate(seed_summary(by_seed, seeds), headers="keys", tablefmt="github", showindex=False))
+    return 0
+
+
+def run_with_companions(config, args: argparse.Namespace) -> dict[str, dict]:
+    """One run and the runs it is read beside; print their table and paired comparisons."""
+    from ..harness.distributed import World
+    from .run import REFERENCES, companions, run
+
     result = run(config, args.out, force=args.force, log=stderr_log, **placement(args))
     beside = {} if args.no_references else {label: run(other, args.out, log=stderr_log, **placement(args)) for label, other in companions(config).items()}
     if not World.current().is_main:
-        return 0
+        return {}
+    if args.seeds:
+        print(f"\nseed {config.seed}:")
     print(tabulate([results_row(r) for r in (result, *beside.values())], headers=RESULT_HEADERS, tablefmt="github"))
     references = {label: r for label, r in beside.items() if label in REFERENCES}
-    lines = [comparison_line(result, r, label, args.out, args.seed) for label, r in beside.items() if label not in REFERENCES]
+    lines = [comparison_line(result, r, label, args.out, config.seed) for label, r in beside.items() if label not in REFERENCES]
     if references:
         label, best = max(references.items(), key=lambda item: item[1]["accuracy"])
-        lines.append(comparison_line(result, best, f"{label} (the best no-LLM reference)", args.out, args.seed))
+        lines.append(comparison_line(result, best, f"{label} (the best no-LLM reference)", args.out, config.seed))
     if lines:
         print("\nPaired over the same people and docs (bootstrap CI of the per-person difference):\n" + "\n".join(lines))
     print(f"\nresults: {args.out / result['run_id'] / 'results.json'}")
-    return 0
+    return {config.method: result, **beside}
+
+
+def seed_summary(by_seed: list[dict[str, dict]], seeds: list[int]) -> list[dict]:
+    """Per method (and companion): macro accuracy at each seed, mean, standard deviation and range."""
+    rows = []
+    for label in by_seed[0]:
+        values = [100 * results[label]["accuracy"] for results in by_seed]
+        rows.append({"method": label, **{f"seed {s}": f"{v:.1f}" for s, v in zip(seeds, values)},
+                     "mean": f"{np.mean(values):.1f}", "sd": f"{np.std(values, ddof=1):.1f}", "range": f"{max(values) - min(values):.1f}"})
+    return rows
 
 
 @command("curve")

@@ -18,7 +18,7 @@ each is claimed atomically, so any number of sweeps on one grid and runs folder 
 from __future__ import annotations
 
 import itertools
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -92,10 +92,19 @@ def load_grid(path: Path) -> list[RunConfig]:
     return list(configs.values())
 
 
-def sweep(path: Path, runs_dir: Path, log: Callable[[str], None] = print, dry_run: bool = False, **executor) -> tuple[list[dict], list[str]]:
-    """Run every configuration of the grid (reusing finished runs) with the chosen executor
-    (:func:`persona_bench.app.executors.execute` options); return results and failures."""
-    configs = load_grid(path)
+def with_seeds(configs: list[RunConfig], seeds: list[int] | None) -> list[RunConfig]:
+    """Every configuration at each seed (``None``: as the grid says)."""
+    if not seeds:
+        return configs
+    return list({c.run_id(): c for c in (replace(config, seed=seed) for config in configs for seed in seeds)}.values())
+
+
+def sweep(
+    path: Path, runs_dir: Path, log: Callable[[str], None] = print, dry_run: bool = False, seeds: list[int] | None = None, **executor
+) -> tuple[list[dict], list[str]]:
+    """Run every configuration of the grid (at each of ``seeds`` when given; reusing finished runs)
+    with the chosen executor (:func:`persona_bench.app.executors.execute` options); return results and failures."""
+    configs = with_seeds(load_grid(path), seeds)
     if dry_run:
         for number, config in enumerate(configs, start=1):
             log(f"[{number}/{len(configs)}] {describe(config)}")

@@ -14,7 +14,7 @@ from .curves import learning_curves
 from .frame import results_frame
 from .groups import group_tables
 from .plots import write_plots
-from .tables import NOT_SIGNIFICANT, Table, main_tables, sweep_tables
+from .tables import NOT_SIGNIFICANT, Table, main_tables, seed_tables, sweep_tables
 
 LEGEND = (
     "Macro accuracy in percent (accuracy per person, averaged over people) with its 95% bootstrap CI over "
@@ -65,7 +65,7 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
     results = results_frame(records)
     curves, curve_plots = learning_curves(results, out.parent)
     plots = [*curve_plots, *write_plots(results, out.parent)]
-    main, sweeps, groups = main_tables(results, runs_dir), sweep_tables(results), group_tables(results)
+    main, sweeps, groups = main_tables(results, runs_dir), [*seed_tables(results), *sweep_tables(results)], group_tables(results)
     skipped = ["Left out (unreadable, --skip-bad): " + "; ".join(problems) + "\n"] if problems else []
     sections = [
         "# persona-bench leaderboard\n",

@@ -174,6 +174,28 @@ def recipe_sweeps(plain: pd.DataFrame, where: str) -> list[Table | None]:
     return tables
 
 
+def seed_tables(results: pd.DataFrame) -> list[Table]:
+    """Per scope run at several split seeds: each method's macro accuracy per seed, mean and spread."""
+    tables = []
+    where = [c for c in SCOPE if c != "seed"]
+    for values, group in results.groupby(where, dropna=False, sort=True):
+        plain = group[(group["variant"] == "") & (~group["uses_persona"] | (group["persona"] == "individual"))]
+        plain = latest(plain, ["model", "method", "seed"])
+        if plain["seed"].nunique() < 2:
+            continue
+        scope = {**dict(zip(where, values)), "seed": 0}
+        title = f"Split seeds — {scope_title(scope).rsplit(', seed', 1)[0]}"
+        table = sweep(plain, ["model", "method"], plain["seed"].astype(int), title,
+                      "Macro accuracy per split seed (its own people and held-out answers), then the mean over seeds, their "
+                      "standard deviation and range: how much of a difference between methods the split alone can make.")
+        spread = plain.groupby(["model", "method"])["accuracy"].agg(["mean", "std", "min", "max"])
+        frame = table.frame.merge(spread.reset_index(), on=["model", "method"])
+        frame["mean"], frame["sd"] = frame["mean"].map(percent), frame["std"].map(percent)
+        frame["range"] = (frame["max"] - frame["min"]).map(percent)
+        tables.append(Table(title, table.note, frame.drop(columns=["std", "min", "max"]), table.cells))
+    return tables
+
+
 def sweep_tables(results: pd.DataFrame) -> list[Table]:
     """Sweeps per data scope (see module docstring)."""
     tables = []
