@@ -84,4 +84,37 @@ def test_scored_docs_are_the_held_out_answers(demo_survey, demo_split):
 def test_config_rejects_bad_shares():
     with pytest.raises(ValueError, match="people_train"):
         SplitConfig(people_train=1.0)
-    assert dataclasses.asdict(SplitConfig()) == {"seed": 0, "people_train": 0.8, "answers_train": 0.8}
+    assert dataclasses.asdict(SplitConfig()) == {"seed": 0, "people_train": 0.8, "answers_train": 0.8, "protocol": "answers"}
+
+
+def test_heldout_questions_split_the_questions_not_the_answers(demo_survey):
+    from persona_bench.harness.protocol import SplitConfig, make_split
+
+    split = make_split(demo_survey, SplitConfig(seed=3, protocol="heldout-questions"))
+    train_questions = set(split.train_answers()["question"])
+    eval_questions = set(split.scored_answers("seen")["question"]) | set(split.scored_answers("unseen")["question"])
+    assert train_questions.isdisjoint(eval_questions) and len(eval_questions) == round(0.2 * len(demo_survey.questions))
+    # every answer to an eval question is scored (seen or unseen people), none is learned from or folded in
+    answered = demo_survey.responses[demo_survey.responses["question"].isin(eval_questions)]
+    assert len(split.scored_answers("seen")) + len(split.scored_answers("unseen")) == len(answered)
+    assert set(split.fold_in_answers(5)["question"]).isdisjoint(eval_questions)
+    again = make_split(demo_survey, SplitConfig(seed=3, protocol="heldout-questions"))
+    pd.testing.assert_frame_equal(split.answers, again.answers)
+
+
+def test_heldout_questions_run_with_its_own_reference_and_a_clear_refusal(tiny_model_path, tmp_path, capsys):
+    import json
+
+    from persona_bench.app.cli import main
+
+    runs = tmp_path / "runs"
+    common = ["--data", "demo:300", "--max-eval-people", "10", "--protocol", "heldout-questions", "--out", str(runs)]
+    assert main(["run", "--method", "majority", *common]) == 2
+    assert "cannot score under --protocol heldout-questions" in capsys.readouterr().err
+    assert main(["run", "--method", "context", "--model", str(tiny_model_path), *common]) == 0
+    results = {r["method"]: r for r in (json.loads(p.read_text()) for p in runs.glob("*/results.json"))}
+    assert set(results) == {"context", "raw", "question-knn"}
+    assert all(r["protocol"] == "heldout-questions" for r in results.values()) and results["question-knn"]["accuracy"] > 0
+    assert main(["leaderboard", "--runs", str(runs), "--out", str(tmp_path / "L.md")]) == 0
+    board = (tmp_path / "L.md").read_text()
+    assert "protocol heldout-questions" in board and "question-knn" in board

@@ -168,6 +168,8 @@ def add_run_args(run: argparse.ArgumentParser) -> None:
     run.add_argument("--k", type=int, default=None, help="unseen users: answers folded in per person")
     run.add_argument("--max-eval-people", type=int, default=None, help="score a seeded subset of people")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--protocol", choices=("answers", "heldout-questions"), default="answers",
+                     help="answers: score each person's held-out answers (default); heldout-questions: score answers to questions no learner saw answered")
     run.add_argument("--cf-solver", choices=("als", "adam"), default="als", help="CF behind the personas (default: als)")
     run.add_argument("--cf-dim", type=int, default=16, help="CF embedding size d (default: 16)")
     run.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1, ...")
@@ -399,7 +401,7 @@ def run_config(args: argparse.Namespace, extra: list[str]):
     return checked(RunConfig(
         method=args.method, model=args.model, data=args.data, waves=tuple(args.waves or ()), persona=args.persona,
         users=args.users, k=args.k, max_eval_people=args.max_eval_people, seed=args.seed, dtype=args.dtype,
-        cf_solver=args.cf_solver, cf_dim=args.cf_dim, pseudonymize=args.pseudonymize,
+        cf_solver=args.cf_solver, cf_dim=args.cf_dim, pseudonymize=args.pseudonymize, protocol=args.protocol,
         method_options=method_options(method, extra, build_parser()),
     ))
 

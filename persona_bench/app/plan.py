@@ -53,9 +53,9 @@ class RunCost:
 
 
 @lru_cache(maxsize=16)
-def survey_and_split(data: str, waves: tuple[str, ...], seed: int, people_train: float, answers_train: float):
+def survey_and_split(data: str, waves: tuple[str, ...], split: SplitConfig):
     survey = load_survey(data, list(waves) or None)
-    return survey, make_split(survey, SplitConfig(seed, people_train, answers_train))
+    return survey, make_split(survey, split)
 
 
 PROMPTS: dict[str, list[str]] = {}  # prompts per configuration apart from the model
@@ -94,7 +94,7 @@ def run_cost(config: RunConfig, runs_dir: Path, trainings: set | None = None) ->
     """The estimated cost of one run (see module docstring). ``trainings`` collects the trained
     modules costed so far in a grid: a run that reuses one costs no training."""
     trainings = set() if trainings is None else trainings
-    survey, split = survey_and_split(config.data, tuple(config.waves), config.seed, config.people_train, config.answers_train)
+    survey, split = survey_and_split(config.data, tuple(config.waves), config.split_config())
     docs = scored_docs(survey, split, config.users, config.max_eval_people, config.seed)
     method = get_method(config.method)
     label = " ".join(str(p) for p in (config.method, config.model or "", config.persona, config.users, config.k or "", config.method_options or "") if p != "")

@@ -31,18 +31,21 @@ from ..harness.method import Method, build_options, get_method, resolve_config
 from ..harness.metrics import macro_score
 from ..harness.models import resolve_model
 from ..harness.personas import PersonaKind
-from ..harness.protocol import Split, SplitConfig, make_split, scored_docs
+from ..harness.protocol import Split, make_split, scored_docs
 from ..harness.store import pseudonyms, read_results, read_samples, shared_dir, write_config, write_results, write_samples
 from ..harness.survey import Survey
 
-REFERENCES = ("majority", "cf")
+# The no-LLM references a run is read beside, per protocol (under heldout-questions no train answer
+# to a scored question exists, so a text-based reference replaces majority and cf).
+REFERENCES_BY_PROTOCOL = {"answers": ("majority", "cf"), "heldout-questions": ("question-knn",)}
+REFERENCES = tuple(dict.fromkeys(name for names in REFERENCES_BY_PROTOCOL.values() for name in names))
 
 
 def shared_split(config: RunConfig, survey: Survey, folder: Path, world: World) -> Split:
     """The split for this data and seed: loaded when saved, else made (and saved by rank 0)."""
     if (folder / "split.json").is_file():
         return Split.load(folder, survey)
-    split = make_split(survey, SplitConfig(config.seed, config.people_train, config.answers_train))
+    split = make_split(survey, config.split_config())
     if world.is_main:
         split.save(folder)
     return split
@@ -175,7 +178,7 @@ def companions(config: RunConfig) -> dict[str, RunConfig]:
     method = get_method(config.method)
     found = {
         name: resolve_config(replace(config, method=name, model=None, dtype="auto", method_options={}))
-        for name in REFERENCES if name != config.method
+        for name in REFERENCES_BY_PROTOCOL[config.protocol] if name != config.method
     }
     if method.needs_model and config.method != "raw":
         found["raw (unsteered LM)"] = resolve_config(replace(config, method="raw", method_options={}))

@@ -20,7 +20,7 @@ from ..harness.errors import ConfigError
 from ..harness.lm import LetterScoringLM
 from ..harness.method import Method, register_method
 from ..harness.context import RunContext
-from .embedders import get_embedder
+from .retrieval import QuestionSimilarity, answers_by_person, nearest
 
 
 class PromptMethod(Method):
@@ -76,14 +76,12 @@ class Context(PromptMethod):
 
     def doc_fields(self, docs: pd.DataFrame, context: RunContext) -> list[dict]:
         questions = context.survey.questions
-        keys = list(questions)
-        vectors = get_embedder(self.options.embedder).embed([questions[k].with_options_text() for k in keys])
-        similarity, position = vectors @ vectors.T, {key: i for i, key in enumerate(keys)}
-        answered = {person: (group["question"].to_numpy(), group["option"].to_numpy()) for person, group in context.known_answers().groupby("respondent")}
+        similar = QuestionSimilarity(context.survey, self.options.embedder)
+        answered = answers_by_person(context.known_answers())
         nothing = (np.array([], dtype=object), np.array([], dtype=int))
         fields = []
         for doc in docs.itertuples(index=False):
-            shown = self.nearest(*answered.get(doc.respondent, nothing), doc.question, similarity, position)
+            shown = nearest(*answered.get(doc.respondent, nothing), doc.question, similar.matrix, similar.position, self.options.k_context)
             fields.append(
                 {"context": [{"question": questions[q].text, "options": list(questions[q].options), "answer": int(o)} for q, o in shown]}
             )
@@ -92,15 +90,4 @@ class Context(PromptMethod):
     def most_similar(self, answered: pd.DataFrame, question: str, similarity: pd.DataFrame) -> list[tuple[str, int]]:
         """The ``k_context`` answered questions most similar to ``question`` (most similar first)."""
         position = {key: i for i, key in enumerate(similarity.index)}
-        return self.nearest(answered["question"].to_numpy(), answered["option"].to_numpy(), question, similarity.to_numpy(), position)
-
-    def nearest(
-        self, asked: np.ndarray, chosen: np.ndarray, question: str, similarity: np.ndarray, position: dict[str, int]
-    ) -> list[tuple[str, int]]:
-        """:meth:`most_similar` on arrays: questions ``asked`` with options ``chosen``, ``similarity``
-        indexed through ``position``; ties go to the smaller question key."""
-        keep = asked != question
-        asked, chosen = asked[keep], chosen[keep]
-        scores = similarity[position[question], [position[q] for q in asked]]
-        order = np.lexsort((asked, -scores))[: self.options.k_context]
-        return list(zip(asked[order], chosen[order]))
+        return nearest(answered["question"].to_numpy(), answered["option"].to_numpy(), question, similarity.to_numpy(), position, self.options.k_context)

@@ -26,8 +26,10 @@ FIELD_TYPES = {
     "method": TEXT, "model": OPTIONAL_TEXT, "data": TEXT, "persona": TEXT, "users": TEXT, "k": OPTIONAL_WHOLE,
     "max_eval_people": OPTIONAL_WHOLE, "seed": WHOLE, "people_train": NUMBER, "answers_train": NUMBER,
     "cf_solver": TEXT, "cf_dim": WHOLE, "dtype": TEXT, "method_options": ((dict,), "a mapping of option names to values"),
-    "pseudonymize": ((bool,), "true or false"),
+    "pseudonymize": ((bool,), "true or false"), "protocol": TEXT,
 }
+# Fields a run id leaves out while they hold their default, so ids from before they existed stay valid.
+OMITTED_AT_DEFAULT = {"pseudonymize": False, "protocol": "answers"}
 
 
 def accepts(allowed: tuple[type, ...], value: object) -> bool:
@@ -58,6 +60,7 @@ class RunConfig:
     dtype: str = "auto"
     method_options: dict = field(default_factory=dict)
     pseudonymize: bool = False  # respondent ids in docs and samples replaced by salted hashes
+    protocol: str = "answers"  # answers | heldout-questions (harness.protocol)
 
     def check(self) -> "RunConfig":
         """Validate types and protocol arguments; return self (raises :class:`ConfigError`)."""
@@ -85,17 +88,19 @@ class RunConfig:
         if self.dtype not in DTYPES:
             raise ConfigError(f"--dtype {self.dtype!r}: choose from {', '.join(DTYPES)}")
         try:
-            SplitConfig(self.seed, self.people_train, self.answers_train)
+            self.split_config()
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         return self
 
+    def split_config(self) -> SplitConfig:
+        """How this run's people and answers are split."""
+        return SplitConfig(self.seed, self.people_train, self.answers_train, self.protocol)
+
     def as_dict(self) -> dict:
-        """JSON-ready fields (``pseudonymize`` only when set: run ids from before it existed stay valid)."""
+        """JSON-ready fields (those of OMITTED_AT_DEFAULT only when set: run ids from before they existed stay valid)."""
         fields_ = {**asdict(self), "waves": list(self.waves)}
-        if not self.pseudonymize:
-            del fields_["pseudonymize"]
-        return fields_
+        return {k: v for k, v in fields_.items() if k not in OMITTED_AT_DEFAULT or v != OMITTED_AT_DEFAULT[k]}
 
     def run_id(self) -> str:
         """``<method>-<model>-<hash>``: readable, and unique per configuration."""
@@ -106,5 +111,7 @@ class RunConfig:
     def split_key(self) -> str:
         """Identity of the shared split (data, waves, seed, shares)."""
         parts = [self.data, ",".join(self.waves), self.seed, self.people_train, self.answers_train]
+        if self.protocol != "answers":
+            parts.append(self.protocol)
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
 

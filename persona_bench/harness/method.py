@@ -36,6 +36,7 @@ import pandas as pd
 from .config import DEFAULT_MODEL, RunConfig, accepts
 from .context import RunContext
 from .errors import ConfigError
+from .protocol import PROTOCOLS
 
 KINDS = ("reference", "prompting", "steering")
 SCORES_ARE = ("logits", "counts")  # logits or log-probabilities (softmax), or counts (normalised)
@@ -55,6 +56,7 @@ class Method(ABC):
     budget_options: ClassVar[frozenset[str]] = frozenset()  # options that set how it trains, not what it is
     untrained_options: ClassVar[frozenset[str]] = frozenset()  # budget options that also shape the untrained model
     quick_options: ClassVar[dict] = {}  # options that keep the shared conformance suite fast
+    protocols: ClassVar[tuple[str, ...]] = PROTOCOLS  # the split protocols it can score under (harness.protocol)
     scores_are: ClassVar[str] = "logits"  # logits | counts: how its scores become an answer distribution (harness.groups)
 
     @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class Method(ABC):
     def describe(cls) -> dict:
         """The method's self-description, stored in every results.json."""
         return {"kind": cls.kind, "uses_persona": cls.uses_persona, "needs_model": cls.needs_model, "description": cls.description,
-                "scores_are": cls.scores_are}
+                "scores_are": cls.scores_are, "protocols": list(cls.protocols)}
 
 
 def register_method(cls: type[Method]) -> type[Method]:
@@ -165,6 +167,8 @@ def resolve_config(config: RunConfig) -> RunConfig:
     config.check()
     method = get_method(config.method)
     build_options(method, config.method_options)
+    if config.protocol not in method.protocols:
+        raise ConfigError(f"method {method.name!r} cannot score under --protocol {config.protocol} (it supports {', '.join(method.protocols)})")
     model = (config.model or DEFAULT_MODEL) if method.needs_model else None
     persona = config.persona if method.uses_persona else "individual"
     dtype = config.dtype if method.needs_model else "auto"

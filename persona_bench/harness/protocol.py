@@ -8,6 +8,11 @@
    order, for fold-in (K capped by what they answered) and are scored on their eval part,
    the same answers for every K, so results across K are paired.
 
+Protocol ``heldout-questions`` (``SplitConfig.protocol``): step 2 splits the *questions* instead
+(seeded; ``answers_train`` of them train): every person's answers to the eval questions are the
+eval part, so learners never see an eval question answered, and a persona must carry to
+questions nobody in the train split answered.
+
 A Split is saved as ``split.json`` (config and fingerprint) plus ``split.csv.gz`` (one row per
 answer) and reloads only against the survey it was made from.
 """
@@ -26,17 +31,22 @@ from .survey import Survey, SurveyError
 
 UNSEEN_K = (1, 5, 10, 20, 50, 100)
 USERS = ("seen", "unseen")
+PROTOCOLS = ("answers", "heldout-questions")
 
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """How to split: seed and the train shares of people and of each person's answers."""
+    """How to split: seed, the train shares of people and of each person's answers (of the
+    questions under ``heldout-questions``), and the protocol."""
 
     seed: int = 0
     people_train: float = 0.8
     answers_train: float = 0.8
+    protocol: str = "answers"
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"--protocol {self.protocol!r}: choose from {', '.join(PROTOCOLS)}")
         for name in ("people_train", "answers_train"):
             share = getattr(self, name)
             if not 0.0 < share < 1.0:
@@ -111,8 +121,18 @@ class Split:
         return cls(config, fingerprint, answers)
 
 
+def seeded_ranks(person: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each row's position among its person's rows (``person``: integer codes), in a seeded random order."""
+    order = np.lexsort((rng.random(len(person)), person))
+    counts = np.bincount(person) if len(person) else np.zeros(0, dtype=int)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    position = np.empty(len(person), dtype=np.int64)
+    position[order] = np.arange(len(person)) - np.repeat(starts, counts)
+    return position
+
+
 def make_split(survey: Survey, config: SplitConfig | None = None) -> Split:
-    """Split people per wave, then each person's answers, with ``config.seed``."""
+    """Split people per wave, then each person's answers (the questions, under ``heldout-questions``), with ``config.seed``."""
     config = config or SplitConfig()
     rng = np.random.default_rng(config.seed)
     people = survey.respondents.index.to_numpy()
@@ -126,16 +146,22 @@ def make_split(survey: Survey, config: SplitConfig | None = None) -> Split:
 
     answers = survey.responses[["respondent", "question"]].copy()
     person = pd.factorize(answers["respondent"])[0]
-    order = np.lexsort((rng.random(len(answers)), person))
-    counts = np.bincount(person)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    position = np.empty(len(answers), dtype=np.int64)
-    position[order] = np.arange(len(answers)) - np.repeat(starts, counts)
-    n_eval = np.where(counts >= 2, np.maximum(1, np.rint((1 - config.answers_train) * counts)), 0).astype(int)
-    is_eval = position < n_eval[person]
+    if config.protocol == "heldout-questions":
+        questions = np.array(sorted(answers["question"].unique()))
+        held_out = rng.permutation(questions)[: max(1, int(round((1 - config.answers_train) * len(questions))))]
+        is_eval = answers["question"].isin(held_out).to_numpy()
+        rank = np.empty(len(answers), dtype=np.int64)
+        for part in (is_eval, ~is_eval):
+            rank[part] = seeded_ranks(person[part], rng)
+    else:
+        position = seeded_ranks(person, rng)
+        counts = np.bincount(person)
+        n_eval = np.where(counts >= 2, np.maximum(1, np.rint((1 - config.answers_train) * counts)), 0).astype(int)
+        is_eval = position < n_eval[person]
+        rank = np.where(is_eval, position, position - n_eval[person])
     answers["group"] = group_of.loc[answers["respondent"]].to_numpy()
     answers["part"] = np.where(is_eval, "eval", "train")
-    answers["rank"] = np.where(is_eval, position, position - n_eval[person])
+    answers["rank"] = rank
     answers = answers.sort_values(["respondent", "part", "rank"], kind="stable").reset_index(drop=True)
     return Split(config, survey_fingerprint(survey), answers)
 

@@ -21,7 +21,7 @@ from .frame import latest
 from .plots import save, slug
 from .tables import Table, cell_record, cell_text
 
-SCOPE = ["data", "waves_label", "users", "max_eval_people", "seed"]
+SCOPE = ["data", "waves_label", "protocol", "users", "max_eval_people", "seed"]
 CROSSED = ("majority", "cf")
 
 
@@ -96,7 +96,8 @@ def learning_curves(results: pd.DataFrame, folder: Path) -> tuple[list[Table], l
             if len(points) < 2:
                 continue
             lines = reference_lines(scope_runs, points.iloc[-1])
-            where = f"{scope['data']} [{scope['waves_label']}], {scope['users']} users" + (
+            protocol = "" if scope["protocol"] == "answers" else f", protocol {scope['protocol']}"
+            where = f"{scope['data']} [{scope['waves_label']}]{protocol}, {scope['users']} users" + (
                 f", {int(scope['max_eval_people'])} eval people" if pd.notna(scope["max_eval_people"]) else "")
             title = f"Learning curve: {method} ({model}, recipe {recipe}) — {where}"
             rows = [{"answers trained on": f"{int(r['train_answers']):,}", "epochs": int(r["epochs"]) if pd.notna(r["epochs"]) else "",
@@ -108,6 +109,6 @@ def learning_curves(results: pd.DataFrame, folder: Path) -> tuple[list[Table], l
             cells = [cell_record(title, r, value=int(r["train_answers"])) for _, r in points.iterrows()]
             cells += [cell_record(title, r, value=label) for label, r in lines.items()]
             tables.append(Table(title, note, pd.DataFrame(rows), cells))
-            name = slug(f"curve_{os.path.basename(str(scope['data']).rstrip('/'))}_{scope['waves_label']}_{method}_{model}_{recipe}")
+            name = slug(f"curve_{os.path.basename(str(scope['data']).rstrip('/'))}_{scope['waves_label']}{protocol}_{method}_{model}_{recipe}")
             plots.append(curve_plot(points, lines, f"{method} ({model}) — {scope['waves_label']}", folder / f"{name}.png"))
     return tables, plots

@@ -7,7 +7,8 @@ trained: ``1,000 answers x 3 epochs``, empty for methods that do not train), ``t
 ``epochs`` (numbers, for learning curves), ``recipe`` (the named preset, followed by any of its
 settings the run overrode, e.g. ``default, init=scaled``: two runs with one label trained alike;
 ``recipe_name`` and ``recipe_overrides`` hold the parts),
-``waves_label`` (``W26``, ``W26+W41``; ``all`` when no waves were chosen).
+``waves_label`` (``W26``, ``W26+W41``; ``all`` when no waves were chosen), ``protocol`` (``answers`` for
+runs from before protocols existed).
 """
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
             recipe=recipe_label(record.get("recipe") or "", overrides), recipe_name=record.get("recipe") or "",
             recipe_overrides=overrides, waves_label="+".join(record.get("waves") or []) or "all",
             model=record.get("model") or "-", k=record.get("k") if record.get("users") == "unseen" else None,
-            finished_at=record.get("finished_at", ""),
+            finished_at=record.get("finished_at", ""), protocol=record.get("protocol", "answers"),
         )
         rows.append(row)
     return pd.DataFrame(rows)

@@ -59,9 +59,10 @@ def slug(text: str) -> str:
 
 
 def write_plots(results: pd.DataFrame, folder: Path) -> list[Path]:
-    """All plots for the results, one set per (data, waves) scope."""
+    """All plots for the results, one set per (data, waves, protocol) scope."""
     written = []
-    for (data, waves), group in results.sort_values("finished_at").groupby(["data", "waves_label"]):
+    for (data, waves, protocol), group in results.sort_values("finished_at").groupby(["data", "waves_label", "protocol"]):
+        waves = waves if protocol == "answers" else f"{waves} {protocol}"
         name = slug(f"{os.path.basename(str(data).rstrip('/'))}_{waves}")
         plain = group[group["variant"] == ""]
         unseen = latest(plain[(plain["users"] == "unseen") & (plain["persona"] == "individual")], ["model", "method", "k"])

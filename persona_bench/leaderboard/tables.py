@@ -24,7 +24,7 @@ import pandas as pd
 from ..harness.metrics import holm, paired_comparison
 from .frame import latest, method_rank, samples
 
-SCOPE = ["data", "waves_label", "users", "k", "max_eval_people", "seed"]
+SCOPE = ["data", "waves_label", "protocol", "users", "k", "max_eval_people", "seed"]
 NOT_SIGNIFICANT = "°"
 CELL_FIELDS = ["model", "method", "kind", "persona", "users", "k", "variant", "budget_label", "recipe", "accuracy", "n_people", "n_answers", "run_id"]
 
@@ -96,7 +96,8 @@ def main_table(frame: pd.DataFrame, runs_dir: Path, title: str) -> tuple[pd.Data
 def scope_title(scope: dict) -> str:
     users = "unseen users, K=%d" % scope["k"] if scope["users"] == "unseen" else "seen users"
     people = f", {int(scope['max_eval_people'])} eval people" if pd.notna(scope["max_eval_people"]) else ""
-    return f"{scope['data']} [{scope['waves_label']}], {users}{people}, seed {int(scope['seed'])}"
+    protocol = "" if scope.get("protocol", "answers") == "answers" else f", protocol {scope['protocol']}"
+    return f"{scope['data']} [{scope['waves_label']}]{protocol}, {users}{people}, seed {int(scope['seed'])}"
 
 
 def budget_note(frame: pd.DataFrame) -> str:
@@ -199,8 +200,8 @@ def seed_tables(results: pd.DataFrame) -> list[Table]:
 def sweep_tables(results: pd.DataFrame) -> list[Table]:
     """Sweeps per data scope (see module docstring)."""
     tables = []
-    for (data, waves), group in results.sort_values("finished_at").groupby(["data", "waves_label"]):
-        where = f"{data} [{waves}]"
+    for (data, waves, protocol), group in results.sort_values("finished_at").groupby(["data", "waves_label", "protocol"]):
+        where = f"{data} [{waves}]" + ("" if protocol == "answers" else f", protocol {protocol}")
         seen = group[group["users"] == "seen"]
         plain = latest(seen[seen["variant"] == ""], ["model", "method", "persona"])
         clusters = plain[plain["persona"].str.startswith("cluster:") & plain["uses_persona"]]
