@@ -145,10 +145,16 @@ def run(
 
 
 def group_figures(docs, scores: np.ndarray, correct: np.ndarray, survey: Survey, train_answers, seed: int, scores_are: str) -> dict:
-    """The group level of the same scores (:mod:`persona_bench.harness.groups`): aggregates only."""
+    """The group level of the same scores (:mod:`persona_bench.harness.groups`): aggregates only;
+    the group alignment again on each named question subset the data defines (e.g. disagreement)."""
+    distributions = option_distributions(scores, scores_are)
+    population = population_distributions(train_answers, survey)
+    subsets = {name: docs["question"].isin(keys).to_numpy() for name, keys in survey.question_sets.items()}
     return {
         "weighted_accuracy": weighted_macro_accuracy(docs["respondent"], correct, survey),
-        "groups": alignment(docs, option_distributions(scores, scores_are), survey, population_distributions(train_answers, survey), seed=seed),
+        "groups": alignment(docs, distributions, survey, population, seed=seed),
+        "question_sets": {name: alignment(docs[kept], distributions[kept], survey, population, seed=seed)
+                          for name, kept in subsets.items() if kept.any()},
         "disparity": disparity(docs["respondent"], correct, survey, seed=seed),
     }
 

@@ -6,6 +6,7 @@ A :class:`Survey` holds
   "Refused", the ordinal position of each option and its value in [0, 1], topic);
 * ``respondents``: a DataFrame indexed by respondent id with ``wave``, ``weight`` and one
   column per demographic trait (missing trait values are empty strings);
+* ``question_sets``: named subsets of question keys the data defines (OpinionQA: ``disagreement``);
 * ``responses``: a long DataFrame with one row per answer: ``respondent``, ``question``,
   ``option`` (index into ``Question.options``) and ``value`` (that option's value in [0, 1]).
 
@@ -67,6 +68,7 @@ class Survey:
     traits: dict[str, tuple[str, ...]]
     respondents: pd.DataFrame
     responses: pd.DataFrame
+    question_sets: dict[str, frozenset[str]] = field(default_factory=dict)  # named subsets, e.g. disagreement
     _question_values: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:

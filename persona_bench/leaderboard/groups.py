@@ -27,26 +27,49 @@ def figure(value: float | None, digits: int = 3) -> str:
     return "" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
 
-def alignment_rows(runs: pd.DataFrame) -> list[dict]:
+def alignment_rows(runs: pd.DataFrame, groups_of) -> list[dict]:
     rows = []
     for _, run in runs.iterrows():
-        whole = everyone(run["groups"])
-        traits = [g for g in run["groups"] if g["group"] != "everyone" and g["rep"] is not None]
+        groups = groups_of(run)
+        whole = everyone(groups)
+        traits = [g for g in groups if g["group"] != "everyone" and g["rep"] is not None]
         worst = min(traits, key=lambda g: g["rep"]) if traits else None
         rows.append({
             "method": label_with_model(pd.DataFrame([run])).iloc[0], "Rep": figure(whole["rep"]), "TV": figure(whole["tv"]),
             "Rep, worst trait group": f"{figure(worst['rep'])} ({worst['group']})" if worst else "",
             "macro acc %": percent(run["accuracy"]), "weighted macro acc %": percent(run["weighted_accuracy"]),
         })
-    first = everyone(runs.iloc[0]["groups"])  # the same docs in one scope: one ceiling and one pair of nulls
+    first = everyone(groups_of(runs.iloc[0]))  # the same docs in one scope: one ceiling and one pair of nulls
     for label, key in ROWS_WITHOUT_A_METHOD.items():
         rows.append({"method": label, "Rep": figure(first[f"rep_{key}"]), "TV": figure(first[f"tv_{key}"]),
                      "Rep, worst trait group": "", "macro acc %": "", "weighted macro acc %": ""})
     return rows
 
 
+def alignment_table(runs: pd.DataFrame, scope: dict, subset: str | None = None) -> Table | None:
+    """Rep and TV by method on every scored question, or on the named question subset."""
+    groups_of = (lambda run: run["groups"]) if subset is None else (lambda run: run["question_sets"][subset])
+    if subset is not None:
+        runs = runs[runs["question_sets"].map(lambda sets: isinstance(sets, dict) and subset in sets)]
+    if runs.empty:
+        return None
+    whole = everyone(groups_of(runs.iloc[0]))
+    on = "" if subset is None else f", {subset} questions"
+    title = f"Group alignment{on} — {scope_title(scope)}"
+    note = (f"Rep = 1 - mean over {whole['n_questions']} {subset + ' ' if subset else ''}questions of the Wasserstein "
+            f"distance between the method's answer distribution (mean over the {whole['n_people']} eval people) and their "
+            "survey-weighted held-out answers, on each question's ordinal scale divided by its span (Santurkar et al. 2023); TV: "
+            "mean total variation (lower is better). Ceiling: two random halves of the people compared the same way (10 draws; "
+            "halves are half as large, so a method can pass it). Worst trait group: the lowest Rep among trait values held by 10 "
+            "or more eval people. The accuracy columns are over all scored questions.")
+    cells = [{"table": title, "method": r["method"], "model": r["model"], "run_id": r["run_id"], **group}
+             for _, r in runs.iterrows() for group in groups_of(r)]
+    return Table(title, note, pd.DataFrame(alignment_rows(runs, groups_of)), cells)
+
+
 def group_tables(results: pd.DataFrame) -> list[Table]:
-    """A group-alignment and a subgroup-disparity table per scope (default variants, individual personas)."""
+    """Per scope: group alignment (all questions, then each question subset the runs were scored on
+    as a group) and subgroup disparity (default variants, individual personas)."""
     if "groups" not in results.columns:
         return []
     with_groups = results[results["groups"].map(lambda g: isinstance(g, list) and len(g) > 0)]
@@ -58,17 +81,9 @@ def group_tables(results: pd.DataFrame) -> list[Table]:
         if runs.empty:
             continue
         runs = runs.assign(_rank=[method_rank(k, m) for k, m in zip(runs["kind"], runs["method"])]).sort_values(["_rank", "model"])
-        whole = everyone(runs.iloc[0]["groups"])
-        title = f"Group alignment — {scope_title(scope)}"
-        note = (f"Rep = 1 - mean over {whole['n_questions']} questions of the Wasserstein distance between the method's answer "
-                f"distribution (mean over the {whole['n_people']} eval people) and their survey-weighted held-out answers, on each "
-                "question's ordinal scale divided by its span (Santurkar et al. 2023); TV: mean total variation (lower is better). "
-                "Ceiling: two random halves of the people compared the same way (10 draws; halves are half as large, so a method can "
-                "pass it). Worst trait group: the lowest Rep among trait values held by 10 or more eval people.")
-        cells = [{"table": title, "method": r["method"], "model": r["model"], "run_id": r["run_id"], **group} for _, r in runs.iterrows() for group in r["groups"]]
-        tables.append(Table(title, note, pd.DataFrame(alignment_rows(runs)), cells))
-        tables += [t for t in [disparity_table(runs, scope)] if t is not None]
-    return tables
+        subsets = sorted({name for sets in runs.get("question_sets", pd.Series(dtype=object)) if isinstance(sets, dict) for name in sets})
+        tables += [alignment_table(runs, scope), *(alignment_table(runs, scope, name) for name in subsets), disparity_table(runs, scope)]
+    return [t for t in tables if t is not None]
 
 
 def disparity_table(runs: pd.DataFrame, scope: dict) -> Table | None:

@@ -27,9 +27,10 @@ def load_survey(spec: str, waves: list[str] | None = None, metadata: str | Path 
     if not argument:
         raise SurveyError(f"data spec {spec!r}: expected demo, opinionqa:PATH or pew:PATH")
     if kind == "opinionqa":
+        from .model_input import with_question_sets
         from .opinionqa import load_opinionqa
 
-        return load_opinionqa(argument, waves)
+        return with_question_sets(load_opinionqa(argument, waves), Path(argument))
     if kind == "pew":
         from .pew import load_pew
 

@@ -21,6 +21,7 @@ import pandas as pd
 import pyreadstat
 
 from ..survey import REFUSED, Question, Survey, SurveyError
+from .model_input import with_question_sets
 from .opinionqa import (
     answers_from_labels,
     combine_waves,
@@ -286,4 +287,4 @@ def load_pew(path: str | Path, waves: list[str] | None = None, metadata: str | P
     folders = wave_metadata(metadata, list(files))
     topics = topics_of(metadata)
     loaded = ((folders[wave] / "metadata.csv", load_wave(sav, wave, folders[wave], topics)) for wave, sav in files.items())
-    return combine_waves(f"pew:{path}", loaded)
+    return with_question_sets(combine_waves(f"pew:{path}", loaded), metadata)
