@@ -177,3 +177,44 @@ def test_lm_eval_cli_runs_the_task_with_our_model(tiny_model_path, tmp_path):
     output = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert output.returncode == 0, output.stderr[-2000:]
     assert re.search(r"macro_acc\|\S*\s*\|\s*0\.5\s*\|", output.stdout), output.stdout  # one prompt for all: 2 of 4 right
+
+
+def test_steering_contexts_are_read_from_the_model_input_folder(tmp_path):
+    from persona_bench.harness.loaders.model_input import steering_contexts
+    from persona_bench.harness.survey import SurveyError
+    from persona_bench.tasks.prompts import steered_prompt
+
+    folder = tmp_path / "opinionqa"
+    (folder / "human_resp").mkdir(parents=True)
+    (folder / "model_input").mkdir()
+    (folder / "model_input" / "steer-qa.csv").write_text(
+        "\tUnnamed: 0\tquestion\toptions\tcorrect\tmd\tsubgroup\n"
+        "0\t0\tIn politics today, do you consider yourself a\t['Republican', 'Democrat', 'Refused']\tDemocrat\tPOLPARTY\tDemocrat\n")
+    (folder / "model_input" / "steer-portray.csv").write_text(
+        '\tUnnamed: 0\tquestion\tmd\tsubgroup\toptions\n0\t0\t"Answer as if you were a Democrat.\n"\tPOLPARTY\tDemocrat\t[]\n')
+    qa = steering_contexts(folder, "qa")[("POLPARTY", "Democrat")]
+    assert qa == "Question: In politics today, do you consider yourself a\nA. Republican\nB. Democrat\nC. Refused\nAnswer: B"
+    assert steering_contexts(folder, "portray") == {("POLPARTY", "Democrat"): "Answer as if you were a Democrat."}
+    with pytest.raises(SurveyError, match="steer-bio.csv: no such file"):
+        steering_contexts(folder, "bio")
+    doc = {"question": "Q?", "options": ["Yes", "No"], "steer": "Answer as if you were a Democrat."}
+    assert steered_prompt(doc) == "Answer as if you were a Democrat.\n\nQuestion: Q?\nA. Yes\nB. No"
+    assert steered_prompt({**doc, "steer": ""}) == "Question: Q?\nA. Yes\nB. No"
+
+
+@pytest.mark.slow
+def test_group_prompt_on_w26_reaches_the_group_tables(opinionqa_path, tiny_model_path, tmp_path):
+    import json
+
+    from persona_bench.app.cli import main
+
+    runs = tmp_path / "runs"
+    argv = ["run", "--method", "group-prompt", "--model", str(tiny_model_path), "--data", f"opinionqa:{opinionqa_path}",
+            "--waves", "W26", "--max-eval-people", "30", "--style", "qa", "--out", str(runs)]
+    assert main(argv) == 0
+    result = json.loads(next(runs.glob("group-prompt-*/results.json")).read_text())
+    assert 0 <= result["unsteered_docs"] < result["n_answers"] and "disagreement" in result["question_sets"]
+    assert main(["leaderboard", "--runs", str(runs), "--out", str(tmp_path / "L.md")]) == 0
+    board = (tmp_path / "L.md").read_text()
+    table = board[board.index("### Group alignment, disagreement questions"):]
+    assert "group-prompt" in table.split("###")[1]

@@ -30,7 +30,7 @@ from ..harness.loaders import load_survey
 from ..harness.method import build_options, get_method
 from ..harness.models import ModelUnavailable, parameter_counts, resolve_model
 from ..harness.protocol import SplitConfig, make_split, scored_docs
-from ..tasks import utils as task_hooks
+from ..tasks.prompts import PROMPTS
 
 GPUS = {"h100": 989e12, "a100": 312e12, "l40s": 362e12}  # dense bf16 peak FLOP/s (vendor figures)
 UTILISATION = {"scoring": 0.35, "training": 0.25}  # assumed share of the peak a run achieves
@@ -80,8 +80,7 @@ def prompt_texts(config: RunConfig, context: RunContext, docs: pd.DataFrame) -> 
     method = method_class(build_options(method_class, config.method_options))
     task = getattr(method, "task", "opinionqa_persona_raw")
     extra = method.doc_fields(docs, context) if hasattr(method, "doc_fields") else None
-    build = {"opinionqa_persona_raw": task_hooks.raw_prompt, "opinionqa_persona_demographics": task_hooks.demographics_prompt,
-             "opinionqa_persona_context": task_hooks.context_prompt}[task]
+    build = PROMPTS[task]
     texts = []
     for i, doc in enumerate(docs.itertuples(index=False)):
         question = context.survey.questions[doc.question]

@@ -1,6 +1,7 @@
 """Group-level tables from the figures each run stores (:mod:`persona_bench.harness.groups`).
 
-* Group alignment, per scope: each method's representativeness (Rep, 1 - normalised Wasserstein
+* Group alignment, per scope (all questions, then each question subset the data names, e.g.
+  OpinionQA's disagreement questions): each method's (and variant's) representativeness (Rep, 1 - normalised Wasserstein
   distance between its answer distribution and the eval people's survey-weighted answers) and total
   variation for everyone, its worst trait group, and its survey-weighted macro accuracy; below the
   methods, the human split-half ceiling and the two nulls (uniform; the train population's answers).
@@ -14,13 +15,20 @@ from __future__ import annotations
 import pandas as pd
 
 from .frame import latest, method_rank
-from .tables import SCOPE, Table, label_with_model, percent, scope_title
+from .tables import SCOPE, Table, percent, scope_title
 
 ROWS_WITHOUT_A_METHOD = {"human split-half ceiling": "ceiling", "uniform null": "uniform", "population null": "population"}
 
 
 def everyone(groups: list[dict]) -> dict:
     return next(g for g in groups if g["group"] == "everyone")
+
+
+def run_label(run: pd.Series) -> str:
+    """``spm (smollm2-135m)``, ``group-prompt [style=qa] (smollm2-135m)``."""
+    variant = f" [{run['variant']}]" if run["variant"] else ""
+    model = "" if run["model"] == "-" else f" ({run['model']})"
+    return f"{run['method']}{variant}{model}"
 
 
 def figure(value: float | None, digits: int = 3) -> str:
@@ -35,7 +43,7 @@ def alignment_rows(runs: pd.DataFrame, groups_of) -> list[dict]:
         traits = [g for g in groups if g["group"] != "everyone" and g["rep"] is not None]
         worst = min(traits, key=lambda g: g["rep"]) if traits else None
         rows.append({
-            "method": label_with_model(pd.DataFrame([run])).iloc[0], "Rep": figure(whole["rep"]), "TV": figure(whole["tv"]),
+            "method": run_label(run), "Rep": figure(whole["rep"]), "TV": figure(whole["tv"]),
             "Rep, worst trait group": f"{figure(worst['rep'])} ({worst['group']})" if worst else "",
             "macro acc %": percent(run["accuracy"]), "weighted macro acc %": percent(run["weighted_accuracy"]),
         })
@@ -68,19 +76,19 @@ def alignment_table(runs: pd.DataFrame, scope: dict, subset: str | None = None) 
 
 
 def group_tables(results: pd.DataFrame) -> list[Table]:
-    """Per scope: group alignment (all questions, then each question subset the runs were scored on
-    as a group) and subgroup disparity (default variants, individual personas)."""
+    """Per scope: group alignment (all questions, then each question subset the data names) and
+    subgroup disparity, for every method and variant with individual personas (or none)."""
     if "groups" not in results.columns:
         return []
     with_groups = results[results["groups"].map(lambda g: isinstance(g, list) and len(g) > 0)]
     tables = []
     for values, scope_runs in with_groups.groupby(SCOPE, dropna=False, sort=True):
         scope = dict(zip(SCOPE, values))
-        plain = scope_runs[(scope_runs["variant"] == "") & (~scope_runs["uses_persona"] | (scope_runs["persona"] == "individual"))]
-        runs = latest(plain, ["model", "method"])
+        individual = scope_runs[~scope_runs["uses_persona"] | (scope_runs["persona"] == "individual")]
+        runs = latest(individual, ["model", "method", "variant"])
         if runs.empty:
             continue
-        runs = runs.assign(_rank=[method_rank(k, m) for k, m in zip(runs["kind"], runs["method"])]).sort_values(["_rank", "model"])
+        runs = runs.assign(_rank=[method_rank(k, m) for k, m in zip(runs["kind"], runs["method"])]).sort_values(["_rank", "model", "variant"])
         subsets = sorted({name for sets in runs.get("question_sets", pd.Series(dtype=object)) if isinstance(sets, dict) for name in sets})
         tables += [alignment_table(runs, scope), *(alignment_table(runs, scope, name) for name in subsets), disparity_table(runs, scope)]
     return [t for t in tables if t is not None]
@@ -91,7 +99,7 @@ def disparity_table(runs: pd.DataFrame, scope: dict) -> Table | None:
     runs = runs[runs["disparity"].map(lambda d: isinstance(d, dict) and len(d) > 0)] if "disparity" in runs.columns else runs.iloc[:0]
     if runs.empty:
         return None
-    labels = label_with_model(runs)
+    labels = [run_label(run) for _, run in runs.iterrows()]
     traits = sorted({trait for d in runs["disparity"] for trait in d})
     rows = []
     for trait in traits:

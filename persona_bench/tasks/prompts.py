@@ -11,7 +11,8 @@ Every prompt ends with the lettered question; lm-eval appends the task's ``gen_p
     Answer: A
 
 Demographics + Raw Q puts the person's traits first; Context + Raw Q puts K of the person's own
-earlier answers (most similar questions first) before the question.
+earlier answers (most similar questions first) before the question; a group-steered prompt puts
+the OpinionQA steering context of the person's group (Santurkar et al. 2023) first.
 """
 from __future__ import annotations
 
@@ -63,3 +64,16 @@ def context_prompt(doc: dict) -> str:
     ]
     header = "Here are your answers to some earlier survey questions.\n\n" + "\n\n".join(shown)
     return f"{header}\n\nAnswer the next question the way you answered those.\n\n{raw_prompt(doc)}"
+
+
+def steered_prompt(doc: dict) -> str:
+    """Group steering + Raw Q: the steering context of the person's group (none: Raw Q alone)."""
+    return f"{doc['steer']}\n\n{raw_prompt(doc)}" if doc.get("steer") else raw_prompt(doc)
+
+
+PROMPTS = {  # task name -> prompt builder, as the task YAML files reference them
+    "opinionqa_persona_raw": raw_prompt,
+    "opinionqa_persona_demographics": demographics_prompt,
+    "opinionqa_persona_context": context_prompt,
+    "opinionqa_persona_steered": steered_prompt,
+}

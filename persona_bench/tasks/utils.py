@@ -19,7 +19,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from persona_bench.tasks.prompts import context_prompt, demographics_prompt, raw_prompt  # noqa: F401  (used by the YAML)
+from persona_bench.tasks.prompts import context_prompt, demographics_prompt, raw_prompt, steered_prompt  # noqa: F401  (used by the YAML)
 
 
 def load_docs(docs_path: str | None = None, **_metadata) -> datasets.DatasetDict:
