@@ -118,3 +118,47 @@ def test_heldout_questions_run_with_its_own_reference_and_a_clear_refusal(tiny_m
     assert main(["leaderboard", "--runs", str(runs), "--out", str(tmp_path / "L.md")]) == 0
     board = (tmp_path / "L.md").read_text()
     assert "protocol heldout-questions" in board and "question-knn" in board
+
+
+def two_wave_survey():
+    """Panelists 1 and 2 answered W1 and W2; 3 only W1, 4 only W2."""
+    from persona_bench.harness.survey import Question, Survey
+
+    questions = {f"Q{i}_{w}": Question(f"Q{i}_{w}", w, "text", ("a", "b"), (1.0, 2.0)) for w in ("W1", "W2") for i in (1, 2)}
+    people = {"W1:1": "W1", "W1:2": "W1", "W1:3": "W1", "W2:1": "W2", "W2:2": "W2", "W2:4": "W2"}
+    respondents = pd.DataFrame({"wave": list(people.values()), "weight": [1.0, 1, 1, 2, 2, 2], "PARTY": ["x", "y", "x", "x2", "y2", "y"]},
+                               index=pd.Index(list(people), name="respondent"))
+    answers = [(p, q, 1) for p, w in people.items() for q in questions if q.endswith(w)]
+    responses = pd.DataFrame(answers, columns=["respondent", "question", "option"]).assign(value=1.0)
+    return Survey("two", questions, {"PARTY": ("x", "y")}, respondents, responses)
+
+
+def test_a_panel_links_the_people_of_two_waves_by_their_panelist_key():
+    panel = two_wave_survey().panel("W1", "W2")
+    assert list(panel.respondents.index) == ["W1+W2:1", "W1+W2:2"]
+    assert list(panel.respondents["PARTY"]) == ["x2", "y2"] and list(panel.respondents["weight"]) == [2.0, 2.0]  # the later wave's
+    assert panel.responses.groupby("respondent").size().to_dict() == {"W1+W2:1": 4, "W1+W2:2": 4}
+    with pytest.raises(SurveyError, match="no panelist answered both"):
+        two_wave_survey().select_waves(["W1"]).panel("W1", "W2")
+
+
+def test_cross_wave_scores_eval_panelists_on_the_later_wave_from_the_earlier_one():
+    panel = two_wave_survey().panel("W1", "W2")
+    split = make_split(panel, SplitConfig(seed=1, people_train=0.5, protocol="cross-wave", target_wave="W2"))
+    (learner,), (scored,) = split.people("train"), split.people("eval")
+    assert set(split.train_answers()["respondent"]) == {learner} and len(split.train_answers()) == 4  # both waves
+    assert set(split.scored_answers("unseen")["question"]) == {"Q1_W2", "Q2_W2"}
+    assert set(split.fold_in_answers(None)["question"]) == {"Q1_W1", "Q2_W1"} and set(split.fold_in_answers(None)["respondent"]) == {scored}
+    with pytest.raises(ValueError, match="names the wave"):
+        SplitConfig(protocol="cross-wave")
+
+
+def test_cross_wave_arguments_are_checked_before_any_work(tmp_path, capsys):
+    from persona_bench.app.cli import main
+
+    assert main(["run", "--method", "majority", "--protocol", "cross-wave", "--from", "W26", "--out", str(tmp_path)]) == 2
+    assert "goes with --from WAVE --to WAVE" in capsys.readouterr().err
+    assert main(["run", "--method", "majority", "--protocol", "cross-wave", "--from", "W26", "--to", "W26", "--out", str(tmp_path)]) == 2
+    assert "two different waves" in capsys.readouterr().err
+    assert main(["run", "--method", "majority", "--protocol", "cross-wave", "--from", "W1", "--to", "W2", "--out", str(tmp_path)]) == 2
+    assert "no wave W1, W2" in capsys.readouterr().err  # the demo has one wave

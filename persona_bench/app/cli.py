@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 from tabulate import tabulate
 
-from ..harness.errors import PersonaBenchError
+from ..harness.errors import ConfigError, PersonaBenchError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {}
 
@@ -164,12 +164,15 @@ def add_run_args(run: argparse.ArgumentParser) -> None:
     run.add_argument("--model", default=None, help="language model alias or folder (LLM methods; default smollm2-135m)")
     add_data_args(run)
     run.add_argument("--persona", default="individual", help="individual | cluster | cluster:K | demographic:TRAIT[xTRAIT]")
-    run.add_argument("--users", choices=("seen", "unseen"), default="seen")
+    run.add_argument("--users", choices=("seen", "unseen"), default=None, help="seen (default) or unseen people (cross-wave: unseen)")
     run.add_argument("--k", type=int, default=None, help="unseen users: answers folded in per person")
     run.add_argument("--max-eval-people", type=int, default=None, help="score a seeded subset of people")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--protocol", choices=("answers", "heldout-questions"), default="answers",
-                     help="answers: score each person's held-out answers (default); heldout-questions: score answers to questions no learner saw answered")
+    run.add_argument("--protocol", choices=("answers", "heldout-questions", "cross-wave"), default="answers",
+                     help="answers: score each person's held-out answers (default); heldout-questions: score answers to questions no "
+                          "learner saw answered; cross-wave: score panelists on a later wave (--from, --to) from their earlier answers")
+    run.add_argument("--from", dest="from_wave", default=None, help="cross-wave: the wave personas come from, e.g. W26")
+    run.add_argument("--to", dest="to_wave", default=None, help="cross-wave: the wave people are scored on, e.g. W41")
     run.add_argument("--cf-solver", choices=("als", "adam"), default="als", help="CF behind the personas (default: als)")
     run.add_argument("--cf-dim", type=int, default=16, help="CF embedding size d (default: 16)")
     run.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1, ...")
@@ -398,9 +401,13 @@ def run_config(args: argparse.Namespace, extra: list[str]):
 
     load_methods(tuple(args.imports))
     method = get_method(args.method)
+    cross_wave = args.protocol == "cross-wave"
+    if cross_wave != bool(args.from_wave and args.to_wave) or (args.from_wave or args.to_wave) and not cross_wave:
+        raise ConfigError("--protocol cross-wave goes with --from WAVE --to WAVE (and they with it)")
+    waves = (args.from_wave, args.to_wave) if cross_wave else tuple(args.waves or ())
     return checked(RunConfig(
-        method=args.method, model=args.model, data=args.data, waves=tuple(args.waves or ()), persona=args.persona,
-        users=args.users, k=args.k, max_eval_people=args.max_eval_people, seed=args.seed, dtype=args.dtype,
+        method=args.method, model=args.model, data=args.data, waves=waves, persona=args.persona,
+        users=args.users or ("unseen" if cross_wave else "seen"), k=args.k, max_eval_people=args.max_eval_people, seed=args.seed, dtype=args.dtype,
         cf_solver=args.cf_solver, cf_dim=args.cf_dim, pseudonymize=args.pseudonymize, protocol=args.protocol,
         method_options=method_options(method, extra, build_parser()),
     ))

@@ -29,7 +29,7 @@ from ..harness.learned import MAX_VALIDATION, VALIDATION_SHARE, LearnedSteering
 from ..harness.loaders import load_survey
 from ..harness.method import build_options, get_method
 from ..harness.models import ModelUnavailable, parameter_counts, resolve_model
-from ..harness.protocol import SplitConfig, make_split, scored_docs
+from ..harness.protocol import SplitConfig, make_split, scored_docs, survey_for
 from ..tasks.prompts import PROMPTS
 
 GPUS = {"h100": 989e12, "a100": 312e12, "l40s": 362e12}  # dense bf16 peak FLOP/s (vendor figures)
@@ -54,7 +54,7 @@ class RunCost:
 
 @lru_cache(maxsize=16)
 def survey_and_split(data: str, waves: tuple[str, ...], split: SplitConfig):
-    survey = load_survey(data, list(waves) or None)
+    survey = survey_for(load_survey(data, list(waves) or None), waves, split.protocol)
     return survey, make_split(survey, split)
 
 

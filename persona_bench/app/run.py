@@ -31,13 +31,14 @@ from ..harness.method import Method, build_options, get_method, resolve_config
 from ..harness.metrics import macro_score
 from ..harness.models import resolve_model
 from ..harness.personas import PersonaKind
-from ..harness.protocol import Split, make_split, scored_docs
+from ..harness.protocol import Split, make_split, scored_docs, survey_for
 from ..harness.store import pseudonyms, read_results, read_samples, shared_dir, write_config, write_results, write_samples
 from ..harness.survey import Survey
 
 # The no-LLM references a run is read beside, per protocol (under heldout-questions no train answer
 # to a scored question exists, so a text-based reference replaces majority and cf).
-REFERENCES_BY_PROTOCOL = {"answers": ("majority", "cf"), "heldout-questions": ("question-knn",)}
+REFERENCES_BY_PROTOCOL = {"answers": ("majority", "cf"), "heldout-questions": ("question-knn",),
+                          "cross-wave": ("majority", "cf", "demographic-majority")}
 REFERENCES = tuple(dict.fromkeys(name for names in REFERENCES_BY_PROTOCOL.values() for name in names))
 
 
@@ -84,7 +85,7 @@ def prepared_method(
     config = checked(config)
     world = World.current()
     log = log if world.is_main else quiet
-    survey = load_survey(config.data, list(config.waves) or None)
+    survey = survey_for(load_survey(config.data, list(config.waves) or None), config.waves, config.protocol)
     check_against(survey, config)
     folder = shared_dir(runs_dir, config.split_key())
     split = shared_split(config, survey, folder, world)
@@ -164,7 +165,7 @@ def with_group_figures(config: RunConfig, runs_dir: Path, finished: dict, log: C
     if config.pseudonymize:
         return finished  # its samples no longer name the people whose traits and weights they need
     log(f"{config.method}: adding group figures to the finished run from its samples")
-    survey = load_survey(config.data, list(config.waves) or None)
+    survey = survey_for(load_survey(config.data, list(config.waves) or None), config.waves, config.protocol)
     folder = shared_dir(runs_dir, config.split_key())
     split = shared_split(config, survey, folder, World.current())
     train_answers = RunContext(config, survey, split, Path(runs_dir) / config.run_id(), folder).train_answers()

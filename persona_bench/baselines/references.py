@@ -41,7 +41,7 @@ class Majority(Method):
     name = "majority"
     kind = "reference"
     description = "most common train answer per question (no LLM)"
-    protocols = ("answers",)  # needs train answers to the scored question
+    protocols = ("answers", "cross-wave")  # needs train answers to the scored question
     scores_are = "counts"  # its distribution is the train population's
 
     def prepare(self, context: RunContext) -> None:
@@ -60,7 +60,7 @@ class DemographicMajority(Method):
     name = "demographic-majority"
     kind = "reference"
     description = "most common train answer within the person's trait group (no LLM)"
-    protocols = ("answers",)  # needs train answers to the scored question
+    protocols = ("answers", "cross-wave")  # needs train answers to the scored question
     scores_are = "counts"
 
     @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class CollaborativeFiltering(Method):
     name = "cf"
     kind = "reference"
     description = "collaborative-filtering persona vector + per-question classifier (no LLM)"
-    protocols = ("answers",)  # needs train answers to the scored question
+    protocols = ("answers", "cross-wave")  # needs train answers to the scored question
     uses_persona = True
 
     def prepare(self, context: RunContext) -> None:

@@ -60,7 +60,7 @@ class RunConfig:
     dtype: str = "auto"
     method_options: dict = field(default_factory=dict)
     pseudonymize: bool = False  # respondent ids in docs and samples replaced by salted hashes
-    protocol: str = "answers"  # answers | heldout-questions (harness.protocol)
+    protocol: str = "answers"  # answers | heldout-questions | cross-wave (waves: from, to) (harness.protocol)
 
     def check(self) -> "RunConfig":
         """Validate types and protocol arguments; return self (raises :class:`ConfigError`)."""
@@ -75,8 +75,13 @@ class RunConfig:
         PersonaKind.parse(self.persona)
         if self.users not in USERS:
             raise ConfigError(f"--users {self.users!r}: expected one of {', '.join(USERS)}")
-        if self.users == "unseen" and (self.k is None or self.k < 1):
+        if self.protocol == "cross-wave":
+            if len(self.waves) != 2 or self.waves[0] == self.waves[1] or self.users != "unseen":
+                raise ConfigError("--protocol cross-wave needs --from WAVE --to WAVE (two different waves) and scores unseen users")
+        elif self.users == "unseen" and self.k is None:
             raise ConfigError("--users unseen needs --k N (answers folded in per person, N >= 1)")
+        if self.k is not None and self.k < 1:
+            raise ConfigError("--k must be at least 1")
         if self.users == "seen" and self.k is not None:
             raise ConfigError("--k applies to --users unseen only")
         if self.max_eval_people is not None and self.max_eval_people < 1:
@@ -95,7 +100,8 @@ class RunConfig:
 
     def split_config(self) -> SplitConfig:
         """How this run's people and answers are split."""
-        return SplitConfig(self.seed, self.people_train, self.answers_train, self.protocol)
+        target = self.waves[-1] if self.protocol == "cross-wave" and self.waves else ""
+        return SplitConfig(self.seed, self.people_train, self.answers_train, self.protocol, target)
 
     def as_dict(self) -> dict:
         """JSON-ready fields (those of OMITTED_AT_DEFAULT only when set: run ids from before they existed stay valid)."""

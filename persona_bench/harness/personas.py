@@ -92,11 +92,9 @@ class PersonaSpace:
         return people, self.model.fold_in(self.ratings(answers, people))
 
     def for_users(self, split: Split, users: str, k: int | None = None) -> tuple[pd.Index, np.ndarray]:
-        """Individual vectors of the people a run scores: seen people's own, unseen folded in from K."""
+        """Individual vectors of the people a run scores: seen people's own, unseen folded in from K (None: all)."""
         if users == "seen":
             return self.people, self.vectors
-        if k is None:
-            raise ConfigError("unseen users need --k (the number of answers folded in)")
         return self.fold_in(split.fold_in_answers(k))
 
     # ------------------------------------------------------------ persistence

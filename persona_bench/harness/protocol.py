@@ -13,6 +13,12 @@ Protocol ``heldout-questions`` (``SplitConfig.protocol``): step 2 splits the *qu
 eval part, so learners never see an eval question answered, and a persona must carry to
 questions nobody in the train split answered.
 
+Protocol ``cross-wave`` (``target_wave``), on a panel survey (:meth:`Survey.panel`: people who
+answered two waves): train people's answers to both waves are learned from; eval people reveal
+only their answers to the earlier wave (their train part, folded in: unseen users, every answer)
+and are scored on the later wave (their eval part): a persona must carry to a later survey on
+other topics.
+
 A Split is saved as ``split.json`` (config and fingerprint) plus ``split.csv.gz`` (one row per
 answer) and reloads only against the survey it was made from.
 """
@@ -31,7 +37,7 @@ from .survey import Survey, SurveyError
 
 UNSEEN_K = (1, 5, 10, 20, 50, 100)
 USERS = ("seen", "unseen")
-PROTOCOLS = ("answers", "heldout-questions")
+PROTOCOLS = ("answers", "heldout-questions", "cross-wave")
 
 
 @dataclass(frozen=True)
@@ -43,10 +49,13 @@ class SplitConfig:
     people_train: float = 0.8
     answers_train: float = 0.8
     protocol: str = "answers"
+    target_wave: str = ""  # cross-wave: the wave eval people are scored on
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"--protocol {self.protocol!r}: choose from {', '.join(PROTOCOLS)}")
+        if (self.protocol == "cross-wave") != bool(self.target_wave):
+            raise ValueError("the cross-wave protocol, and it alone, names the wave people are scored on")
         for name in ("people_train", "answers_train"):
             share = getattr(self, name)
             if not 0.0 < share < 1.0:
@@ -85,11 +94,13 @@ class Split:
             raise ValueError(f"users must be one of {USERS}, got {users!r}")
         return self._select("train" if users == "seen" else "eval", "eval")
 
-    def fold_in_answers(self, k: int) -> pd.DataFrame:
-        """The first ``k`` train-part answers of each unseen person (all of them if fewer)."""
+    def fold_in_answers(self, k: int | None) -> pd.DataFrame:
+        """The first ``k`` train-part answers of each unseen person (all of them if fewer; None: all)."""
+        revealed = self._select("eval", "train")
+        if k is None:
+            return revealed
         if k < 1:
             raise ValueError(f"fold-in needs k >= 1, got {k}")
-        revealed = self._select("eval", "train")
         return revealed[revealed["rank"] < k]
 
     def _select(self, group: str, part: str) -> pd.DataFrame:
@@ -121,6 +132,11 @@ class Split:
         return cls(config, fingerprint, answers)
 
 
+def survey_for(survey: Survey, waves: tuple[str, ...], protocol: str) -> Survey:
+    """The survey a protocol splits: under cross-wave, the panel of ``waves`` (from, to)."""
+    return survey.panel(*waves) if protocol == "cross-wave" else survey
+
+
 def seeded_ranks(person: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Each row's position among its person's rows (``person``: integer codes), in a seeded random order."""
     order = np.lexsort((rng.random(len(person)), person))
@@ -146,10 +162,14 @@ def make_split(survey: Survey, config: SplitConfig | None = None) -> Split:
 
     answers = survey.responses[["respondent", "question"]].copy()
     person = pd.factorize(answers["respondent"])[0]
-    if config.protocol == "heldout-questions":
-        questions = np.array(sorted(answers["question"].unique()))
-        held_out = rng.permutation(questions)[: max(1, int(round((1 - config.answers_train) * len(questions))))]
-        is_eval = answers["question"].isin(held_out).to_numpy()
+    if config.protocol in ("heldout-questions", "cross-wave"):
+        if config.protocol == "heldout-questions":
+            questions = np.array(sorted(answers["question"].unique()))
+            held_out = rng.permutation(questions)[: max(1, int(round((1 - config.answers_train) * len(questions))))]
+            is_eval = answers["question"].isin(held_out).to_numpy()
+        else:
+            later = [key for key, question in survey.questions.items() if question.wave == config.target_wave]
+            is_eval = answers["question"].isin(later).to_numpy() & (group_of.loc[answers["respondent"]].to_numpy() == "eval")
         rank = np.empty(len(answers), dtype=np.int64)
         for part in (is_eval, ~is_eval):
             rank[part] = seeded_ranks(person[part], rng)

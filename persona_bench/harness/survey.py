@@ -120,7 +120,27 @@ class Survey:
         keep_people = self.respondents["wave"].isin(waves)
         questions = {k: q for k, q in self.questions.items() if q.wave in waves}
         responses = self.responses[self.responses["question"].isin(list(questions))].reset_index(drop=True)
-        return Survey(self.name, questions, self.traits, self.respondents[keep_people], responses)
+        subsets = {name: keys & frozenset(questions) for name, keys in self.question_sets.items()}
+        return Survey(self.name, questions, self.traits, self.respondents[keep_people], responses, {n: k for n, k in subsets.items() if k})
+
+    def panel(self, first: str, then: str) -> "Survey":
+        """The panelists who answered both waves, each one respondent ``FIRST+THEN:QKEY`` holding
+        their answers to both (ids are ``WAVE:QKEY``: Pew's panelist key is shared across waves);
+        traits, weight and wave come from the later wave ``then``, on which they are scored."""
+        if first == then:
+            raise SurveyError(f"a panel needs two different waves, got {first} twice")
+        people = self.respondents.assign(qkey=[str(i).partition(":")[2] for i in self.respondents.index])
+        earlier, later = people[people["wave"] == first], people[people["wave"] == then]
+        shared = set(earlier["qkey"]) & set(later["qkey"])
+        if not shared:
+            raise SurveyError(f"survey {self.name}: no panelist answered both {first} and {then} (respondent ids WAVE:QKEY)")
+        linked = {old: f"{first}+{then}:{qkey}" for frame in (earlier, later) for old, qkey in frame["qkey"].items() if qkey in set(shared)}
+        respondents = later[later["qkey"].isin(shared)].drop(columns="qkey").rename(index=linked)
+        responses = self.responses[self.responses["respondent"].isin(list(linked))].assign(
+            respondent=lambda f: f["respondent"].map(linked)).reset_index(drop=True)
+        questions = {k: q for k, q in self.questions.items() if q.wave in (first, then)}
+        subsets = {name: keys & frozenset(questions) for name, keys in self.question_sets.items()}
+        return Survey(f"{self.name} panel {first}->{then}", questions, self.traits, respondents, responses, {n: k for n, k in subsets.items() if k})
 
     def summary(self) -> pd.DataFrame:
         """People, questions and answers per wave, plus a total row."""

@@ -65,7 +65,7 @@ def write_plots(results: pd.DataFrame, folder: Path) -> list[Path]:
         waves = waves if protocol == "answers" else f"{waves} {protocol}"
         name = slug(f"{os.path.basename(str(data).rstrip('/'))}_{waves}")
         plain = group[group["variant"] == ""]
-        unseen = latest(plain[(plain["users"] == "unseen") & (plain["persona"] == "individual")], ["model", "method", "k"])
+        unseen = latest(plain[(plain["users"] == "unseen") & (plain["persona"] == "individual") & plain["k"].notna()], ["model", "method", "k"])
         seen = plain[plain["users"] == "seen"]
         clusters = seen[seen["persona"].str.startswith("cluster:")].assign(clusters=lambda f: f["persona"].str.split(":").str[1].astype(int))
         clusters = latest(clusters, ["model", "method", "clusters"])

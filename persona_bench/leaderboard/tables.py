@@ -94,7 +94,8 @@ def main_table(frame: pd.DataFrame, runs_dir: Path, title: str) -> tuple[pd.Data
 
 
 def scope_title(scope: dict) -> str:
-    users = "unseen users, K=%d" % scope["k"] if scope["users"] == "unseen" else "seen users"
+    users = "seen users" if scope["users"] != "unseen" else (
+        "unseen users, every earlier answer folded in" if pd.isna(scope["k"]) else "unseen users, K=%d" % scope["k"])
     people = f", {int(scope['max_eval_people'])} eval people" if pd.notna(scope["max_eval_people"]) else ""
     protocol = "" if scope.get("protocol", "answers") == "answers" else f", protocol {scope['protocol']}"
     return f"{scope['data']} [{scope['waves_label']}]{protocol}, {users}{people}, seed {int(scope['seed'])}"
@@ -210,7 +211,7 @@ def sweep_tables(results: pd.DataFrame) -> list[Table]:
         traits = plain[plain["persona"].str.startswith("demographic:") & plain["uses_persona"]]
         tables.append(sweep(traits, ["persona"], label_with_model(traits),
                             f"Demographic personas by trait and trait combination (paper Tables 9, 10) — {where}"))
-        unseen = group[(group["users"] == "unseen") & (group["variant"] == "") & (group["persona"] == "individual")]
+        unseen = group[(group["users"] == "unseen") & (group["variant"] == "") & (group["persona"] == "individual") & group["k"].notna()]
         unseen = latest(unseen, ["model", "method", "k"])
         tables.append(sweep(unseen, ["model", "method"], unseen["k"].astype(int),
                             f"Unseen users by number of answers folded in, K (paper Table 6) — {where}",
