@@ -84,7 +84,7 @@ def test_scored_docs_are_the_held_out_answers(demo_survey, demo_split):
 def test_config_rejects_bad_shares():
     with pytest.raises(ValueError, match="people_train"):
         SplitConfig(people_train=1.0)
-    assert dataclasses.asdict(SplitConfig()) == {"seed": 0, "people_train": 0.8, "answers_train": 0.8, "protocol": "answers"}
+    assert dataclasses.asdict(SplitConfig()) == {"seed": 0, "people_train": 0.8, "answers_train": 0.8, "protocol": "answers", "target_wave": ""}
 
 
 def test_heldout_questions_split_the_questions_not_the_answers(demo_survey):
