@@ -59,9 +59,7 @@ def comparison(result: dict, other: dict, runs: Path) -> str:
     from persona_bench.harness.metrics import paired_comparison
     from persona_bench.harness.store import read_samples
 
-    paired = paired_comparison(read_samples(runs / result["run_id"]), read_samples(runs / other["run_id"]))
-    lo, hi = paired.ci95
-    return f"{100 * paired.difference:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    return paired_comparison(read_samples(runs / result["run_id"]), read_samples(runs / other["run_id"])).in_points()
 
 
 def main() -> None:

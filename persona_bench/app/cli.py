@@ -236,10 +236,9 @@ def comparison_line(result: dict, other: dict, label: str, runs_dir: Path, seed:
     from ..harness.store import read_samples
 
     comparison = paired_comparison(read_samples(runs_dir / result["run_id"]), read_samples(runs_dir / other["run_id"]), seed=seed)
-    lo, hi = comparison.ci95
     verdict = "not significantly different" if not comparison.significant else "above" if comparison.difference > 0 else "below"
-    return (f"{result['method']} vs {label}: {100 * comparison.difference:+.1f} points, 95% CI [{100 * lo:+.1f}, {100 * hi:+.1f}], "
-            f"p = {comparison.p_value:.3g}: {verdict}")
+    difference, interval = comparison.in_points().split(" ", 1)
+    return f"{result['method']} vs {label}: {difference} points, 95% CI {interval}, p = {comparison.p_value:.3g}: {verdict}"
 
 
 @command("data summary")

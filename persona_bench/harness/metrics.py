@@ -75,6 +75,10 @@ class PairedComparison:
         """Whether the 95% CI of the difference excludes zero."""
         return self.ci95[0] > 0 or self.ci95[1] < 0
 
+    def in_points(self) -> str:
+        """``+8.8 [+1.6, +15.9]``: the difference and its CI in percentage points."""
+        return f"{100 * self.difference:+.1f} [{100 * self.ci95[0]:+.1f}, {100 * self.ci95[1]:+.1f}]"
+
 
 def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, seed: int = 0, samples: int = 10000) -> PairedComparison:
     """Compare two runs scored on the same docs (frames with ``doc_id``, ``respondent``, ``correct``).
