@@ -218,3 +218,22 @@ def test_group_prompt_on_w26_reaches_the_group_tables(opinionqa_path, tiny_model
     board = (tmp_path / "L.md").read_text()
     table = board[board.index("### Group alignment, disagreement questions"):]
     assert "group-prompt" in table.split("###")[1]
+
+
+def test_group_prompt_writes_its_contexts_from_the_trait_name_where_the_data_has_none(tiny_model_path, tmp_path, capsys):
+    import json
+
+    from persona_bench.app.cli import main
+    from persona_bench.tasks.prompts import group_context
+
+    values = ["Republican", "Democrat", "Independent"]
+    assert group_context("POLPARTY", "Democrat", values, "qa") == (
+        "Question: What is your political party?\nA. Republican\nB. Democrat\nC. Independent\nAnswer: B")
+    assert group_context("POLPARTY", "Democrat", values, "bio") == "My political party is Democrat."
+    assert group_context("POLPARTY", "Democrat", values, "portray") == "Answer the following question as if your political party were Democrat."
+    common = ["run", "--method", "group-prompt", "--model", str(tiny_model_path), "--data", "demo:300", "--max-eval-people", "8", "--out", str(tmp_path)]
+    assert main([*common, "--contexts", "opinionqa"]) == 2
+    assert "--contexts opinionqa reads model_input/steer-portray.csv" in capsys.readouterr().err
+    assert main(common) == 0
+    result = json.loads(next(tmp_path.glob("group-prompt-*/results.json")).read_text())
+    assert result["steering_contexts"] == "generated" and 0 <= result["unsteered_docs"] < result["n_answers"]

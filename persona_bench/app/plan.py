@@ -58,7 +58,7 @@ def survey_and_split(data: str, waves: tuple[str, ...], split: SplitConfig):
     return survey, make_split(survey, split)
 
 
-PROMPTS: dict[str, list[str]] = {}  # prompts per configuration apart from the model
+PROMPT_TEXTS: dict[str, list[str]] = {}  # prompts per configuration apart from the model
 TOKENS: dict[str, dict[str, int]] = {}  # token counts per tokenizer and text
 
 
@@ -101,9 +101,9 @@ def run_cost(config: RunConfig, runs_dir: Path, trainings: set | None = None) ->
         return RunCost(config.run_id(), label, len(docs), 0, 0, 0, 0, 0.0, 0.0)
     context = RunContext(config, survey, split, runs_dir / "_plan", runs_dir / "_plan", log=lambda message: None)
     same_prompts = json.dumps({k: v for k, v in config.as_dict().items() if k not in ("model", "dtype")}, sort_keys=True)
-    if same_prompts not in PROMPTS:  # the same prompts for every model of a grid: built once
-        PROMPTS[same_prompts] = prompt_texts(config, context, docs)
-    texts = PROMPTS[same_prompts]
+    if same_prompts not in PROMPT_TEXTS:  # the same prompts for every model of a grid: built once
+        PROMPT_TEXTS[same_prompts] = prompt_texts(config, context, docs)
+    texts = PROMPT_TEXTS[same_prompts]
     keys = [""] * len(docs)
     if method.kind == "steering":
         keys = [v.tobytes() for v in context.persona_vectors(docs["respondent"]).astype(np.float32)]

@@ -1,6 +1,9 @@
 """``group-prompt``: steer the frozen LM toward the person's group with OpinionQA's own steering
 contexts (Santurkar et al. 2023: ``steer-qa``, ``steer-bio``, ``steer-portray``), read from the
-data folder's ``model_input`` (never copied into the repository).
+data folder's ``model_input`` (never copied into the repository). Data without that bundle (demo,
+pew) gets contexts of the same three shapes written from the trait's name
+(:func:`~persona_bench.tasks.prompts.group_context`); ``--contexts`` picks the source and
+results.json records the one used.
 
 A person is prompted with the context of their value of ``--trait`` (e.g. POLPARTY=Democrat),
 then the question; a value OpinionQA wrote no context for (e.g. "Other", "Refused") gets the Raw
@@ -18,9 +21,13 @@ import pandas as pd
 
 from ..harness.context import RunContext
 from ..harness.errors import ConfigError
-from ..harness.loaders.model_input import STEERING_STYLES, steering_contexts
+from ..harness.loaders.model_input import STEERING_STYLES, model_input_dir, steering_contexts
 from ..harness.method import register_method
+from ..tasks.prompts import NON_VALUES, group_context
 from .prompting import PromptMethod
+
+
+CONTEXT_SOURCES = ("auto", "opinionqa", "generated")
 
 
 @register_method
@@ -29,27 +36,36 @@ class GroupPrompt(PromptMethod):
     description = "OpinionQA's steering context for the person's group (trait value), then the question"
     task = "opinionqa_persona_steered"
     unsteered_docs: int | None = None  # docs of people whose group has no steering context (set when scoring)
+    contexts_used: str | None = None  # opinionqa | generated (set when scoring)
 
     @dataclass(frozen=True)
     class Options(PromptMethod.Options):
         trait: str = "POLPARTY"  # the trait whose groups are steered toward
         style: str = "portray"  # qa | bio | portray (OpinionQA's steer-*.csv)
+        contexts: str = "auto"  # opinionqa (model_input/steer-*.csv) | generated (from the trait's name) | auto (opinionqa where the data has it)
 
     @classmethod
     def check(cls, options: "GroupPrompt.Options") -> None:
         if options.style not in STEERING_STYLES:
             raise ConfigError(f"--style {options.style!r}: choose from {', '.join(STEERING_STYLES)}")
+        if options.contexts not in CONTEXT_SOURCES:
+            raise ConfigError(f"--contexts {options.contexts!r}: choose from {', '.join(CONTEXT_SOURCES)}")
 
     def contexts(self, context: RunContext) -> dict[str, str]:
         """The trait's value -> steering text."""
-        kind, _, path = context.config.data.partition(":")
-        if kind != "opinionqa":
-            raise ConfigError(f"group-prompt reads OpinionQA's model_input/steer-{self.options.style}.csv: use --data opinionqa:PATH")
         if self.options.trait not in context.survey.traits:
             raise ConfigError(f"--trait {self.options.trait}: unknown trait (known: {', '.join(context.survey.traits)})")
+        kind, _, path = context.config.data.partition(":")
+        bundle = kind == "opinionqa" and (model_input_dir(Path(path)) / f"steer-{self.options.style}.csv").is_file()
+        if self.options.contexts == "opinionqa" and not bundle:
+            raise ConfigError(f"--contexts opinionqa reads model_input/steer-{self.options.style}.csv of an OpinionQA folder: use --data opinionqa:PATH with that bundle")
+        self.contexts_used = "opinionqa" if bundle and self.options.contexts != "generated" else "generated"
+        if self.contexts_used == "generated":
+            values = list(context.survey.traits[self.options.trait])
+            return {value: group_context(self.options.trait, value, values, self.options.style) for value in values if value not in NON_VALUES}
         texts = {value: text for (trait, value), text in steering_contexts(Path(path), self.options.style).items() if trait == self.options.trait}
         if not texts:
-            raise ConfigError(f"--trait {self.options.trait}: OpinionQA has no {self.options.style} steering context for it")
+            raise ConfigError(f"--trait {self.options.trait}: OpinionQA has no {self.options.style} steering context for it (--contexts generated writes one)")
         return texts
 
     def doc_fields(self, docs: pd.DataFrame, context: RunContext) -> list[dict]:
@@ -59,4 +75,4 @@ class GroupPrompt(PromptMethod):
         return [{"steer": texts.get(value, "")} for value in values]
 
     def report(self) -> dict:
-        return {"unsteered_docs": self.unsteered_docs}
+        return {"unsteered_docs": self.unsteered_docs, "steering_contexts": self.contexts_used}

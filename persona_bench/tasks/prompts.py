@@ -66,6 +66,18 @@ def context_prompt(doc: dict) -> str:
     return f"{header}\n\nAnswer the next question the way you answered those.\n\n{raw_prompt(doc)}"
 
 
+def group_context(trait: str, value: str, values: list[str], style: str) -> str:
+    """A steering context toward the group ``trait = value`` written from the trait's name, in the
+    shape of OpinionQA's styles, for data that ships none: ``qa`` (the group's answer to a question
+    about the trait), ``bio`` (a first-person statement), ``portray`` (an instruction)."""
+    name = TRAIT_NAMES.get(trait, trait.title()).lower()
+    if style == "qa":
+        return f"{question_block(f'What is your {name}?', values)}\n{ANSWER_PREFIX} {LETTERS[values.index(value)]}"
+    if style == "bio":
+        return f"My {name} is {value}."
+    return f"Answer the following question as if your {name} were {value}."
+
+
 def steered_prompt(doc: dict) -> str:
     """Group steering + Raw Q: the steering context of the person's group (none: Raw Q alone)."""
     return f"{doc['steer']}\n\n{raw_prompt(doc)}" if doc.get("steer") else raw_prompt(doc)
