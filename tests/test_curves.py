@@ -91,3 +91,17 @@ def test_recipes_are_compared_at_equal_budget_and_controls_within_their_recipe()
     weights = tables["spm by weights"].frame.set_index("recipe")
     assert weights.loc["default", "random"].startswith("21.0") and weights.loc["default", "trained"].startswith("50.0")
     assert weights.loc["default, init=scaled", "random"].startswith("25.0") and weights.loc["default, init=scaled", "trained"].startswith("30.0")
+
+
+def test_trained_methods_are_set_side_by_side_only_at_a_shared_budget_and_recipe():
+    from persona_bench.leaderboard.frame import results_frame
+    from persona_bench.leaderboard.tables import sweep_tables
+
+    activation = {**spm_record("x", "4", 0.35, 1000), "method": "activation"}
+    records = [spm_record("a", "1", 0.40, 1000), spm_record("b", "3", 0.50, 3000), activation,
+               {**spm_record("y", "5", 0.33, 1000, init="scaled"), "method": "activation"}]
+    tables = {t.title.split(" — ")[0]: t for t in sweep_tables(results_frame(records))}
+    matched = tables["Trained methods at equal training budget"].frame
+    assert list(matched.columns) == ["model", "budget_label", "recipe", "activation", "spm"]
+    assert matched.to_dict("records") == [{"model": "m", "budget_label": "1,000 answers x 1 epochs", "recipe": "default",
+                                           "activation": "35.0 [30.0, 40.0]", "spm": "40.0 [35.0, 45.0]"}]

@@ -9,8 +9,8 @@ several training budgets, the main table shows the largest and the budget sweep 
 
 Sweeps, for every method that has runs at several values (nothing here names a method):
 cluster k, demographic trait, unseen-user K, and each option that changes what a method is
-(context K, prefix vs prompt, random vs trained weights, steered layers...), and recipes at
-equal training budget. Training budgets are learning curves (:mod:`persona_bench.leaderboard.curves`).
+(context K, prefix vs prompt, random vs trained weights, steered layers...), recipes at
+equal training budget, and trained methods at equal training budget. Training budgets are learning curves (:mod:`persona_bench.leaderboard.curves`).
 Every table also yields its cells as plain records for the machine-readable CSV.
 """
 from __future__ import annotations
@@ -176,6 +176,16 @@ def recipe_sweeps(plain: pd.DataFrame, where: str) -> list[Table | None]:
     return tables
 
 
+def budget_matched_methods(plain: pd.DataFrame, where: str) -> Table | None:
+    """Trained methods side by side where two or more ran at the same training budget and recipe
+    name (rows: model, budget, recipe): the fair comparison the main table, which shows each
+    method at its largest budget, is not."""
+    trained = latest(plain[plain["budget_label"] != ""], ["model", "budget_label", "recipe", "method"])
+    shared = trained.groupby(["model", "budget_label", "recipe"])["method"].transform("nunique") > 1
+    runs = trained[shared].sort_values("train_answers")
+    return sweep(runs, ["model", "budget_label", "recipe"], runs["method"], f"Trained methods at equal training budget — {where}")
+
+
 def seed_tables(results: pd.DataFrame) -> list[Table]:
     """Per scope run at several split seeds: each method's macro accuracy per seed, mean and spread."""
     tables = []
@@ -217,6 +227,8 @@ def sweep_tables(results: pd.DataFrame) -> list[Table]:
                             f"Unseen users by number of answers folded in, K (paper Table 6) — {where}",
                             "K is capped by the train-part answers each person gave, so large K can coincide."))
         tables += option_sweeps(seen[seen["persona"] == "individual"], where)
-        tables += recipe_sweeps(seen[(seen["persona"] == "individual") & (seen["variant"] == "")], where)
+        plain_individual = seen[(seen["persona"] == "individual") & (seen["variant"] == "")]
+        tables += recipe_sweeps(plain_individual, where)
+        tables.append(budget_matched_methods(plain_individual, where))
     return [t for t in tables if t is not None]
 
