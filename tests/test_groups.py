@@ -102,3 +102,22 @@ def test_a_nominal_question_counts_for_total_variation_only():
     rep, tv = rep_tv(Scales([nominal, ordered], 3), p, q, np.array([0, 1]))
     assert rep == pytest.approx(1 - 0.5) and tv == pytest.approx(1.0)
     assert rep_tv(Scales([nominal], 3), p[:1], q[:1], np.array([0])) == (None, pytest.approx(1.0))
+
+
+def test_steerability_table_shows_every_method_per_value_of_the_steered_trait(tmp_path):
+    from persona_bench.app.run import run
+    from persona_bench.harness.config import RunConfig
+    from persona_bench.leaderboard.frame import results_frame
+    from persona_bench.leaderboard.groups import group_tables
+
+    majority = run(RunConfig(method="majority", data="demo:300", max_eval_people=60), tmp_path, log=lambda _: None)
+    steered = {**majority, "run_id": "steered", "method": "steer-test", "options": {"trait": "POLPARTY"}}
+    tables = {t.title.split(" — ")[0]: t for t in group_tables(results_frame([majority, steered]))}
+    assert "Steerability toward SEX groups" not in tables  # only the trait a run steers toward
+    table = tables["Steerability toward POLPARTY groups"].frame.set_index("method")
+    held = {g["group"].split("=")[1]: g for g in majority["groups"] if g["group"].startswith("POLPARTY=")}
+    assert list(table.columns) == list(held) and len(held) >= 2
+    assert list(table.index) == ["majority", "steer-test", "human split-half ceiling", "uniform null", "population null"]
+    for value, group in held.items():
+        assert table.loc["majority", value] == f"{group['rep']:.3f}" == table.loc["steer-test", value]
+        assert table.loc["human split-half ceiling", value] == f"{group['rep_ceiling']:.3f}"

@@ -5,6 +5,10 @@
   distance between its answer distribution and the eval people's survey-weighted answers) and total
   variation for everyone, its worst trait group, and its survey-weighted macro accuracy; below the
   methods, the human split-half ceiling and the two nulls (uniform; the train population's answers).
+* Steerability toward groups, per scope where a run steers toward a trait's groups (its options
+  name a ``trait``, as ``group-prompt`` does): every method's Rep for each value of that trait,
+  beside each group's ceiling and nulls, on all questions and on each named subset (Santurkar et
+  al.'s steerability, with the persona methods on the same groups and questions).
 * Subgroup disparity, per scope: for each trait, each method's gap in macro accuracy between its
   best and worst trait value, with a bootstrap CI.
 
@@ -90,8 +94,44 @@ def group_tables(results: pd.DataFrame) -> list[Table]:
             continue
         runs = runs.assign(_rank=[method_rank(k, m) for k, m in zip(runs["kind"], runs["method"])]).sort_values(["_rank", "model", "variant"])
         subsets = sorted({name for sets in runs.get("question_sets", pd.Series(dtype=object)) if isinstance(sets, dict) for name in sets})
-        tables += [alignment_table(runs, scope), *(alignment_table(runs, scope, name) for name in subsets), disparity_table(runs, scope)]
+        tables += [alignment_table(runs, scope), *(alignment_table(runs, scope, name) for name in subsets)]
+        tables += [steered_table(runs, scope, trait, name) for trait in steered_traits(runs) for name in [None, *subsets]]
+        tables.append(disparity_table(runs, scope))
     return [t for t in tables if t is not None]
+
+
+def steered_traits(runs: pd.DataFrame) -> list[str]:
+    """The traits some run in ``runs`` steers toward (its options name a ``trait``)."""
+    return sorted({options["trait"] for options in runs["options"] if isinstance(options, dict) and "trait" in options})
+
+
+def steered_table(runs: pd.DataFrame, scope: dict, trait: str, subset: str | None = None) -> Table | None:
+    """Rows: methods, then each group's ceiling and nulls; columns: the values of ``trait``; cells: Rep."""
+    if subset is not None:
+        runs = runs[runs["question_sets"].map(lambda sets: isinstance(sets, dict) and subset in sets)]
+    groups_of = (lambda run: run["groups"]) if subset is None else (lambda run: run["question_sets"][subset])
+    if runs.empty:
+        return None
+    prefix = f"{trait}="
+    values = [g["group"] for g in groups_of(runs.iloc[0]) if g["group"].startswith(prefix)]
+    if not values:
+        return None
+    rows = []
+    for _, run in runs.iterrows():
+        by_group = {g["group"]: g for g in groups_of(run)}
+        rows.append({"method": run_label(run), **{v.removeprefix(prefix): figure(by_group.get(v, {}).get("rep")) for v in values}})
+    first = {g["group"]: g for g in groups_of(runs.iloc[0])}
+    for label, key in ROWS_WITHOUT_A_METHOD.items():
+        rows.append({"method": label, **{v.removeprefix(prefix): figure(first[v][f"rep_{key}"]) for v in values}})
+    on = "" if subset is None else f", {subset} questions"
+    title = f"Steerability toward {trait} groups{on} — {scope_title(scope)}"
+    note = (f"Rep (as in the group alignment table) of each method's answer distribution for the eval people of each {trait} value "
+            f"(values held by 10 or more eval people), against those people's survey-weighted answers. A run that steers toward "
+            f"{trait} groups prompts each person with their own group's context (Santurkar et al. 2023's steerability); the persona "
+            "methods steer by each person's persona. Compare down a column; the ceiling and nulls are the group's own.")
+    cells = [{"table": title, "method": r["method"], "model": r["model"], "run_id": r["run_id"], **g}
+             for _, r in runs.iterrows() for g in groups_of(r) if g["group"].startswith(prefix)]
+    return Table(title, note, pd.DataFrame(rows), cells)
 
 
 def disparity_table(runs: pd.DataFrame, scope: dict) -> Table | None:
