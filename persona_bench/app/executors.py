@@ -114,7 +114,7 @@ def describe(config: RunConfig) -> str:
     """A one-line label of a run."""
     return " ".join(str(part) for part in (
         config.method, config.model or "", config.persona, config.users, f"k={config.k}", config.data, ",".join(config.waves),
-        config.method_options or "",
+        "" if config.protocol == "answers" else f"protocol={config.protocol}", config.method_options or "",
     ) if part != "")
 
 
