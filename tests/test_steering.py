@@ -60,3 +60,53 @@ def test_a_device_map_scores_like_a_device(tiny_model_path):
     placed = LetterScoringLM(pretrained=str(tiny_model_path), device="cpu", score_cache=None).loglikelihood(requests)
     mapped = LetterScoringLM(pretrained=str(tiny_model_path), device_map="auto", score_cache=None).loglikelihood(requests)
     assert [round(s, 5) for s, _ in placed] == [round(s, 5) for s, _ in mapped]
+
+
+def own_states(lm: LetterScoringLM, tokens: list[int], start: int, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer, the keys/values the model itself computes at positions start .. start+count-1 of ``tokens``."""
+    from persona_bench.harness.steering import output_cache
+
+    with torch.no_grad():
+        cache = output_cache(lm.model.base_model(input_ids=torch.tensor([tokens]), use_cache=True))
+    return [(layer.keys[0, :, start : start + count], layer.values[0, :, start : start + count]) for layer in cache.layers]
+
+
+@pytest.mark.parametrize("mode", ["prefix", "embeddings"])
+@pytest.mark.parametrize("architecture", ["llama", "falcon", "gptj", "gpt_neox", "gpt2"])
+def test_answer_placed_virtual_tokens_equal_the_whole_sequence(architecture, mode, tiny_models):  # noqa: F811
+    """Virtual tokens placed before the answer cue, equal to what the model itself holds for two real
+    tokens there, score exactly like the whole sequence (head, those tokens, cue): heads of different
+    lengths share a batch, come from the head cache, and keep their real positions."""
+    lm = LetterScoringLM(pretrained=str(tiny_models[architecture]), device="cpu", score_cache=None)
+    cue = list(lm.answer_cue())
+    heads = [lm.tok_encode("Question: Is it safe?\nA. Yes\nB. No"), lm.tok_encode("Question: A much longer question about the community?\nA. Yes\nB. No\nC. Maybe")]
+    inserted = lm.tok_encode(" maybe so")[:2]
+    wholes = [head + inserted + cue for head in heads]
+    with torch.no_grad():
+        expected = torch.stack([torch.log_softmax(lm.model(input_ids=torch.tensor([w])).logits[0, -1].float(), -1)[[5, 7]] for w in wholes])
+        if mode == "prefix":
+            states = [own_states(lm, w, len(h), 2) for w, h in zip(wholes, heads)]
+            steering = Steering(prefix=tuple((torch.stack([s[i][0] for s in states]), torch.stack([s[i][1] for s in states])) for i in range(len(states[0]))), before=tuple(cue))
+        else:
+            steering = Steering(embeddings=lm.model.get_input_embeddings()(torch.tensor([inserted, inserted])), before=tuple(cue))
+        ids, mask = token_batch([h + cue for h in heads], lm.tokenizer.pad_token_id, "cpu")
+        for _ in range(2):  # the second time from the head cache
+            picked, _ = token_logprobs(lm.model, ids, mask, steering, torch.arange(2), mask.sum(1) - 1, torch.tensor([[5, 7], [5, 7]]))
+            torch.testing.assert_close(picked, expected, atol=1e-4, rtol=0)
+
+
+def test_answer_placement_refuses_what_it_cannot_compute(tiny_models):  # noqa: F811
+    lm = LetterScoringLM(pretrained=str(tiny_models["llama"]), device="cpu", score_cache=None)
+    cue = lm.answer_cue()
+    ids, mask = token_batch([lm.tok_encode("Question: Is it safe?\nAnswer: A")], lm.tokenizer.pad_token_id, "cpu")
+    steering = Steering(embeddings=torch.zeros(1, 1, lm.model.config.hidden_size), before=cue)
+    with pytest.raises(ValueError, match="does not end with the answer cue"):
+        token_logprobs(lm.model, ids, mask, steering, torch.tensor([0]), torch.tensor([2]), torch.tensor([[5]]))
+    ids, mask = token_batch([lm.tok_encode("Question: Is it safe?\nAnswer:")], lm.tokenizer.pad_token_id, "cpu")
+    with pytest.raises(ValueError, match="before the answer cue"):
+        token_logprobs(lm.model, ids, mask, steering, torch.tensor([0]), torch.tensor([2]), torch.tensor([[5]]))
+    neo = LetterScoringLM(pretrained=str(tiny_models["gpt_neo"]), device="cpu", score_cache=None)
+    ids, mask = token_batch([neo.tok_encode("Question: Is it safe?\nAnswer:")], neo.tokenizer.pad_token_id, "cpu")
+    steering = Steering(embeddings=torch.zeros(1, 1, neo.model.config.hidden_size), before=neo.answer_cue())
+    with pytest.raises(ValueError, match="sliding-window"):
+        token_logprobs(neo.model, ids, mask, steering, torch.tensor([0]), mask.sum(1) - 1, torch.tensor([[5]]))

@@ -42,7 +42,9 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
+from ..tasks.prompts import ANSWER_PREFIX, raw_prompt
 from .distributed import World
+from .errors import ConfigError
 from .models import cache_root, load_model
 from .steerer import Steerer, load_steerer, weights_fingerprint
 from .steering import Steering, token_batch, token_logprobs
@@ -206,6 +208,14 @@ class LetterScoringLM(TemplateLM):
         whole = self.tok_encode(context + continuation)
         context_tokens = self.tok_encode(context)
         return context_tokens, whole[len(context_tokens) :]
+
+    def answer_cue(self) -> tuple[int, ...]:
+        """The tokens this tokenizer gives the answer cue ("\\nAnswer:") at the end of a prompt."""
+        body = raw_prompt({"question": "Is it?", "options": ["Yes", "No"]})
+        without, whole = self.tok_encode(body), self.tok_encode(f"{body}\n{ANSWER_PREFIX}")
+        if whole[: len(without)] != without or len(whole) == len(without):
+            raise ConfigError(f"the tokenizer of {self.tokenizer.name_or_path} does not split the answer cue from the question")
+        return tuple(whole[len(without) :])
 
     def apply_chat_template(self, chat_history: list[dict], add_generation_prompt: bool = True) -> str:
         return self.tokenizer.apply_chat_template(

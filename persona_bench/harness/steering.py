@@ -8,6 +8,12 @@ A :class:`Steering` holds, for every row of a batch, any of
 * ``residual``: per chosen decoder layer, a vector added to that layer's output at every
   position (activation steering), through forward hooks removed when the call returns.
 
+Virtual tokens (``prefix`` or ``embeddings``) sit before the prompt, as in the paper, or, where
+``Steering.before`` names the prompt's closing tokens (the answer cue ``"\nAnswer:"``), between
+the question and that cue. The question's own keys/values then do not depend on the persona:
+they are computed once per distinct question by the frozen LM and kept (:class:`HeadCache`),
+and a steered row runs only its virtual tokens and the cue, forward and backward.
+
 :func:`token_logprobs` runs the model once with the steering and returns the log-probabilities
 (over the whole vocabulary) of chosen tokens at chosen positions, applying the LM head only
 there. Every scorer (``persona-bench-lm``, ``persona-bench-steered``) and every trainer calls it;
@@ -20,6 +26,8 @@ Helpers read the LM's shapes and scales from real forwards (:func:`kv_shapes`,
 from __future__ import annotations
 
 import inspect
+import weakref
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -37,6 +45,7 @@ class Steering:
     prefix: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None  # per layer: (rows, kv heads, T, head dim) x 2
     embeddings: torch.Tensor | None = None  # (rows, T, embedding size)
     residual: dict[int, torch.Tensor] | None = None  # decoder layer index -> (rows, hidden size)
+    before: tuple[int, ...] = ()  # virtual tokens go before these closing prompt tokens (empty: before the prompt)
 
     @property
     def prefix_tokens(self) -> int:
@@ -185,7 +194,13 @@ def token_logprobs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities of ``tokens[n, c]`` as the next token after ``positions[n]`` of row ``rows[n]``
     (``-inf`` where ``tokens`` is -1), and whether each is the model's greedy choice there."""
-    hidden = steered_hidden(model, input_ids, attention_mask, steering)
+    if steering is not None and steering.before:
+        hidden, first = answer_placed_hidden(model, input_ids, attention_mask, steering)
+        positions = positions.to(first.device) - first[rows.to(first.device)]
+        if bool((positions < 0).any()):
+            raise ValueError("a scored position lies before the answer cue, where answer-placed steering computes nothing")
+    else:
+        hidden = steered_hidden(model, input_ids, attention_mask, steering)
     head = model.get_output_embeddings()
     logits = head(hidden[rows.to(hidden.device), positions.to(hidden.device)].to(head.weight.device)).float()
     tokens = tokens.to(logits.device)
@@ -194,6 +209,100 @@ def token_logprobs(
     picked = logprobs.gather(1, tokens.clamp(min=0)).masked_fill(~valid, float("-inf"))
     greedy = (logprobs.argmax(dim=-1, keepdim=True) == tokens) & valid
     return picked, greedy
+
+
+class HeadCache:
+    """The frozen LM's key/values of prompt heads (the tokens before the answer cue), per model,
+    keyed by the tokens, least recently used dropped past ``max_bytes``. Valid because the LM
+    never changes: every steered row of the same question shares one head forward."""
+
+    max_bytes = 2 * 1024**3
+    _per_model: "weakref.WeakKeyDictionary[torch.nn.Module, HeadCache]" = weakref.WeakKeyDictionary()
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
+        self.bytes = 0
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> "HeadCache":
+        if model not in cls._per_model:
+            cls._per_model[model] = cls()
+        return cls._per_model[model]
+
+    @torch.no_grad()
+    def states(self, model: torch.nn.Module, heads: Sequence[tuple[int, ...]]) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Per head, per layer, (keys, values) of shape (kv heads, head length, head size)."""
+        missing = list(dict.fromkeys(h for h in heads if h not in self.entries))
+        if missing:
+            device = next(model.parameters()).device
+            input_ids, attention_mask = token_batch(missing, getattr(model.config, "pad_token_id", None) or 0, device)
+            cache = output_cache(body_of(model)(input_ids=input_ids, attention_mask=attention_mask, use_cache=True))
+            for i, head in enumerate(missing):
+                states = [(layer.keys[i, :, : len(head)].clone(), layer.values[i, :, : len(head)].clone()) for layer in cache.layers]
+                self.entries[head] = states
+                self.bytes += sum(k.numel() * k.element_size() * 2 for k, _ in states)
+        found = []
+        for head in heads:
+            self.entries.move_to_end(head)
+            found.append(self.entries[head])
+        while self.bytes > self.max_bytes and len(self.entries) > len(set(heads)):
+            _, states = self.entries.popitem(last=False)
+            self.bytes -= sum(k.numel() * k.element_size() * 2 for k, _ in states)
+        return found
+
+
+def answer_placed_hidden(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, steering: Steering
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Final hidden states of each row's answer cue (rows, cue length, hidden) with the virtual
+    tokens between the row's head and its cue, and the index of each row's first cue token.
+
+    The heads' key/values come from :class:`HeadCache`, right-padded to the longest head and
+    masked; the virtual tokens and the cue take the positions they would have in one whole
+    sequence (head, virtual tokens, cue), so rotary and learned positions see the real layout."""
+    if steering.residual:
+        raise ValueError("answer-placed virtual tokens do not combine with residual steering")
+    if has_sliding_window(model):
+        raise ValueError(f"{type(model).__name__} has sliding-window attention layers: place its virtual tokens before the prompt")
+    cue = torch.as_tensor(steering.before, device=input_ids.device)
+    lengths = attention_mask.sum(1)
+    first = lengths - len(cue)
+    cue_ids = input_ids.gather(1, first[:, None].clamp(min=0) + torch.arange(len(cue), device=input_ids.device))
+    if bool((first < 1).any()) or not bool((cue_ids == cue).all()):
+        raise ValueError(f"a prompt does not end with the answer cue tokens {list(steering.before)}")
+    heads = [tuple(input_ids[i, : int(first[i])].tolist()) for i in range(len(input_ids))]
+    states = HeadCache.of(model).states(model, heads)
+    width = int(first.max())
+    layers = []
+    for index, virtual in enumerate(steering.prefix or [None] * len(states[0])):
+        keys, values = (torch.stack([padded(row[index][part], width) for row in states]) for part in (0, 1))
+        if virtual is not None:
+            keys, values = torch.cat([keys, virtual[0].to(keys)], dim=2), torch.cat([values, virtual[1].to(values)], dim=2)
+        layers.append((keys, values))
+    body = body_of(model)
+    rows = len(input_ids)
+    head_mask = (torch.arange(width, device=input_ids.device)[None, :] < first[:, None]).long()
+    current = body.get_input_embeddings()(cue_ids)
+    if steering.embeddings is not None:
+        current = torch.cat([steering.embeddings.to(current), current], dim=1)
+    mask = torch.cat([head_mask, attention_mask.new_ones((rows, steering.prefix_tokens + current.shape[1]))], dim=1)
+    position_ids = first[:, None] + steering.prefix_tokens + torch.arange(current.shape[1], device=input_ids.device)[None, :]
+    inputs = {"inputs_embeds": current, "attention_mask": mask, "position_ids": position_ids, "use_cache": False,
+              cache_argument(type(body)): prefix_cache(model, tuple(layers))}
+    hidden = body(**inputs).last_hidden_state
+    return hidden[:, steering.embedding_tokens :], first
+
+
+def has_sliding_window(model: torch.nn.Module) -> bool:
+    """Whether some attention layer sees only a window of past tokens (GPT-Neo's local layers, Mistral's window)."""
+    config = model.config
+    kinds = set(getattr(config, "layer_types", None) or ()) | set(getattr(config, "attention_layers", None) or ())
+    return bool(getattr(config, "sliding_window", None)) or bool(kinds & {"local", "sliding_attention"})
+
+
+def padded(states: torch.Tensor, width: int) -> torch.Tensor:
+    """(heads, length, size) zero-padded along the length to ``width``."""
+    return torch.nn.functional.pad(states, (0, 0, 0, width - states.shape[1]))
 
 
 @torch.no_grad()

@@ -21,7 +21,10 @@ from ...harness.method import register_method
 from ...harness.steerer import Steerer
 from .model import SoftPromptModel
 
-PAPER = {"epochs": 10, "lr": 1e-3, "weight_decay": 1e-3, "batch_size": 16, "patience": 2, "warmup": 0.0, "schedule": "constant", "init": "paper"}
+PAPER = {
+    "epochs": 10, "lr": 1e-3, "weight_decay": 1e-3, "batch_size": 16, "patience": 2, "warmup": 0.0, "schedule": "constant",
+    "init": "paper", "placement": "start",
+}
 
 
 @register_method
@@ -45,15 +48,17 @@ class SoftPromptSteering(LearnedSteering):
         virtual_tokens: int = 1
         hidden: int = 32
         init: str | None = None  # paper | scaled | sink (set by the recipe)
+        placement: str | None = None  # start (before the prompt, the paper's) | answer (before "Answer:"); set by the recipe
 
     @classmethod
     def check(cls, options: "SoftPromptSteering.Options") -> None:
         super().check(options)
         settings = cls.resolve(options)
-        SoftPromptModel.Config(1, (), 0, settings["mode"], settings["virtual_tokens"], settings["hidden"], settings["init"])
+        SoftPromptModel.Config(1, (), 0, settings["mode"], settings["virtual_tokens"], settings["hidden"], settings["init"], settings["placement"])
 
     def build_steerer(self, lm: LetterScoringLM, persona_dim: int, settings: dict) -> Steerer:
         return SoftPromptModel.for_model(
             lm.model, persona_dim, mode=settings["mode"], virtual_tokens=settings["virtual_tokens"],
-            hidden=settings["hidden"], init=settings["init"],
+            hidden=settings["hidden"], init=settings["init"], placement=settings["placement"],
+            answer_cue=lm.answer_cue() if settings["placement"] == "answer" else (),
         )
