@@ -28,6 +28,10 @@ SETTINGS: dict[str, tuple[str, list[str]]] = {
     "sink-3e-3": ("default with lr 3e-3", ["--lr", "3e-3"]),
     "sink-4-tokens": ("default with 4 virtual tokens", ["--virtual-tokens", "4"]),
     "sink-prompt": ("default in prompt mode (virtual input embeddings)", ["--mode", "prompt"]),
+    "answer": ("default, the virtual key/values placed before the answer cue", ["--placement", "answer"]),
+    "answer-prompt-4": ("default in prompt mode, 4 virtual tokens placed before the answer cue",
+                        ["--mode", "prompt", "--virtual-tokens", "4", "--placement", "answer"]),
+    "prompt-4": ("default in prompt mode, 4 virtual tokens before the prompt", ["--mode", "prompt", "--virtual-tokens", "4"]),
 }
 
 
