@@ -134,6 +134,24 @@ def test_spm_learns_a_planted_persona_rule(architecture, tiny_models, demo_surve
     assert accuracy > 0.95
 
 
+@pytest.mark.parametrize("mode, per_question", [("prefix", True), ("prompt", False)])
+def test_spm_placed_before_the_answer_learns_a_planted_rule(mode, per_question, tiny_models, demo_survey, tmp_path):
+    """Answer-placed virtual tokens, trained through the cached question heads, learn a planted rule.
+    Key/values: each camp's option differs by question, learned almost perfectly. Input embeddings:
+    a tiny random 2-layer LM passes them on weakly (before the prompt too: 0.65 on the simpler rule
+    where each camp keeps its option), so they must only learn clearly (0.33 -> 0.49 here)."""
+    lm = LetterScoringLM(pretrained=str(tiny_models["llama"]), device="cpu", score_cache=None)
+    train, held_out = (planted_examples(lm, demo_survey, n, seed=seed, per_question=per_question) for n, seed in ((200, 0), (40, 1)))
+    torch.manual_seed(0)
+    spm = SoftPromptModel.for_model(lm.model, 6, mode=mode, virtual_tokens=4, hidden=32, placement="answer", answer_cue=lm.answer_cue())
+    spm.initialise(train.personas, lm.model, train.prompts[:8])
+    options = TrainOptions(epochs=12, lr=3e-2, weight_decay=0.0, batch_size=16, patience=12)
+    _, untrained = evaluate(spm, lm.model, held_out, lm.tokenizer.pad_token_id, 64)
+    trained, _ = train_steerer(spm, lm.model, lm.tokenizer.pad_token_id, train, held_out, options, tmp_path, log=lambda m: None)
+    _, accuracy = evaluate(trained, lm.model, held_out, lm.tokenizer.pad_token_id, 64)
+    assert accuracy > (0.9 if mode == "prefix" else untrained + 0.1)
+
+
 def test_training_killed_mid_epoch_resumes_to_the_same_result(tiny_models, demo_survey, tmp_path, monkeypatch):
     lm = LetterScoringLM(pretrained=str(tiny_models["llama"]), device="cpu", score_cache=None)
     train, held_out = planted_examples(lm, demo_survey, 30, seed=0), planted_examples(lm, demo_survey, 10, seed=1)
@@ -174,15 +192,16 @@ def test_spm_runs_for_every_persona_kind_and_the_random_control(tiny_model_path,
     base = ["run", "--method", "spm", "--model", str(tiny_model_path), "--data", "demo:600", "--max-eval-people", "10",
             "--out", str(tmp_path), "--no-references", "--epochs", "1", "--max-train-answers", "200"]
     for extra in ([], ["--persona", "cluster:3"], ["--persona", "demographic:POLPARTYxSEX"], ["--users", "unseen", "--k", "5"],
-                  ["--weights", "random"], ["--mode", "prompt"]):
+                  ["--weights", "random"], ["--mode", "prompt"], ["--mode", "prompt", "--placement", "answer"]):
         assert main([*base, *extra]) == 0
     results = [json.loads(p.read_text()) for p in tmp_path.glob("spm-*/results.json")]
-    assert len(results) == 6
+    assert len(results) == 7
     assert {r["method_info"]["kind"] for r in results} == {"steering"}
     trained = [r for r in results if r["variant"] == {}]
     assert {r["budget"]["train_answers"] for r in trained} == {200} and {r["recipe"] for r in trained} == {"default"}
     assert next(r for r in results if r["variant"] == {"weights": "random"})["budget"]["train_answers"] == 0
-    assert len(list((tmp_path / "_shared").glob("*/steering/*/training.json"))) == 2  # prefix and prompt; the rest reused one
+    assert len(list((tmp_path / "_shared").glob("*/steering/*/training.json"))) == 3  # prefix, prompt, answer-placed; the rest reused one
+    assert next(r for r in results if r["variant"].get("placement") == "answer")["settings"]["placement"] == "answer"
 
 
 def test_train_command_trains_once_and_run_reuses_it(tiny_model_path, tmp_path, capsys):
