@@ -105,3 +105,25 @@ def test_trained_methods_are_set_side_by_side_only_at_a_shared_budget_and_recipe
     assert list(matched.columns) == ["model", "budget_label", "recipe", "activation", "spm"]
     assert matched.to_dict("records") == [{"model": "m", "budget_label": "1,000 answers x 1 epochs", "recipe": "default",
                                            "activation": "35.0 [30.0, 40.0]", "spm": "40.0 [35.0, 45.0]"}]
+
+
+def test_a_variant_gets_its_own_curve_and_control_and_sits_beside_the_default_at_equal_budget(tmp_path):
+    from persona_bench.leaderboard.curves import learning_curves
+    from persona_bench.leaderboard.frame import results_frame
+    from persona_bench.leaderboard.tables import sweep_tables
+
+    def placed(run_id: str, finished: str, accuracy: float, train_answers: int = 0, **options) -> dict:
+        record = spm_record(run_id, finished, accuracy, train_answers, placement="answer", **options)
+        return {**record, "variant": {"placement": "answer", **options}}
+
+    records = [spm_record("a", "1", 0.40, 1000), spm_record("b", "2", 0.50, 3000), spm_record("d", "1", 0.21, weights="random"),
+               placed("v1", "3", 0.45, 1000), placed("v2", "4", 0.55, 3000), placed("vc", "5", 0.23, weights="random")]
+    frame = results_frame(records)
+    tables, plots = learning_curves(frame, tmp_path)
+    curves = {t.title.split(" (")[0]: {c["value"]: c["run_id"] for c in t.cells} for t in tables}
+    assert curves == {"Learning curve: spm": {1000: "a", 3000: "b", "spm untrained": "d"},
+                      "Learning curve: spm [placement=answer]": {1000: "v1", 3000: "v2", "spm untrained": "vc"}}
+    assert len(set(plots)) == 2
+    matched = {t.title.split(" — ")[0]: t for t in sweep_tables(frame)}["Trained methods at equal training budget"].frame
+    assert list(matched.columns) == ["model", "budget_label", "recipe", "spm", "spm [placement=answer]"]
+    assert list(matched["spm [placement=answer]"].str[:4]) == ["45.0", "55.0"]

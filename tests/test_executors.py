@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,6 @@ grid:
     assert spm.forwards == spm.docs  # steered: every person's own forward
     assert (spm.train_examples, spm.epochs) == (50, 2) and spm.training_flops > 0
     assert clusters.reuses_training and clusters.training_flops == 0  # one trained SPM serves every persona kind
+    placed = run_cost(replace(load_grid(grid)[2], method_options={"max_train_answers": 50, "epochs": 2, "placement": "answer"}), tmp_path / "runs")
+    assert placed.forwards == spm.forwards and placed.prompt_tokens < spm.prompt_tokens  # question heads once, 3 cue tokens per person
+    assert placed.training_flops < spm.training_flops / 5

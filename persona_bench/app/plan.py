@@ -4,7 +4,8 @@ Per run: the docs to score; the forward passes left after the scorer's deduplica
 distinct prompt for prompting methods; one per distinct persona and question for steering
 methods; none for the no-LLM references); their prompt tokens; the training examples x epochs
 (steering methods: the recipe's epochs, an upper bound when early stopping ends sooner, plus
-the validation forwards); and the FLOPs they cost: 2 x N per token for a forward and 4 x N for a
+the validation forwards); and the FLOPs they cost (a steering family that shares part of each
+prompt across personas, e.g. SPM placed before the answer, counts that part once per prompt): 2 x N per token for a forward and 4 x N for a
 training step through the frozen LM (forward plus the backward pass to its inputs, no weight
 gradients), N the parameters outside the input embedding. Hours come from FLOPs at a measured
 rate on this machine (a short calibration: SmolLM2-135M forwards, or matrix products when it is
@@ -118,12 +119,16 @@ def run_cost(config: RunConfig, runs_dir: Path, trainings: set | None = None) ->
     active = active_parameters(config.model)
     training_flops, examples, epochs = 0.0, 0, 0
     reused = False
-    if issubclass(method, LearnedSteering) and config.method_options.get("weights", "trained") != "random":
+    if issubclass(method, LearnedSteering):
         options = build_options(method, config.method_options)
+        settings = method.resolve(options)
+        shared = method.shared_prompt_tokens(settings)  # tokens of each prompt that one forward serves for every persona
+        tokens_of = {t: counted[t] - shared(counted[t]) for t in set(texts)}
+        prompt_tokens = sum(tokens_of[t] for _, t in distinct) + sum(shared(counted[t]) for t in set(texts))
+    if issubclass(method, LearnedSteering) and config.method_options.get("weights", "trained") != "random":
         training = (config.split_key(), method(options).checkpoint_key(context))
         reused = training in trainings
         trainings.add(training)
-        settings = method.resolve(options)
         answers = split.train_answers()
         examples = settings["max_train_answers"] or len(answers)
         validation = max(1, min(MAX_VALIDATION, int(round(VALIDATION_SHARE * examples)), len(answers) // 10))

@@ -73,6 +73,12 @@ class LearnedSteering(Method):
         """An untrained steering module for ``lm`` and personas of ``persona_dim`` numbers."""
         raise NotImplementedError
 
+    @classmethod
+    def shared_prompt_tokens(cls, settings: dict):
+        """For cost plans: a function from a prompt's token count to how many of its tokens one
+        forward serves for every persona (none here: steering reaches every prompt token)."""
+        return lambda tokens: 0
+
     # ------------------------------------------------------------ recipe
     @classmethod
     def check(cls, options: "LearnedSteering.Options") -> None:

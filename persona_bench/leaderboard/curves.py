@@ -1,15 +1,17 @@
 """Learning curves: macro accuracy against the number of answers a method trained on.
 
-For every method that has runs at several training budgets in one scope (same data, users, eval
-people and seed; individual personas, default variant), a table and a PNG: one point per budget
+For every method and variant (its non-budget options, e.g. ``mode=prompt``) that has runs at
+several training budgets in one scope (same data, users, eval people and seed; individual
+personas), a table and a PNG: one point per budget
 with its 95% CI, beside reference lines from the same scope and docs: the no-LLM references
 (majority, cf, ...), the same model unsteered (``raw``) and the method's untrained control
-(``weights=random``, same recipe). The note says where the curve crosses majority and cf: between two
+(the same variant with ``weights=random``, same recipe). The note says where the curve crosses majority and cf: between two
 measured budgets (log-linear interpolation), or, beyond the largest budget, a log-linear
 extrapolation from the last two budgets, labelled as such.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from pathlib import Path
@@ -47,8 +49,9 @@ def untrained_control(scope_runs: pd.DataFrame, trained: pd.Series) -> pd.Series
     """The method's untrained control for ``trained``: same model and recipe, and of the recipe
     overrides only those the control keeps (it drops what only shapes training, e.g. the learning
     rate), so the candidate whose overrides are the largest subset of the trained run's, then the latest."""
+    untrained = {**trained["variant_options"], "weights": "random"}
     control = scope_runs[(scope_runs["method"] == trained["method"]) & (scope_runs["model"] == trained["model"])
-                         & (scope_runs["variant"] == "weights=random") & (scope_runs["recipe_name"] == trained["recipe_name"])]
+                         & scope_runs["variant_options"].map(lambda options: options == untrained) & (scope_runs["recipe_name"] == trained["recipe_name"])]
     kept = trained["recipe_overrides"].items()
     control = control[control["recipe_overrides"].map(lambda o: o.items() <= kept)]
     if control.empty:
@@ -86,12 +89,12 @@ def curve_plot(points: pd.DataFrame, lines: dict[str, pd.Series], title: str, pa
 
 
 def learning_curves(results: pd.DataFrame, folder: Path) -> tuple[list[Table], list[Path]]:
-    """A table and a plot per (scope, model, method, recipe) with runs at two or more budgets."""
+    """A table and a plot per (scope, model, method, variant, recipe) with runs at two or more budgets."""
     tables, plots = [], []
     for values, scope_runs in results.groupby(SCOPE, dropna=False, sort=True):
         scope = dict(zip(SCOPE, values))
-        trained = scope_runs[(scope_runs["persona"] == "individual") & (scope_runs["variant"] == "") & (scope_runs["train_answers"].fillna(0) > 0)]
-        for (model, method, recipe), runs in trained.groupby(["model", "method", "recipe"]):
+        trained = scope_runs[(scope_runs["persona"] == "individual") & (scope_runs["train_answers"].fillna(0) > 0)]
+        for (model, method, variant, recipe), runs in trained.groupby(["model", "method", "variant", "recipe"]):
             points = runs.sort_values("finished_at").drop_duplicates("train_answers", keep="last").sort_values("train_answers")
             if len(points) < 2:
                 continue
@@ -99,16 +102,19 @@ def learning_curves(results: pd.DataFrame, folder: Path) -> tuple[list[Table], l
             protocol = "" if scope["protocol"] == "answers" else f", protocol {scope['protocol']}"
             where = f"{scope['data']} [{scope['waves_label']}]{protocol}, {scope['users']} users" + (
                 f", {int(scope['max_eval_people'])} eval people" if pd.notna(scope["max_eval_people"]) else "")
-            title = f"Learning curve: {method} ({model}, recipe {recipe}) — {where}"
+            label = f"{method} [{variant}]" if variant else method
+            title = f"Learning curve: {label} ({model}, recipe {recipe}) — {where}"
             rows = [{"answers trained on": f"{int(r['train_answers']):,}", "epochs": int(r["epochs"]) if pd.notna(r["epochs"]) else "",
                      "macro acc % [95% CI]": cell_text(r)} for _, r in points.iterrows()]
             rows += [{"answers trained on": label, "epochs": "", "macro acc % [95% CI]": cell_text(r)} for label, r in lines.items()]
             pairs = [(int(r["train_answers"]), float(r["accuracy"])) for _, r in points.iterrows()]
             notes = [crossing(pairs, float(lines[name]["accuracy"]), name) for name in CROSSED if name in lines]
-            note = (f"{method}: " + "; ".join(notes) + ".") if notes else ""
+            note = (f"{label}: " + "; ".join(notes) + ".") if notes else ""
             cells = [cell_record(title, r, value=int(r["train_answers"])) for _, r in points.iterrows()]
             cells += [cell_record(title, r, value=label) for label, r in lines.items()]
             tables.append(Table(title, note, pd.DataFrame(rows), cells))
             name = slug(f"curve_{os.path.basename(str(scope['data']).rstrip('/'))}_{scope['waves_label']}{protocol}_{method}_{model}_{recipe}")
-            plots.append(curve_plot(points, lines, f"{method} ({model}) — {scope['waves_label']}", folder / f"{name}.png"))
+            if variant:  # slugs are cut short: the variant's own hash keeps its file apart
+                name += "_" + hashlib.sha256(variant.encode()).hexdigest()[:8]
+            plots.append(curve_plot(points, lines, f"{label} ({model}) — {scope['waves_label']}", folder / f"{name}.png"))
     return tables, plots

@@ -176,14 +176,16 @@ def recipe_sweeps(plain: pd.DataFrame, where: str) -> list[Table | None]:
     return tables
 
 
-def budget_matched_methods(plain: pd.DataFrame, where: str) -> Table | None:
-    """Trained methods side by side where two or more ran at the same training budget and recipe
-    name (rows: model, budget, recipe): the fair comparison the main table, which shows each
-    method at its largest budget, is not."""
-    trained = latest(plain[plain["budget_label"] != ""], ["model", "budget_label", "recipe", "method"])
-    shared = trained.groupby(["model", "budget_label", "recipe"])["method"].transform("nunique") > 1
+def budget_matched_methods(individual: pd.DataFrame, where: str) -> Table | None:
+    """Trained methods and their variants (e.g. ``spm [mode=prompt, ...]``) side by side where two or
+    more ran at the same training budget and recipe name (rows: model, budget, recipe): the fair
+    comparison the main table, which shows each method's default at its largest budget, is not."""
+    trained = individual[(individual["budget_label"] != "") & (individual["train_answers"].fillna(0) > 0)]
+    trained = trained.assign(_label=trained["method"] + trained["variant"].map(lambda v: f" [{v}]" if v else ""))
+    trained = latest(trained, ["model", "budget_label", "recipe", "_label"])
+    shared = trained.groupby(["model", "budget_label", "recipe"])["_label"].transform("nunique") > 1
     runs = trained[shared].sort_values("train_answers")
-    return sweep(runs, ["model", "budget_label", "recipe"], runs["method"], f"Trained methods at equal training budget — {where}")
+    return sweep(runs, ["model", "budget_label", "recipe"], runs["_label"], f"Trained methods at equal training budget — {where}")
 
 
 def seed_tables(results: pd.DataFrame) -> list[Table]:
@@ -229,6 +231,6 @@ def sweep_tables(results: pd.DataFrame) -> list[Table]:
         tables += option_sweeps(seen[seen["persona"] == "individual"], where)
         plain_individual = seen[(seen["persona"] == "individual") & (seen["variant"] == "")]
         tables += recipe_sweeps(plain_individual, where)
-        tables.append(budget_matched_methods(plain_individual, where))
+        tables.append(budget_matched_methods(seen[seen["persona"] == "individual"], where))
     return [t for t in tables if t is not None]
 

@@ -21,6 +21,8 @@ from ...harness.method import register_method
 from ...harness.steerer import Steerer
 from .model import SoftPromptModel
 
+ANSWER_CUE_TOKENS = 3  # "\nAnswer:" in byte-level BPE tokenizers (SmolLM2, GPT-2 family): a planning estimate
+
 PAPER = {
     "epochs": 10, "lr": 1e-3, "weight_decay": 1e-3, "batch_size": 16, "patience": 2, "warmup": 0.0, "schedule": "constant",
     "init": "paper", "placement": "start",
@@ -55,6 +57,15 @@ class SoftPromptSteering(LearnedSteering):
         super().check(options)
         settings = cls.resolve(options)
         SoftPromptModel.Config(1, (), 0, settings["mode"], settings["virtual_tokens"], settings["hidden"], settings["init"], settings["placement"])
+
+    @classmethod
+    def shared_prompt_tokens(cls, settings: dict):
+        """Placed before the answer, every token before the cue is the question's own, computed once
+        for all personas; the cue (about 3 tokens) and prompt-mode virtual tokens run per persona."""
+        if settings["placement"] != "answer":
+            return super().shared_prompt_tokens(settings)
+        per_row = ANSWER_CUE_TOKENS + (settings["virtual_tokens"] if settings["mode"] == "prompt" else 0)
+        return lambda tokens: max(0, tokens - per_row)
 
     def build_steerer(self, lm: LetterScoringLM, persona_dim: int, settings: dict) -> Steerer:
         return SoftPromptModel.for_model(
