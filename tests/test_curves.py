@@ -127,3 +127,21 @@ def test_a_variant_gets_its_own_curve_and_control_and_sits_beside_the_default_at
     matched = {t.title.split(" — ")[0]: t for t in sweep_tables(frame)}["Trained methods at equal training budget"].frame
     assert list(matched.columns) == ["model", "budget_label", "recipe", "spm", "spm [placement=answer]"]
     assert list(matched["spm [placement=answer]"].str[:4]) == ["45.0", "55.0"]
+
+
+def test_a_method_run_only_in_variants_gets_a_main_table_column_per_trained_variant():
+    from persona_bench.leaderboard.frame import latest, results_frame
+    from persona_bench.leaderboard.tables import main_columns
+
+    def placed(run_id: str, finished: str, accuracy: float, train_answers: int = 0, **options) -> dict:
+        record = spm_record(run_id, finished, accuracy, train_answers, placement="answer", **options)
+        return {**record, "variant": {"placement": "answer", **options}}
+
+    reference = {**spm_record("r", "1", 0.6), "method": "majority", "model": None, "variant": {},
+                 "method_info": {"kind": "reference", "uses_persona": False}, "budget": None}
+    variants_only = [reference, placed("v1", "3", 0.45, 1000), placed("v2", "2", 0.55, 3000), placed("vc", "5", 0.23, weights="random")]
+    shown = latest(main_columns(results_frame(variants_only)), ["model", "column"])
+    assert dict(zip(shown["column"], shown["run_id"])) == {"majority": "r", "spm [placement=answer]": "v2"}
+    with_default = [*variants_only, spm_record("a", "1", 0.40, 1000)]
+    shown = latest(main_columns(results_frame(with_default)), ["model", "column"])
+    assert dict(zip(shown["column"], shown["run_id"])) == {"majority": "r", "spm": "a"}

@@ -1,7 +1,8 @@
 """Leaderboard tables: the main comparison (paper Table 3 layout) and sweeps, for any method.
 
 Main tables: one per (data, users[, K], persona kind); rows are models, columns methods (the
-no-LLM references first, then prompting, then steering methods); each cell is macro accuracy in
+no-LLM references first, then prompting, then steering methods; a method that ran there only in
+variants gets a column per trained variant); each cell is macro accuracy in
 percent with its 95% CI. The references are in every row; the best cell of a row is bold; ``°``
 marks a method that does not beat the table's best reference significantly (paired permutation test
 of the per-person difference on the same docs, p-values Holm-adjusted over the table's comparisons). Where a method has runs at
@@ -64,19 +65,29 @@ def beats_after_holm(runs_dir: Path, challengers: list[pd.Series], reference: pd
     return [c.difference > 0 and p < level for c, p in zip(comparisons, adjusted)]
 
 
+def main_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """The runs a main table may show, each with its ``column``: a method's default-variant runs
+    under its name; a method that ran in the scope only in variants (e.g. only ``spm [mode=prompt,
+    ...]``) gets a column per variant, its untrained controls (``weights=random``) excepted."""
+    plain = frame[frame["variant"] == ""]
+    trained = frame["variant_options"].map(lambda options: options.get("weights") != "random")
+    variants = frame[(frame["variant"] != "") & trained & ~frame["method"].isin(plain["method"])]
+    return pd.concat([plain.assign(column=plain["method"]), variants.assign(column=variants["method"] + " [" + variants["variant"] + "]")])
+
+
 def main_table(frame: pd.DataFrame, runs_dir: Path, title: str) -> tuple[pd.DataFrame, list[dict]]:
-    """Rows = models, columns = methods, for default-variant runs of one scope and persona kind."""
-    chosen = latest(frame[frame["variant"] == ""], ["model", "method"])
+    """Rows = models, columns = methods (see :func:`main_columns`), for one scope and persona kind."""
+    chosen = latest(main_columns(frame), ["model", "column"])
     references = chosen[chosen["kind"] == "reference"]
     without_llm = chosen[chosen["model"] == "-"]
     best_reference = references.loc[references["accuracy"].idxmax()] if len(references) else None
     models = sorted(m for m in chosen["model"].unique() if m != "-") or ["-"]
-    kinds = dict(zip(chosen["method"], chosen["kind"]))
+    kinds = dict(zip(chosen["column"], chosen["kind"]))
     methods = sorted(kinds, key=lambda m: method_rank(kinds[m], m))
-    placed = []  # (model, method, run) in table order
+    placed = []  # (model, column, run) in table order
     for model in models:
         in_row = pd.concat([chosen[chosen["model"] == model], without_llm]).drop_duplicates("run_id")
-        placed += [(model, method, in_row[in_row["method"] == method].iloc[-1]) for method in methods if (in_row["method"] == method).any()]
+        placed += [(model, method, in_row[in_row["column"] == method].iloc[-1]) for method in methods if (in_row["column"] == method).any()]
     compared = [run for _, _, run in placed if best_reference is not None and run["kind"] != "reference"]
     verdicts = dict(zip([run["run_id"] for run in compared], beats_after_holm(runs_dir, compared, best_reference) if compared else []))
     rows, cells = [], []
