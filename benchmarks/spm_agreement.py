@@ -1,6 +1,7 @@
 """What a trained steering run has learned, read from finished runs' samples (no model is run):
 how often it predicts what the majority reference predicts, its accuracy where it predicts
-something else (beside majority's own accuracy on those docs: a departure pays where it is higher), its accuracy where a person's answer is the majority's prediction and where it is not, and on how many questions its prediction
+something else (beside majority's own accuracy on those docs: a departure pays where it is higher),
+the paired difference from majority (per person, bootstrap CI), its accuracy where a person's answer is the majority's prediction and where it is not, and on how many questions its prediction
 varies from person to person. A run that only learned each question's most common answer
 agrees with majority everywhere and scores 0% where people differ from it; a persona-steered
 run scores above that. Aggregates only (no per-person figure is printed). Run from the
@@ -17,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from persona_bench.harness.metrics import paired_comparison
 from persona_bench.harness.store import read_samples
 from persona_bench.leaderboard.frame import budget_label, options_label
 
@@ -34,7 +36,7 @@ def agreement_rows(runs: list[tuple[dict, pd.DataFrame]]) -> list[dict]:
     majority = next((samples for record, samples in runs if record["method"] == "majority"), None)
     if majority is None:
         raise SystemExit("no majority run in the folder: run `persona-bench run --method majority` with the same split")
-    majority = majority.set_index("doc_id")
+    majority_samples, majority = majority, majority.set_index("doc_id")
     rows = []
     for record, samples in runs:
         if record["method"] == "majority" or not samples["doc_id"].isin(majority.index).all():
@@ -45,6 +47,7 @@ def agreement_rows(runs: list[tuple[dict, pd.DataFrame]]) -> list[dict]:
         rows.append({
             "run": " ".join(filter(None, [record["method"], options_label(record.get("variant") or {}), budget_label(record.get("budget"))])),
             "macro acc %": round(100 * record["accuracy"], 1),
+            "vs majority (points, paired)": paired_comparison(samples, majority_samples).in_points(),
             "agrees with majority %": round(100 * (~departs).mean(), 1),
             "acc where it departs from majority's %": round(100 * joined.loc[departs, "correct"].mean(), 1) if departs.any() else "",
             "majority's acc there %": round(100 * (joined.loc[departs, "target"] == joined.loc[departs, "majority"]).mean(), 1) if departs.any() else "",
