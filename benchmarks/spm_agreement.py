@@ -20,7 +20,7 @@ from tabulate import tabulate
 
 from persona_bench.harness.metrics import paired_comparison
 from persona_bench.harness.store import read_samples
-from persona_bench.leaderboard.frame import budget_label, options_label
+from persona_bench.leaderboard.frame import budget_label, options_label, recipe_overrides
 
 
 def runs_of(folder: Path) -> list[tuple[dict, pd.DataFrame]]:
@@ -29,6 +29,13 @@ def runs_of(folder: Path) -> list[tuple[dict, pd.DataFrame]]:
     for results in sorted(folder.glob("*/results.json")):
         found.append((json.loads(results.read_text()), read_samples(results.parent)))
     return found
+
+
+def run_label(record: dict) -> str:
+    """``spm mode=prompt, ... lr=0.003 10,000 answers x 1 epochs``: method, variant, recipe overrides, budget."""
+    variant = record.get("variant") or {}
+    parts = [record["method"], options_label(variant), options_label(recipe_overrides(record, variant)), budget_label(record.get("budget"))]
+    return " ".join(filter(None, parts))
 
 
 def agreement_rows(runs: list[tuple[dict, pd.DataFrame]]) -> list[dict]:
@@ -45,7 +52,7 @@ def agreement_rows(runs: list[tuple[dict, pd.DataFrame]]) -> list[dict]:
         usual = joined["target"] == joined["majority"]
         departs = joined["prediction"] != joined["majority"]
         rows.append({
-            "run": " ".join(filter(None, [record["method"], options_label(record.get("variant") or {}), budget_label(record.get("budget"))])),
+            "run": run_label(record),
             "macro acc %": round(100 * record["accuracy"], 1),
             "vs majority (points, paired)": paired_comparison(samples, majority_samples).in_points(),
             "agrees with majority %": round(100 * (~departs).mean(), 1),
@@ -62,7 +69,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, required=True, help="a runs folder (e.g. of grids/w26-answer.yaml)")
     args = parser.parse_args()
-    print(tabulate(agreement_rows(runs_of(args.runs)), headers="keys", tablefmt="github"))
+    rows = sorted(agreement_rows(runs_of(args.runs)), key=lambda row: row["run"])
+    print(tabulate(rows, headers="keys", tablefmt="github"))
 
 
 if __name__ == "__main__":
