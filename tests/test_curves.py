@@ -145,3 +145,19 @@ def test_a_method_run_only_in_variants_gets_a_main_table_column_per_trained_vari
     with_default = [*variants_only, spm_record("a", "1", 0.40, 1000)]
     shown = latest(main_columns(results_frame(with_default)), ["model", "column"])
     assert dict(zip(shown["column"], shown["run_id"])) == {"majority": "r", "spm": "a"}
+
+
+def test_a_budget_trained_for_several_epoch_counts_is_listed_whole_and_drawn_at_its_fewest(tmp_path):
+    from persona_bench.leaderboard.curves import learning_curves
+    from persona_bench.leaderboard.frame import results_frame
+
+    twice = spm_record("b2", "2026-01-05", 0.45, 3000)
+    twice["budget"] = {"train_answers": 3000, "epochs": 2}
+    majority = {**spm_record("r", "2026-01-01", 0.6), "method": "majority", "model": None, "variant": {},
+                "method_info": {"kind": "reference", "uses_persona": False}, "budget": None}
+    records = [spm_record("a", "2026-01-01", 0.40, 1000), spm_record("b1", "2026-01-02", 0.55, 3000), twice,
+               spm_record("c", "2026-01-03", 0.50, 10000), majority]
+    (table,), _ = learning_curves(results_frame(records), tmp_path)
+    assert [c["run_id"] for c in table.cells] == ["a", "b1", "b2", "c", "r"]
+    assert list(table.frame["epochs"])[:4] == [1, 1, 2, 1]
+    assert "not rising over the last two" in table.note  # 0.55 at 3,000 (1 epoch) then 0.50: the 2-epoch run is not on the line

@@ -3,7 +3,8 @@
 For every method and variant (its non-budget options, e.g. ``mode=prompt``) that has runs at
 several training budgets in one scope (same data, users, eval people and seed; individual
 personas), a table and a PNG: one point per budget
-with its 95% CI, beside reference lines from the same scope and docs: the no-LLM references
+with its 95% CI (a budget trained for several epoch counts: each is a row of the table, and the
+line and the crossing note follow the fewest epochs, that budget's cheapest training), beside reference lines from the same scope and docs: the no-LLM references
 (majority, cf, ...), the same model unsteered (``raw``) and the method's untrained control
 (the same variant with ``weights=random``, same recipe). The note says where the curve crosses majority and cf: between two
 measured budgets (log-linear interpolation), or, beyond the largest budget, a log-linear
@@ -95,7 +96,8 @@ def learning_curves(results: pd.DataFrame, folder: Path) -> tuple[list[Table], l
         scope = dict(zip(SCOPE, values))
         trained = scope_runs[(scope_runs["persona"] == "individual") & (scope_runs["train_answers"].fillna(0) > 0)]
         for (model, method, variant, recipe), runs in trained.groupby(["model", "method", "variant", "recipe"]):
-            points = runs.sort_values("finished_at").drop_duplicates("train_answers", keep="last").sort_values("train_answers")
+            listed = runs.sort_values("finished_at").drop_duplicates(["train_answers", "epochs"], keep="last").sort_values(["train_answers", "epochs"])
+            points = listed.drop_duplicates("train_answers", keep="first")
             if len(points) < 2:
                 continue
             lines = reference_lines(scope_runs, points.iloc[-1])
@@ -105,12 +107,12 @@ def learning_curves(results: pd.DataFrame, folder: Path) -> tuple[list[Table], l
             label = f"{method} [{variant}]" if variant else method
             title = f"Learning curve: {label} ({model}, recipe {recipe}) — {where}"
             rows = [{"answers trained on": f"{int(r['train_answers']):,}", "epochs": int(r["epochs"]) if pd.notna(r["epochs"]) else "",
-                     "macro acc % [95% CI]": cell_text(r)} for _, r in points.iterrows()]
+                     "macro acc % [95% CI]": cell_text(r)} for _, r in listed.iterrows()]
             rows += [{"answers trained on": label, "epochs": "", "macro acc % [95% CI]": cell_text(r)} for label, r in lines.items()]
             pairs = [(int(r["train_answers"]), float(r["accuracy"])) for _, r in points.iterrows()]
             notes = [crossing(pairs, float(lines[name]["accuracy"]), name) for name in CROSSED if name in lines]
             note = (f"{label}: " + "; ".join(notes) + ".") if notes else ""
-            cells = [cell_record(title, r, value=int(r["train_answers"])) for _, r in points.iterrows()]
+            cells = [cell_record(title, r, value=int(r["train_answers"])) for _, r in listed.iterrows()]
             cells += [cell_record(title, r, value=label) for label, r in lines.items()]
             tables.append(Table(title, note, pd.DataFrame(rows), cells))
             name = slug(f"curve_{os.path.basename(str(scope['data']).rstrip('/'))}_{scope['waves_label']}{protocol}_{method}_{model}_{recipe}")
