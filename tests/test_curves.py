@@ -161,3 +161,17 @@ def test_a_budget_trained_for_several_epoch_counts_is_listed_whole_and_drawn_at_
     assert [c["run_id"] for c in table.cells] == ["a", "b1", "b2", "c", "r"]
     assert list(table.frame["epochs"])[:4] == [1, 1, 2, 1]
     assert "not rising over the last two" in table.note  # 0.55 at 3,000 (1 epoch) then 0.50: the 2-epoch run is not on the line
+
+
+def test_a_variant_s_recipes_are_compared_at_equal_budget():
+    from persona_bench.leaderboard.frame import results_frame
+    from persona_bench.leaderboard.tables import sweep_tables
+
+    def placed(run_id: str, finished: str, accuracy: float, train_answers: int, **overrides) -> dict:
+        return {**spm_record(run_id, finished, accuracy, train_answers, placement="answer", **overrides), "variant": {"placement": "answer"}}
+
+    records = [placed("v1", "1", 0.45, 1000), placed("v2", "2", 0.41, 1000, lr=0.003), placed("v3", "3", 0.55, 3000)]
+    tables = {t.title.split(" — ")[0]: t for t in sweep_tables(results_frame(records))}
+    recipes = tables["spm [placement=answer] by recipe at equal training budget"].frame
+    assert recipes.to_dict("records") == [{"model": "m", "budget_label": "1,000 answers x 1 epochs",
+                                           "default": "45.0 [40.0, 50.0]", "default, lr=0.003": "41.0 [36.0, 46.0]"}]

@@ -72,7 +72,7 @@ def main_columns(frame: pd.DataFrame) -> pd.DataFrame:
     plain = frame[frame["variant"] == ""]
     trained = frame["variant_options"].map(lambda options: options.get("weights") != "random")
     variants = frame[(frame["variant"] != "") & trained & ~frame["method"].isin(plain["method"])]
-    return pd.concat([plain.assign(column=plain["method"]), variants.assign(column=variants["method"] + " [" + variants["variant"] + "]")])
+    return pd.concat([plain.assign(column=plain["method"]), variants.assign(column=variant_label(variants))])
 
 
 def main_table(frame: pd.DataFrame, runs_dir: Path, title: str) -> tuple[pd.DataFrame, list[dict]]:
@@ -176,14 +176,20 @@ def option_sweeps(seen: pd.DataFrame, where: str) -> list[Table | None]:
     return tables
 
 
-def recipe_sweeps(plain: pd.DataFrame, where: str) -> list[Table | None]:
-    """Per method: recipes compared at equal training budgets (rows: model and budget)."""
+def variant_label(frame: pd.DataFrame) -> pd.Series:
+    """``spm`` for a method's defaults, ``spm [mode=prompt, ...]`` for a variant."""
+    return frame["method"] + frame["variant"].map(lambda v: f" [{v}]" if v else "")
+
+
+def recipe_sweeps(individual: pd.DataFrame, where: str) -> list[Table | None]:
+    """Per method and variant: recipes compared at equal training budgets (rows: model and budget)."""
     tables = []
-    for method, runs in plain[plain["recipe"] != ""].groupby("method"):
+    with_recipe = individual[individual["recipe"] != ""]
+    for label, runs in with_recipe.groupby(variant_label(with_recipe)):
         runs = latest(runs, ["model", "budget_label", "recipe"])
         compared = runs.groupby(["model", "budget_label"])["recipe"].transform("nunique") > 1
         runs = runs[compared].sort_values("train_answers")
-        tables.append(sweep(runs, ["model", "budget_label"], runs["recipe"], f"{method} by recipe at equal training budget — {where}"))
+        tables.append(sweep(runs, ["model", "budget_label"], runs["recipe"], f"{label} by recipe at equal training budget — {where}"))
     return tables
 
 
@@ -192,7 +198,7 @@ def budget_matched_methods(individual: pd.DataFrame, where: str) -> Table | None
     more ran at the same training budget and recipe name (rows: model, budget, recipe): the fair
     comparison the main table, which shows each method's default at its largest budget, is not."""
     trained = individual[(individual["budget_label"] != "") & (individual["train_answers"].fillna(0) > 0)]
-    trained = trained.assign(_label=trained["method"] + trained["variant"].map(lambda v: f" [{v}]" if v else ""))
+    trained = trained.assign(_label=variant_label(trained))
     trained = latest(trained, ["model", "budget_label", "recipe", "_label"])
     shared = trained.groupby(["model", "budget_label", "recipe"])["_label"].transform("nunique") > 1
     runs = trained[shared].sort_values("train_answers")
@@ -240,8 +246,7 @@ def sweep_tables(results: pd.DataFrame) -> list[Table]:
                             f"Unseen users by number of answers folded in, K (paper Table 6) — {where}",
                             "K is capped by the train-part answers each person gave, so large K can coincide."))
         tables += option_sweeps(seen[seen["persona"] == "individual"], where)
-        plain_individual = seen[(seen["persona"] == "individual") & (seen["variant"] == "")]
-        tables += recipe_sweeps(plain_individual, where)
+        tables += recipe_sweeps(seen[seen["persona"] == "individual"], where)
         tables.append(budget_matched_methods(seen[seen["persona"] == "individual"], where))
     return [t for t in tables if t is not None]
 
