@@ -1,8 +1,9 @@
 """What a trained steering run has learned, read from finished runs' samples (no model is run):
-how often it predicts what the majority reference predicts, its accuracy where it predicts
-something else (beside majority's own accuracy on those docs: a departure pays where it is higher),
-the paired difference from majority (per person, bootstrap CI), its accuracy where a person's answer is the majority's prediction and where it is not, and on how many questions its prediction
-varies from person to person. A run that only learned each question's most common answer
+the paired difference from majority (per person, bootstrap CI), how often it predicts what the
+majority reference predicts, its accuracy where it predicts something else (beside majority's own
+accuracy on those docs: a departure pays where it is higher), its accuracy where a person's answer
+is the majority's prediction and where it is not, and on how many questions its prediction varies
+from person to person. A run that only learned each question's most common answer
 agrees with majority everywhere and scores 0% where people differ from it; a persona-steered
 run scores above that. Aggregates only (no per-person figure is printed). Run from the
 repository root:
@@ -43,21 +44,21 @@ def agreement_rows(runs: list[tuple[dict, pd.DataFrame]]) -> list[dict]:
     majority = next((samples for record, samples in runs if record["method"] == "majority"), None)
     if majority is None:
         raise SystemExit("no majority run in the folder: run `persona-bench run --method majority` with the same split")
-    majority_samples, majority = majority, majority.set_index("doc_id")
+    majority_prediction = majority.set_index("doc_id")["prediction"].rename("majority")
     rows = []
     for record, samples in runs:
-        if record["method"] == "majority" or not samples["doc_id"].isin(majority.index).all():
+        if record["method"] == "majority" or not samples["doc_id"].isin(majority_prediction.index).all():
             continue
-        joined = samples.join(majority[["prediction"]].rename(columns={"prediction": "majority"}), on="doc_id")
+        joined = samples.join(majority_prediction, on="doc_id")
         usual = joined["target"] == joined["majority"]
         departs = joined["prediction"] != joined["majority"]
         rows.append({
             "run": run_label(record),
             "macro acc %": round(100 * record["accuracy"], 1),
-            "vs majority (points, paired)": paired_comparison(samples, majority_samples).in_points(),
+            "vs majority (points, paired)": paired_comparison(samples, majority).in_points(),
             "agrees with majority %": round(100 * (~departs).mean(), 1),
             "acc where it departs from majority's %": round(100 * joined.loc[departs, "correct"].mean(), 1) if departs.any() else "",
-            "majority's acc there %": round(100 * (joined.loc[departs, "target"] == joined.loc[departs, "majority"]).mean(), 1) if departs.any() else "",
+            "majority's acc there %": round(100 * usual[departs].mean(), 1) if departs.any() else "",
             "acc where answer = majority's %": round(100 * joined.loc[usual, "correct"].mean(), 1),
             f"acc where answer != majority's % ({int((~usual).sum())} docs)": round(100 * joined.loc[~usual, "correct"].mean(), 1),
             "questions with >1 prediction": f"{int((joined.groupby('question')['prediction'].nunique() > 1).sum())} of {joined['question'].nunique()}",

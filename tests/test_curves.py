@@ -54,6 +54,18 @@ def spm_record(run_id: str, finished: str, accuracy: float, train_answers: int =
             "accuracy": accuracy, "ci95": [accuracy - 0.05, accuracy + 0.05], "finished_at": finished}
 
 
+def placed_record(run_id: str, finished: str, accuracy: float, train_answers: int = 0, **options) -> dict:
+    """An spm run of the variant ``placement=answer`` (``options`` part of the variant too)."""
+    record = spm_record(run_id, finished, accuracy, train_answers, placement="answer", **options)
+    return {**record, "variant": {"placement": "answer", **options}}
+
+
+def majority_record(run_id: str, finished: str, accuracy: float) -> dict:
+    """A minimal results.json of a majority run on the same scope."""
+    return {**spm_record(run_id, finished, accuracy), "method": "majority", "model": None, "variant": {},
+            "method_info": {"kind": "reference", "uses_persona": False}, "budget": None}
+
+
 def test_a_curve_holds_one_recipe_and_its_own_untrained_control(tmp_path):
     from persona_bench.leaderboard.curves import learning_curves
     from persona_bench.leaderboard.frame import results_frame
@@ -112,12 +124,8 @@ def test_a_variant_gets_its_own_curve_and_control_and_sits_beside_the_default_at
     from persona_bench.leaderboard.frame import results_frame
     from persona_bench.leaderboard.tables import sweep_tables
 
-    def placed(run_id: str, finished: str, accuracy: float, train_answers: int = 0, **options) -> dict:
-        record = spm_record(run_id, finished, accuracy, train_answers, placement="answer", **options)
-        return {**record, "variant": {"placement": "answer", **options}}
-
     records = [spm_record("a", "1", 0.40, 1000), spm_record("b", "2", 0.50, 3000), spm_record("d", "1", 0.21, weights="random"),
-               placed("v1", "3", 0.45, 1000), placed("v2", "4", 0.55, 3000), placed("vc", "5", 0.23, weights="random")]
+               placed_record("v1", "3", 0.45, 1000), placed_record("v2", "4", 0.55, 3000), placed_record("vc", "5", 0.23, weights="random")]
     frame = results_frame(records)
     tables, plots = learning_curves(frame, tmp_path)
     curves = {t.title.split(" (")[0]: {c["value"]: c["run_id"] for c in t.cells} for t in tables}
@@ -133,13 +141,8 @@ def test_a_method_run_only_in_variants_gets_a_main_table_column_per_trained_vari
     from persona_bench.leaderboard.frame import latest, results_frame
     from persona_bench.leaderboard.tables import main_columns
 
-    def placed(run_id: str, finished: str, accuracy: float, train_answers: int = 0, **options) -> dict:
-        record = spm_record(run_id, finished, accuracy, train_answers, placement="answer", **options)
-        return {**record, "variant": {"placement": "answer", **options}}
-
-    reference = {**spm_record("r", "1", 0.6), "method": "majority", "model": None, "variant": {},
-                 "method_info": {"kind": "reference", "uses_persona": False}, "budget": None}
-    variants_only = [reference, placed("v1", "3", 0.45, 1000), placed("v2", "2", 0.55, 3000), placed("vc", "5", 0.23, weights="random")]
+    variants_only = [majority_record("r", "1", 0.6), placed_record("v1", "3", 0.45, 1000), placed_record("v2", "2", 0.55, 3000),
+                     placed_record("vc", "5", 0.23, weights="random")]
     shown = latest(main_columns(results_frame(variants_only)), ["model", "column"])
     assert dict(zip(shown["column"], shown["run_id"])) == {"majority": "r", "spm [placement=answer]": "v2"}
     with_default = [*variants_only, spm_record("a", "1", 0.40, 1000)]
@@ -153,10 +156,8 @@ def test_a_budget_trained_for_several_epoch_counts_is_listed_whole_and_drawn_at_
 
     twice = spm_record("b2", "2026-01-05", 0.45, 3000)
     twice["budget"] = {"train_answers": 3000, "epochs": 2}
-    majority = {**spm_record("r", "2026-01-01", 0.6), "method": "majority", "model": None, "variant": {},
-                "method_info": {"kind": "reference", "uses_persona": False}, "budget": None}
     records = [spm_record("a", "2026-01-01", 0.40, 1000), spm_record("b1", "2026-01-02", 0.55, 3000), twice,
-               spm_record("c", "2026-01-03", 0.50, 10000), majority]
+               spm_record("c", "2026-01-03", 0.50, 10000), majority_record("r", "2026-01-01", 0.6)]
     (table,), _ = learning_curves(results_frame(records), tmp_path)
     assert [c["run_id"] for c in table.cells] == ["a", "b1", "b2", "c", "r"]
     assert list(table.frame["epochs"])[:4] == [1, 1, 2, 1]

@@ -2,9 +2,9 @@
 
 For every method and variant (its non-budget options, e.g. ``mode=prompt``) that has runs at
 several training budgets in one scope (same data, users, eval people and seed; individual
-personas), a table and a PNG: one point per budget
-with its 95% CI (a budget trained for several epoch counts: each is a row of the table, and the
-line and the crossing note follow the fewest epochs, that budget's cheapest training), beside reference lines from the same scope and docs: the no-LLM references
+personas), a table and a PNG: one point per budget with its 95% CI (a budget trained for several
+epoch counts: each is a row of the table, and the line and the crossing note follow the fewest
+epochs, that budget's cheapest training), beside reference lines from the same scope and docs: the no-LLM references
 (majority, cf, ...), the same model unsteered (``raw``) and the method's untrained control
 (the same variant with ``weights=random``, same recipe). The note says where the curve crosses majority and cf: between two
 measured budgets (log-linear interpolation), or, beyond the largest budget, a log-linear
@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .frame import latest
+from .frame import latest, method_label
 from .plots import save, slug
 from .tables import Table, cell_record, cell_text
 
@@ -104,7 +104,7 @@ def learning_curves(results: pd.DataFrame, folder: Path) -> tuple[list[Table], l
             protocol = "" if scope["protocol"] == "answers" else f", protocol {scope['protocol']}"
             where = f"{scope['data']} [{scope['waves_label']}]{protocol}, {scope['users']} users" + (
                 f", {int(scope['max_eval_people'])} eval people" if pd.notna(scope["max_eval_people"]) else "")
-            label = f"{method} [{variant}]" if variant else method
+            label = method_label(method, variant)
             title = f"Learning curve: {label} ({model}, recipe {recipe}) — {where}"
             rows = [{"answers trained on": f"{int(r['train_answers']):,}", "epochs": int(r["epochs"]) if pd.notna(r["epochs"]) else "",
                      "macro acc % [95% CI]": cell_text(r)} for _, r in listed.iterrows()]

@@ -30,6 +30,11 @@ def options_label(options: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
 
 
+def method_label(method: str, variant: str) -> str:
+    """``spm`` for a method's defaults, ``spm [mode=prompt, ...]`` for a variant."""
+    return f"{method} [{variant}]" if variant else method
+
+
 def budget_label(budget: dict | None) -> str:
     """``1,000 answers x 3 epochs`` (empty for methods that do not train)."""
     if not budget:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .frame import latest, method_rank
+from .frame import latest, method_label, method_rank
 from .tables import SCOPE, Table, percent, scope_title
 
 ROWS_WITHOUT_A_METHOD = {"human split-half ceiling": "ceiling", "uniform null": "uniform", "population null": "population"}
@@ -30,9 +30,8 @@ def everyone(groups: list[dict]) -> dict:
 
 def run_label(run: pd.Series) -> str:
     """``spm (smollm2-135m)``, ``group-prompt [style=qa] (smollm2-135m)``."""
-    variant = f" [{run['variant']}]" if run["variant"] else ""
     model = "" if run["model"] == "-" else f" ({run['model']})"
-    return f"{run['method']}{variant}{model}"
+    return method_label(run["method"], run["variant"]) + model
 
 
 def figure(value: float | None, digits: int = 3) -> str:

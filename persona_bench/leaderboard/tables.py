@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..harness.metrics import holm, paired_comparison
-from .frame import latest, method_rank, samples
+from .frame import latest, method_label, method_rank, samples
 
 SCOPE = ["data", "waves_label", "protocol", "users", "k", "max_eval_people", "seed"]
 NOT_SIGNIFICANT = "°"
@@ -177,8 +177,8 @@ def option_sweeps(seen: pd.DataFrame, where: str) -> list[Table | None]:
 
 
 def variant_label(frame: pd.DataFrame) -> pd.Series:
-    """``spm`` for a method's defaults, ``spm [mode=prompt, ...]`` for a variant."""
-    return frame["method"] + frame["variant"].map(lambda v: f" [{v}]" if v else "")
+    """:func:`method_label` of every run."""
+    return pd.Series([method_label(m, v) for m, v in zip(frame["method"], frame["variant"])], index=frame.index, dtype=object)
 
 
 def recipe_sweeps(individual: pd.DataFrame, where: str) -> list[Table | None]:
