@@ -24,7 +24,7 @@ import sys
 import typing
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 from tabulate import tabulate
@@ -86,8 +86,9 @@ def load_data(args: argparse.Namespace):
     return load_survey(args.data, args.waves, args.metadata)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every sub-command."""
+def build_parser(run_defaults: Mapping[str, object] | None = None) -> argparse.ArgumentParser:
+    """The top-level parser with every sub-command (``run_defaults``: a preset's run settings,
+    the defaults of ``run``, ``train`` and ``curve`` under their explicit flags)."""
     parser = argparse.ArgumentParser(
         prog="persona-bench", description="Steer language models toward data-driven personas.", allow_abbrev=False
     )
@@ -111,13 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("methods", help="list registered methods and their options")
     board = sub.add_parser("leaderboard", help="render the leaderboard markdown and plots from a runs folder")
     board.add_argument("--runs", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
-    board.add_argument("--out", type=Path, default=Path("leaderboard/LEADERBOARD.md"))
+    board.add_argument("--out", type=Path, default=None, help="leaderboard file (default: RUNS_DIR/LEADERBOARD.md)")
     board.add_argument("--note", default="", help="extra words on how these runs were produced (after the standard line)")
     board.add_argument("--skip-bad", action="store_true", help="leave out unreadable results.json files (named in the leaderboard's note) instead of failing")
     grid = sub.add_parser("sweep", help="run an experiment grid (resumable), then refresh the leaderboard")
     grid.add_argument("grid", type=Path, help="grid YAML, e.g. grids/cpu.yaml")
     grid.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
-    grid.add_argument("--leaderboard", type=Path, default=Path("leaderboard/LEADERBOARD.md"))
+    grid.add_argument("--leaderboard", type=Path, default=None, help="leaderboard file (default: RUNS_DIR/LEADERBOARD.md)")
     grid.add_argument("--dry-run", action="store_true", help="list the runs without running them")
     grid.add_argument("--plan", action="store_true", help="print what each run and the whole grid will cost (an estimate), run nothing")
     grid.add_argument("--gpu", default="h100", help="--plan: the GPU to estimate hours on (h100, a100, l40s; cpu: this machine only)")
@@ -137,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run one method and write results.json", allow_abbrev=False,
         epilog="Method flags (e.g. --k-context 5): see `persona-bench methods`.",
     )
-    add_run_args(run)
+    add_run_args(run, run_defaults)
     run.add_argument("--method", required=True, help="registered method name (see `persona-bench methods`)")
     run.add_argument("--force", action="store_true", help="recompute even if this run already finished")
     run.add_argument("--seeds", type=seeds_arg, default=None, help="repeat over split seeds, e.g. 0,1,2, then the mean and spread (replaces --seed)")
@@ -146,21 +147,25 @@ def build_parser() -> argparse.ArgumentParser:
         "curve", help="a steering method at several training budgets beside its references, then the leaderboard", allow_abbrev=False,
         epilog="Method flags (--recipe, --epochs, ...): see `persona-bench methods`. Every budget and companion is a normal, resumable run.",
     )
-    add_run_args(curve)
+    add_run_args(curve, run_defaults)
     curve.add_argument("--method", default="spm", help="a steering method (default: spm)")
     curve.add_argument("--budgets", type=budgets_arg, required=True, help="answers to train on, e.g. 1000,3000,10000,30000")
-    curve.add_argument("--leaderboard", type=Path, default=Path("leaderboard/LEADERBOARD.md"))
+    curve.add_argument("--leaderboard", type=Path, default=None, help="leaderboard file (default: RUNS_DIR/LEADERBOARD.md)")
     train = sub.add_parser(
         "train", help="train (or resume training) the steering module of a run configuration, without scoring", allow_abbrev=False,
         epilog="Method flags (--recipe, --epochs, --max-train-answers, ...): see `persona-bench methods`.",
     )
-    add_run_args(train)
+    add_run_args(train, run_defaults)
     train.add_argument("--method", default="spm", help="a steering method (default: spm)")
     return parser
 
 
-def add_run_args(run: argparse.ArgumentParser) -> None:
-    """Flags shared by ``run`` and ``train``."""
+def add_run_args(run: argparse.ArgumentParser, defaults: Mapping[str, object] | None = None) -> None:
+    """Flags shared by ``run``, ``train`` and ``curve`` (``defaults``: a preset's run settings)."""
+    from ..harness.presets import PRESETS
+
+    run.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                     help="named settings, overridden by explicit flags (see `persona-bench methods`); quick: the README's main job")
     run.add_argument("--model", default=None, help="language model alias or folder (LLM methods; default smollm2-135m)")
     add_data_args(run)
     run.add_argument("--persona", default="individual", help="individual | cluster | cluster:K | demographic:TRAIT[xTRAIT]")
@@ -181,6 +186,7 @@ def add_run_args(run: argparse.ArgumentParser) -> None:
     run.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
     run.add_argument("--pseudonymize", action="store_true", help="write salted hashes instead of respondent ids in docs and samples")
     run.add_argument("--import", dest="imports", action="append", default=[], help="module that registers extra methods")
+    run.set_defaults(**(defaults or {}))
 
 
 def option_flag(name: str) -> str:
@@ -196,11 +202,12 @@ def option_type(options: type, name: str, default: object) -> type:
     return candidates[0] if isinstance(candidates[0], type) else str
 
 
-def method_options(method: type, argv: list[str], parser: argparse.ArgumentParser) -> dict:
-    """Parse a method's own flags (one per field of its Options dataclass) from ``argv``."""
+def method_options(method: type, argv: list[str], parser: argparse.ArgumentParser, preset: dict | None = None) -> dict:
+    """Parse a method's own flags (one per field of its Options dataclass) from ``argv``; values
+    of ``preset`` fill the flags not given. Returns the options that differ from the defaults."""
     own = argparse.ArgumentParser(prog=f"persona-bench run --method {method.name}", add_help=False, allow_abbrev=False)
     for f in fields(method.Options):
-        default = None if f.default is MISSING else f.default
+        default = (preset or {}).get(f.name, None if f.default is MISSING else f.default)
         kind = option_type(method.Options, f.name, default)
         if kind is bool:
             own.add_argument(option_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=default)
@@ -314,12 +321,16 @@ def personas_analyze(args: argparse.Namespace, extra: list[str]) -> int:
 @command("methods")
 def list_methods(args: argparse.Namespace, extra: list[str]) -> int:
     from ..harness.method import load_methods
+    from ..harness.presets import PRESETS
 
     rows = []
     for name, method in sorted(load_methods().items()):
         options = ", ".join(f"{option_flag(f.name)} ({f.default})" for f in fields(method.Options)) or "-"
         rows.append([name, method.kind, "yes" if method.needs_model else "no", "yes" if method.uses_persona else "no", options, method.description])
     print(tabulate(rows, headers=["method", "kind", "LLM", "persona", "options", "description"], tablefmt="github"))
+    presets = [[name, preset.flags(), preset.description] for name, preset in sorted(PRESETS.items())]
+    print("\nPresets (`--preset NAME` on run, train and curve; a method takes the options it has; explicit flags win):\n")
+    print(tabulate(presets, headers=["preset", "stands for", "description"], tablefmt="github"))
     return 0
 
 
@@ -334,6 +345,7 @@ def refresh_leaderboard(runs_dir: Path, out: Path, command: str, note: str = "",
 
 @command("leaderboard")
 def leaderboard_command(args: argparse.Namespace, extra: list[str]) -> int:
+    args.out = args.out or args.runs / "LEADERBOARD.md"
     command = f"persona-bench leaderboard --runs {args.runs} --out {args.out}" + (" --skip-bad" if args.skip_bad else "")
     refresh_leaderboard(args.runs, args.out, command, args.note, args.skip_bad)
     return 0
@@ -352,6 +364,7 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
         workers=args.workers, address=args.address, slurm_local=args.slurm_local, slurm_partition=args.slurm_partition,
         gpus_per_run=args.gpus_per_run, timeout_min=args.timeout_min,
     )
+    args.leaderboard = args.leaderboard or args.out / "LEADERBOARD.md"
     if results:
         seeds = f" --seeds {','.join(map(str, args.seeds))}" if args.seeds else ""
         refresh_leaderboard(args.out, args.leaderboard, f"persona-bench sweep {args.grid}{seeds} --out {args.out} --leaderboard {args.leaderboard}")
@@ -396,10 +409,15 @@ def run_config(args: argparse.Namespace, extra: list[str]):
     """The RunConfig described by ``run``/``train`` arguments (method flags parsed from ``extra``)."""
     from ..harness.config import RunConfig
     from ..harness.method import get_method, load_methods
+    from ..harness.presets import get_preset
     from .run import checked
 
     load_methods(tuple(args.imports))
     method = get_method(args.method)
+    preset = get_preset(args.preset).method_options(method.Options) if args.preset else {}
+    if args.preset:
+        given = " ".join(f"{option_flag(name)} {value}" for name, value in {**get_preset(args.preset).run, **preset}.items())
+        stderr_log(f"preset {args.preset} for {args.method}: {given} (flags given explicitly win)")
     cross_wave = args.protocol == "cross-wave"
     if cross_wave != bool(args.from_wave and args.to_wave) or (args.from_wave or args.to_wave) and not cross_wave:
         raise ConfigError("--protocol cross-wave goes with --from WAVE --to WAVE (and they with it)")
@@ -408,7 +426,7 @@ def run_config(args: argparse.Namespace, extra: list[str]):
         method=args.method, model=args.model, data=args.data, waves=waves, persona=args.persona,
         users=args.users or ("unseen" if cross_wave else "seen"), k=args.k, max_eval_people=args.max_eval_people, seed=args.seed, dtype=args.dtype,
         cf_solver=args.cf_solver, cf_dim=args.cf_dim, pseudonymize=args.pseudonymize, protocol=args.protocol,
-        method_options=method_options(method, extra, build_parser()),
+        method_options=method_options(method, extra, build_parser(), preset),
     ))
 
 
@@ -497,7 +515,7 @@ def curve_command(args: argparse.Namespace, extra: list[str]) -> int:
     if len(points) > 1:
         print("\n" + "\n".join(f"{config.method}: {crossing(points, beside[name]['accuracy'], name)}" for name in CROSSED if name in beside))
     command = f"persona-bench curve --method {args.method} --budgets {','.join(map(str, args.budgets))}"
-    refresh_leaderboard(args.out, args.leaderboard, command)
+    refresh_leaderboard(args.out, args.leaderboard or args.out / "LEADERBOARD.md", command)
     return 0
 
 
@@ -509,6 +527,11 @@ def main(argv: list[str] | None = None) -> int:
     enforce_offline()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if getattr(args, "preset", None):  # its run settings become defaults under the explicit flags
+        from ..harness.presets import get_preset
+
+        parser = build_parser(get_preset(args.preset).run)
+        args, extra = parser.parse_known_args(argv)
     name = f"{args.command} {getattr(args, 'action', '')}".strip()
     if extra and name not in ("run", "train", "curve"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

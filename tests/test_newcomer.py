@@ -1,0 +1,80 @@
+"""A newcomer's path: the quick preset stands for the main job's flags, and nothing a user runs
+from a checkout overwrites a committed file."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from persona_bench.app.cli import build_parser, main, run_config
+from persona_bench.harness.errors import ConfigError
+from persona_bench.harness.presets import PRESETS, Preset, get_preset, register_preset
+
+ROOT = Path(__file__).resolve().parents[1]
+MAIN_JOB_FLAGS = ["--mode", "prompt", "--virtual-tokens", "4", "--placement", "answer", "--max-train-answers", "3000",
+                  "--epochs", "1", "--max-eval-people", "40"]
+
+
+def config_of(argv: list[str]):
+    """The RunConfig ``persona-bench run ARGV`` would run (as main() parses it, preset included)."""
+    args, extra = build_parser().parse_known_args(["run", *argv])
+    if args.preset:
+        args, extra = build_parser(get_preset(args.preset).run).parse_known_args(["run", *argv])
+    return run_config(args, extra)
+
+
+def test_quick_preset_is_the_main_job_flags_and_explicit_flags_win():
+    quick = config_of(["--method", "spm", "--preset", "quick"])
+    assert quick == config_of(["--method", "spm", *MAIN_JOB_FLAGS])
+    assert quick.run_id() == config_of(["--method", "spm", *MAIN_JOB_FLAGS]).run_id(), "the same run, reused by either"
+    changed = config_of(["--method", "spm", "--preset", "quick", "--epochs", "2", "--max-eval-people", "10", "--mode", "prefix"])
+    assert changed.max_eval_people == 10 and changed.method_options["epochs"] == 2
+    assert "mode" not in changed.method_options, "an explicit default beats the preset and stays out of the run id"
+    assert changed.method_options["virtual_tokens"] == 4
+
+
+def test_a_preset_gives_each_method_only_the_options_it_has():
+    raw = config_of(["--method", "raw", "--preset", "quick"])
+    assert raw.max_eval_people == 40 and raw.method_options == {}
+    activation = config_of(["--method", "activation", "--preset", "quick"])
+    assert activation.method_options == {"max_train_answers": 3000, "epochs": 1}
+
+
+def test_a_preset_naming_an_unknown_run_setting_is_refused():
+    register_preset(Preset("broken-test", "a typo in a run setting", run={"max_eval_poeple": 3}))
+    try:
+        with pytest.raises(ConfigError, match="max_eval_poeple is not a run setting"):
+            get_preset("broken-test")
+    finally:
+        PRESETS.pop("broken-test")
+
+
+def test_an_unknown_preset_is_one_line_naming_the_choices(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--method", "spm", "--preset", "quik"])
+    assert exit_.value.code == 2 and "choose from 'quick'" in capsys.readouterr().err
+
+
+def git(folder: Path, *argv: str) -> str:
+    return subprocess.run(["git", *argv], cwd=folder, check=True, capture_output=True, text=True).stdout
+
+
+def test_readme_examples_leave_a_checkout_clean(tmp_path, monkeypatch):
+    """The README's sweep example (dry run), a real sweep and a leaderboard, from a checkout with a
+    committed leaderboard: git status stays clean, the leaderboard goes into the runs folder."""
+    checkout = tmp_path / "checkout"
+    for relative in (".gitignore", "grids/cpu.yaml", "leaderboard/LEADERBOARD.md", "leaderboard/LEADERBOARD.csv"):
+        (checkout / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / relative, checkout / relative)
+    (checkout / "grids" / "tiny.yaml").write_text("defaults: {data: 'demo:300', max_eval_people: 10}\ngrid:\n  - method: [majority, cf]\n")
+    git(checkout, "init", "-q")
+    git(checkout, "add", ".")
+    git(checkout, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "committed leaderboard")
+    monkeypatch.chdir(checkout)
+    assert main(["sweep", "grids/cpu.yaml", "--dry-run"]) == 0
+    assert main(["sweep", "grids/tiny.yaml"]) == 0
+    assert main(["leaderboard"]) == 0
+    assert git(checkout, "status", "--porcelain", "--untracked-files=all") == ""
+    assert "majority" in (checkout / "runs" / "LEADERBOARD.md").read_text()
