@@ -78,3 +78,27 @@ def test_readme_examples_leave_a_checkout_clean(tmp_path, monkeypatch):
     assert main(["leaderboard"]) == 0
     assert git(checkout, "status", "--porcelain", "--untracked-files=all") == ""
     assert "majority" in (checkout / "runs" / "LEADERBOARD.md").read_text()
+
+
+def test_data_example_writes_the_opinionqa_layout_that_loads_back_as_the_same_survey(tmp_path, capsys):
+    from persona_bench.harness.loaders import load_survey
+
+    folder = tmp_path / "my-survey"
+    assert main(["data", "example", str(folder), "--people", "60", "--questions", "6"]) == 0
+    demo, loaded = load_survey("demo:60x6"), load_survey(f"opinionqa:{folder}")
+    assert [q.key for q in loaded.questions.values()] == [f"{key}_W1" for key in demo.questions]
+    assert [(q.text, q.options, q.ordinal, q.topic) for q in loaded.questions.values()] == \
+           [(q.text, q.options, q.ordinal, q.topic) for q in demo.questions.values()]
+    assert loaded.traits == demo.traits
+    assert loaded.respondents["weight"].tolist() == pytest.approx(demo.respondents["weight"].tolist())
+    assert loaded.respondents["POLPARTY"].tolist() == demo.respondents["POLPARTY"].tolist()
+    def answers(survey):
+        frame = survey.responses.assign(respondent=survey.responses["respondent"].str.split(":").str[-1],
+                                        question=survey.responses["question"].str.removesuffix("_W1"))
+        return frame.sort_values(["respondent", "question"]).reset_index(drop=True)
+    assert answers(loaded)[["respondent", "question", "option"]].equals(answers(demo)[["respondent", "question", "option"]])
+    capsys.readouterr()
+    assert main(["data", "summary", "--data", f"opinionqa:{folder}"]) == 0
+    assert "| total  |       60 |           6 |" in capsys.readouterr().out
+    assert main(["run", "--method", "majority", "--data", f"opinionqa:{folder}", "--out", str(tmp_path / "runs")]) == 0
+    assert main(["data", "example", str(folder)]) == 2, "an existing folder is never overwritten"

@@ -1,6 +1,7 @@
 """The ``persona-bench`` command line.
 
     persona-bench data summary     [--data D] [--waves W26,W41]
+    persona-bench data example     DIR [--people N] [--questions N]
     persona-bench personas fit     [--data D] --out DIR [--solver als|adam] [--dim 16] [--ks 1-12]
     persona-bench personas analyze [--data D] --out DIR [--k K]
     persona-bench methods | models list
@@ -96,6 +97,10 @@ def build_parser(run_defaults: Mapping[str, object] | None = None) -> argparse.A
 
     data = sub.add_parser("data", help="inspect survey data").add_subparsers(dest="action", required=True)
     add_data_args(data.add_parser("summary", help="people, questions and answers per wave"))
+    example = data.add_parser("example", help="write a small survey in the OpinionQA layout: the template for bringing your own")
+    example.add_argument("out", type=Path, help="folder to write (then: --data opinionqa:OUT)")
+    example.add_argument("--people", type=int, default=300, help="respondents (default 300)")
+    example.add_argument("--questions", type=int, default=12, help="questions (default 12)")
 
     personas = sub.add_parser("personas", help="fit and analyse data-driven personas").add_subparsers(dest="action", required=True)
     fit = personas.add_parser("fit", help="collaborative filtering, elbow curve and clusters")
@@ -253,6 +258,21 @@ def data_summary(args: argparse.Namespace, extra: list[str]) -> int:
     survey = load_data(args)
     table = survey.summary()
     print(tabulate(table, headers="keys", showindex=False, tablefmt="github", floatfmt=".3f"))
+    return 0
+
+
+@command("data example")
+def data_example(args: argparse.Namespace, extra: list[str]) -> int:
+    from ..harness.loaders import load_survey
+    from ..harness.loaders.export import write_opinionqa
+
+    if args.people < 10 or args.questions < 2:
+        raise ConfigError("data example: --people must be at least 10 and --questions at least 2")
+    if args.out.exists() and any(args.out.iterdir()):
+        raise ConfigError(f"{args.out}: not empty (data example writes a new folder)")
+    for path in write_opinionqa(load_survey(f"demo:{args.people}x{args.questions}"), args.out):
+        print(f"wrote {path}")
+    print(f"\nA survey in the OpinionQA layout (from the embedded demo). Check it: persona-bench data summary --data opinionqa:{args.out}")
     return 0
 
 

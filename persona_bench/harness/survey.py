@@ -151,11 +151,10 @@ class Survey:
             n_questions = sum(q.wave == wave for q in self.questions.values())
             n_answers = int((answers["wave"] == wave).sum())
             rows.append((wave, n_people, n_questions, n_answers))
-        rows.append(("total", len(self.respondents), len(self.questions), len(self.responses)))
         table = pd.DataFrame(rows, columns=["wave", "people", "questions", "answers"])
-        cells = table["people"] * table["questions"]
-        table["answered share"] = (table["answers"] / cells.where(cells > 0)).round(3)
-        table.loc[table["wave"] == "total", "answered share"] = np.nan
+        cells = table["people"] * table["questions"]  # a wave's people were asked only its questions
+        table.loc[len(table)] = ("total", len(self.respondents), len(self.questions), len(self.responses))
+        table["answered share"] = (table["answers"] / pd.concat([cells, pd.Series([cells.sum()])], ignore_index=True).where(lambda c: c > 0)).round(3)
         return table
 
 
