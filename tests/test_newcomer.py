@@ -102,3 +102,28 @@ def test_data_example_writes_the_opinionqa_layout_that_loads_back_as_the_same_su
     assert "| total  |       60 |           6 |" in capsys.readouterr().out
     assert main(["run", "--method", "majority", "--data", f"opinionqa:{folder}", "--out", str(tmp_path / "runs")]) == 0
     assert main(["data", "example", str(folder)]) == 2, "an existing folder is never overwritten"
+
+
+def plan_output(grid: Path, tmp_path: Path, capsys) -> str:
+    capsys.readouterr()
+    assert main(["sweep", str(grid), "--plan", "--out", str(tmp_path / "runs")]) == 0
+    return capsys.readouterr().out
+
+
+def test_paper_table3_grid_plans_on_the_demo(tmp_path, capsys):
+    """grids/paper-table3.yaml as committed, its data swapped for a small demo: every run costed."""
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "grids" / "paper-table3.yaml").read_text())
+    spec["defaults"].update(data="demo:300", max_eval_people=5)
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(spec))
+    out = plan_output(tmp_path / "grid.yaml", tmp_path, capsys)
+    assert "Total: 22 runs" in out and "spm falcon-7b-instruct" in out and "context gpt-j-6b" in out
+
+
+@pytest.mark.slow
+def test_paper_table3_grid_plans_on_opinionqa(tmp_path, capsys, monkeypatch):
+    if not (ROOT.parent / "shared" / "data" / "opinionqa").is_dir():
+        pytest.skip("needs ../shared/data")
+    monkeypatch.chdir(ROOT)
+    assert "Total GPU-hours on one h100" in plan_output(ROOT / "grids" / "paper-table3.yaml", tmp_path, capsys)

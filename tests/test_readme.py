@@ -59,3 +59,93 @@ def test_worked_example_steering_family_trains_and_is_scored(tmp_path, monkeypat
         METHODS.pop("last-layer-shift", None)
         STEERERS.pop("last-layer-shift", None)
         sys.modules.pop("my_steering", None)
+
+
+# Flags of other tools the README names (pip, install.sh, lm-eval's CLI, torchrun, accelerate).
+FOREIGN_FLAGS = {
+    "pip": {"--no-deps", "--index-url", "--extra-index-url"},
+    "install.sh": {"--cpu", "--dev"},
+    "lm_eval": {"--include_path", "--tasks", "--metadata", "--model", "--model_args", "--device", "--use_cache", "--log_samples"},
+    "torchrun": {"--nproc_per_node"},
+    "accelerate": {"--num_processes", "--cpu"},
+}
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*")
+
+
+def sub_parsers(parser, prefix: str = "") -> dict:
+    """Every persona-bench sub-command's parser, by its words (``"personas fit"``)."""
+    import argparse
+
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                words = f"{prefix} {name}".strip()
+                found[words] = child
+                found.update(sub_parsers(child, words))
+    return found
+
+
+def method_flags(method) -> set[str]:
+    from dataclasses import fields
+
+    names = {f.name.replace("_", "-") for f in fields(method.Options)}
+    return {f"--{n}" for n in names} | {f"--no-{n}" for n in names}
+
+
+def readme_commands() -> list[str]:
+    """Every persona-bench command line the README shows (code blocks and inline code)."""
+    spans = re.findall(r"`([^`\n]+)`", README) + [line.strip() for line in README.splitlines() if line.startswith("    ")]
+    commands = []
+    for span in spans:
+        for part in re.split(r"&&|\|", span):
+            match = re.search(r"(?:persona-bench|-m persona_bench)\s+(.*)", part)
+            if match:
+                commands.append(match.group(1).split("#")[0])
+    return commands
+
+
+def test_every_flag_the_readme_names_is_accepted_by_the_cli(tmp_path, monkeypatch):
+    """Flags in a persona-bench command are checked against that sub-command (and its method's
+    options; the README's worked examples are imported for theirs); any other flag must belong to
+    some persona-bench command or method, or to a tool in FOREIGN_FLAGS."""
+    from persona_bench.app.cli import build_parser
+    from persona_bench.harness.method import load_methods
+
+    readme_module(tmp_path, monkeypatch, "my_methods")
+    readme_module(tmp_path, monkeypatch, "my_steering")
+    try:
+        methods = dict(load_methods(("my_methods", "my_steering")))
+    finally:
+        METHODS.pop("nearest-neighbour", None)
+        METHODS.pop("last-layer-shift", None)
+        STEERERS.pop("last-layer-shift", None)
+        sys.modules.pop("my_methods", None)
+        sys.modules.pop("my_steering", None)
+    parsers = sub_parsers(build_parser())
+    own = {words: {s for a in p._actions for s in a.option_strings} for words, p in parsers.items()}
+    every_method_flag = set().union(*(method_flags(m) for m in methods.values()))
+    problems, checked = [], 0
+    for command in readme_commands():
+        words = command.split()
+        sub = next((w for w in (" ".join(words[:2]), words[0] if words else "") if w in parsers), None)
+        if sub is None:
+            if words and not words[0].startswith("-"):
+                problems.append(f"unknown sub-command in `persona-bench {command}`")
+            continue
+        allowed = set(own[sub])
+        if sub in ("run", "train", "curve"):
+            named = re.search(r"--method\s+([\w-]+)", command)
+            method = named.group(1) if named else ("spm" if sub != "run" else None)
+            allowed |= method_flags(methods[method]) if method in methods else every_method_flag
+        for flag in FLAG.findall(command):
+            checked += 1
+            if flag not in allowed:
+                problems.append(f"`persona-bench {sub}` does not accept {flag} (README: {command.strip()})")
+    anywhere = set().union(*own.values(), every_method_flag, *FOREIGN_FLAGS.values())
+    for flag in sorted(set(FLAG.findall(README))):
+        checked += 1
+        if flag not in anywhere:
+            problems.append(f"the README names {flag}, which no persona-bench command or method accepts")
+    assert checked > 50
+    assert not problems, "\n".join(problems)
