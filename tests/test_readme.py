@@ -16,9 +16,10 @@ README = (ROOT / "README.md").read_text()
 
 
 def test_readme_opens_with_the_two_setup_commands_and_ci_runs_the_test_one():
-    commands = [line.strip() for line in README.splitlines()[:10] if line.startswith("    pip install")]
+    commands = [line.strip() for line in README.splitlines()[:10] if line.startswith("    ./install.sh")]
     assert len(commands) == 2
     assert "persona-bench run" in commands[0] and "pytest" in commands[1]
+    assert len(commands[0]) <= 118, "at most half the 236 characters of the first command before --preset quick"
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
 
 

@@ -37,6 +37,7 @@ from .steerer import Steerer, load_steerer
 from .training import Examples, TrainOptions, build_examples, train_steerer
 
 VALIDATION_SHARE, MAX_VALIDATION = 0.1, 2000
+LONG_ON_CPU = 30_000  # answers x epochs above which a CPU run warns before training (hours at 5-25 answers/s)
 OPERATIONAL = ("checkpoint_minutes", "gradient_checkpointing")  # how training runs, not what it computes
 TRAINER_SETTINGS = tuple(f.name for f in fields(TrainOptions) if f.name not in ("seed", *OPERATIONAL))
 
@@ -136,6 +137,10 @@ class LearnedSteering(Method):
             record = json.loads((folder / "training.json").read_text())
         else:
             context.log(f"{self.name}: training on {len(train)} answers, validating on {len(validation)} held-out answers")
+            epochs = self.settings["epochs"]
+            if self.lm.device.type == "cpu" and len(train) * epochs > LONG_ON_CPU:
+                context.log(f"{self.name}: {len(train):,} answers x up to {epochs} epochs on a CPU take hours (SmolLM2 trains 5-25 answers "
+                            "a second on 2 cores); --preset quick (3,000 x 1) takes minutes")
             self.steerer, record = train_steerer(
                 steerer, self.lm.model, self.lm.tokenizer.pad_token_id or 0, train, validation,
                 self.train_options(context.seed), folder, log=context.log, world=context.world,
