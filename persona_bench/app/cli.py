@@ -65,11 +65,13 @@ def budgets_arg(text: str) -> list[int]:
 
 
 def seeds_arg(text: str) -> list[int]:
-    """``0,1,2`` -> [0, 1, 2] (distinct, in the order given)."""
+    """``0,1,2`` -> [0, 1, 2] (in the order given; a seed named twice is an error)."""
     try:
-        seeds = list(dict.fromkeys(int(s) for s in text.split(",")))
+        seeds = [int(s) for s in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError("expected a comma-separated list of seeds such as 0,1,2") from None
+    if len(set(seeds)) < len(seeds):
+        raise argparse.ArgumentTypeError(f"seed {next(s for s in seeds if seeds.count(s) > 1)} is given twice")
     return seeds
 
 
@@ -451,7 +453,11 @@ def run_config(args: argparse.Namespace, extra: list[str]):
 
 
 def placement(args: argparse.Namespace) -> dict:
-    """Where the run's model goes (never part of a run's identity)."""
+    """Where the run's model goes (never part of a run's identity); a device that does not exist
+    here is refused before any work."""
+    from ..harness.models import pick_device
+
+    pick_device(args.device)
     return {"device": args.device, "device_map": args.device_map}
 
 
@@ -561,6 +567,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"persona-bench: error: {exc}", file=sys.stderr)
         mark_failed()
         return 2
+    except OSError as exc:  # the environment (a file where a folder belongs, no space, no permission): its reason, exit 1
+        print(f"persona-bench: error: {exc.filename or ''}: {exc.strerror or exc} (finished work is kept; rerun to resume)", file=sys.stderr)
+        mark_failed()
+        return 1
     except KeyboardInterrupt:
         print("persona-bench: interrupted (finished runs are kept; rerun to resume)", file=sys.stderr)
         mark_failed()

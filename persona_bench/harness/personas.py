@@ -50,7 +50,10 @@ class PersonaKind:
             if argument.isdigit() and int(argument) >= 1:
                 return cls("cluster", k=int(argument))
         if kind == "demographic" and argument:
-            return cls("demographic", traits=tuple(argument.split("x")))
+            traits = tuple(argument.split("x"))
+            if len(set(traits)) < len(traits) or "" in traits:
+                raise ConfigError(f"--persona {text!r}: name each trait once, e.g. demographic:EDUCATIONxPOLPARTY")
+            return cls("demographic", traits=traits)
         raise ConfigError(f"--persona {text!r}: expected individual, cluster, cluster:K or demographic:TRAIT[xTRAIT]")
 
     def __str__(self) -> str:

@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import io
 import json
+import math
 import os
 import secrets
 import socket
@@ -109,6 +110,11 @@ def read_results(run_dir: Path) -> dict | None:
         raise StoreError(f"{path}: not a readable results file ({type(exc).__name__}: {exc})") from None
     if not isinstance(record, dict) or not {"run_id", "method", "accuracy"} <= set(record):
         raise StoreError(f"{path}: not a results record (needs run_id, method and accuracy)")
+    if record["run_id"] != Path(run_dir).name:  # a shared folder's record must not steer reads elsewhere
+        raise StoreError(f"{path}: run_id {str(record['run_id'])[:80]!r} is not its folder's name {Path(run_dir).name!r}")
+    figures = [record["accuracy"], *(record.get("ci95") or [])]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in figures):
+        raise StoreError(f"{path}: accuracy and ci95 must be finite numbers, got {record['accuracy']!r} and {record.get('ci95')!r}")
     return record
 
 

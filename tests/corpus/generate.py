@@ -125,6 +125,41 @@ def weight_not_a_number(folder: Path) -> dict:
 
 
 @case
+def negative_weight(folder: Path) -> dict:
+    write_wave(folder, responses=RESPONSES.replace("0.5,Male", "-3,Male"))
+    return summary("row 2, column WEIGHT_W9: weight '-3' is not a finite positive number")
+
+
+@case
+def repeated_question_column(folder: Path) -> dict:
+    write_wave(folder, responses=RESPONSES.replace("QKEY,DANGER_W9,TRUST_W9,", "QKEY,DANGER_W9,DANGER_W9,", 1))
+    return summary("column 'DANGER_W9' appears twice (columns 2 and 3)")
+
+
+@case
+def repeated_trait_persona(folder: Path) -> dict:
+    return {"argv": ["run", "--method", "cf", "--persona", "demographic:POLPARTYxPOLPARTY", "--out", "{case}/runs"],
+            "expect": "name each trait once"}
+
+
+@case
+def repeated_seed(folder: Path) -> dict:
+    return {"argv": ["run", "--method", "majority", "--seeds", "0,0", "--out", "{case}/runs"], "expect": "seed 0 is given twice"}
+
+
+@case
+def device_that_does_not_exist(folder: Path) -> dict:
+    return {"argv": ["run", "--method", "raw", "--device", "cuda:7", "--out", "{case}/runs"],
+            "expect": "--device 'cuda:7': no such device here (available: auto, cpu", "absent": ["preparing"]}
+
+
+@case
+def runs_folder_is_a_file(folder: Path) -> dict:
+    (folder / "runs").write_text("not a folder\n")
+    return {"argv": ["run", "--method", "majority", "--data", "demo:200", "--out", "{case}/runs"], "expect": "Not a directory", "exit": 1}
+
+
+@case
 def unknown_wave(folder: Path) -> dict:
     write_wave(folder)
     return {"argv": ["data", "summary", "--data", "opinionqa:{case}", "--waves", "W99"], "expect": "no wave folder for W99"}
@@ -237,6 +272,16 @@ def grid_not_utf8(folder: Path) -> dict:
     return grid(folder, b"\xff\xfe grid", "cannot read grid")
 
 
+@case
+def grid_empty(folder: Path) -> dict:
+    return grid(folder, "grid: []\n", "a 'grid:' list of at least one entry")
+
+
+@case
+def grid_of_no_runs(folder: Path) -> dict:
+    return grid(folder, "grid:\n  - method: []\n", "the grid expands to no runs")
+
+
 # ------------------------------------------------------------------ damaged state
 @case
 def truncated_results_file(folder: Path) -> dict:
@@ -245,6 +290,25 @@ def truncated_results_file(folder: Path) -> dict:
     (run / "results.json").write_text('{"run_id": "cf-nollm-0123456789", "method": "cf", "accur')
     return {"argv": ["leaderboard", "--runs", "{case}/runs", "--out", "{case}/board/LEADERBOARD.md"],
             "expect": "cf-nollm-0123456789/results.json: not a readable results file"}
+
+
+def results_record(folder: Path, run_folder: str, **fields) -> dict:
+    """A runs folder with one cf results.json in ``run_folder`` (fields override the record's)."""
+    run = folder / "runs" / run_folder
+    run.mkdir(parents=True)
+    record = {"run_id": run_folder, "method": "cf", "accuracy": 0.5, "ci95": [0.4, 0.6], **fields}
+    (run / "results.json").write_text(json.dumps(record))
+    return {"argv": ["leaderboard", "--runs", "{case}/runs", "--out", "{case}/board/LEADERBOARD.md"]}
+
+
+@case
+def results_accuracy_not_finite(folder: Path) -> dict:
+    return {**results_record(folder, "cf-nollm-0123456789", accuracy=float("nan")), "expect": "accuracy and ci95 must be finite numbers"}
+
+
+@case
+def results_run_id_leaving_its_folder(folder: Path) -> dict:
+    return {**results_record(folder, "cf-nollm-0123456789", run_id="../../../etc/passwd"), "expect": "is not its folder's name"}
 
 
 def generate(out: Path) -> list[Path]:

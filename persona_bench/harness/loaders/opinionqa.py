@@ -68,6 +68,15 @@ def read_csv_checked(path: Path, required: list[str], unique: str | None = None,
         raise SurveyError(f"{path}: empty file (no header, no rows)") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:
         raise SurveyError(f"{path}: unreadable CSV ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'damaged'})") from None
+    try:  # the header as written (pandas renames a repeated column KEY.1, and one question's answers would vanish)
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:
+        raise SurveyError(f"{path}: unreadable CSV header ({type(exc).__name__})") from None
+    first: dict[str, int] = {}
+    for position, name in enumerate(header, start=1):
+        if name in first and name != "":
+            raise SurveyError(f"{path}: column {name!r} appears twice (columns {first[name]} and {position})")
+        first.setdefault(name, position)
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise SurveyError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -171,6 +180,10 @@ def respondent_table(
     if weights.isna().any():
         row = int(np.flatnonzero(weights.isna().to_numpy())[0])
         raise SurveyError(f"{source}, row {row + 2}, column {weight_column}: weight is not a number")
+    unusable = ~np.isfinite(weights.to_numpy(dtype=float)) | (weights.to_numpy(dtype=float) <= 0)
+    if unusable.any():
+        row = int(np.flatnonzero(unusable)[0])
+        raise SurveyError(f"{source}, row {row + 2}, column {weight_column}: weight {table[weight_column].iloc[row]!r} is not a finite positive number")
     people = pd.DataFrame({"wave": wave, "weight": weights.to_numpy(dtype=float)}, index=pd.Index(ids, name="respondent"))
     for trait in traits:
         people[trait] = table[trait].fillna("").astype(str).to_numpy()
