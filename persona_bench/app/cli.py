@@ -431,9 +431,11 @@ def run_config(args: argparse.Namespace, extra: list[str]):
     """The RunConfig described by ``run``/``train`` arguments (method flags parsed from ``extra``)."""
     from ..harness.config import RunConfig
     from ..harness.method import get_method, load_methods
+    from ..harness.models import pick_device
     from ..harness.presets import get_preset
     from .run import checked
 
+    pick_device(args.device)  # a device that does not exist here is refused before any work
     load_methods(tuple(args.imports))
     method = get_method(args.method)
     preset = get_preset(args.preset).method_options(method.Options) if args.preset else {}
@@ -453,11 +455,7 @@ def run_config(args: argparse.Namespace, extra: list[str]):
 
 
 def placement(args: argparse.Namespace) -> dict:
-    """Where the run's model goes (never part of a run's identity); a device that does not exist
-    here is refused before any work."""
-    from ..harness.models import pick_device
-
-    pick_device(args.device)
+    """Where the run's model goes (never part of a run's identity)."""
     return {"device": args.device, "device_map": args.device_map}
 
 
