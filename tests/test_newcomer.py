@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from persona_bench.app.cli import build_parser, main, run_config
+from persona_bench.app.cli import main, parse_command_line, run_config
 from persona_bench.harness.errors import ConfigError
 from persona_bench.harness.presets import PRESETS, Preset, get_preset, register_preset
 
@@ -19,9 +19,7 @@ MAIN_JOB_FLAGS = ["--mode", "prompt", "--virtual-tokens", "4", "--placement", "a
 
 def config_of(argv: list[str]):
     """The RunConfig ``persona-bench run ARGV`` would run (as main() parses it, preset included)."""
-    args, extra = build_parser().parse_known_args(["run", *argv])
-    if args.preset:
-        args, extra = build_parser(get_preset(args.preset).run).parse_known_args(["run", *argv])
+    _, args, extra = parse_command_line(["run", *argv])
     return run_config(args, extra)
 
 

@@ -356,6 +356,11 @@ def list_methods(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def leaderboard_file(runs_dir: Path, given: Path | None) -> Path:
+    """The leaderboard file: ``given``, else ``RUNS_DIR/LEADERBOARD.md`` (never a committed file by default)."""
+    return given or runs_dir / "LEADERBOARD.md"
+
+
 def refresh_leaderboard(runs_dir: Path, out: Path, command: str, note: str = "", skip_bad: bool = False) -> None:
     """Write the leaderboard of ``runs_dir`` to ``out``, saying it came from ``command``."""
     from ..leaderboard import write_leaderboard
@@ -367,7 +372,7 @@ def refresh_leaderboard(runs_dir: Path, out: Path, command: str, note: str = "",
 
 @command("leaderboard")
 def leaderboard_command(args: argparse.Namespace, extra: list[str]) -> int:
-    args.out = args.out or args.runs / "LEADERBOARD.md"
+    args.out = leaderboard_file(args.runs, args.out)
     command = f"persona-bench leaderboard --runs {args.runs} --out {args.out}" + (" --skip-bad" if args.skip_bad else "")
     refresh_leaderboard(args.runs, args.out, command, args.note, args.skip_bad)
     return 0
@@ -386,7 +391,7 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
         workers=args.workers, address=args.address, slurm_local=args.slurm_local, slurm_partition=args.slurm_partition,
         gpus_per_run=args.gpus_per_run, timeout_min=args.timeout_min,
     )
-    args.leaderboard = args.leaderboard or args.out / "LEADERBOARD.md"
+    args.leaderboard = leaderboard_file(args.out, args.leaderboard)
     if results:
         seeds = f" --seeds {','.join(map(str, args.seeds))}" if args.seeds else ""
         refresh_leaderboard(args.out, args.leaderboard, f"persona-bench sweep {args.grid}{seeds} --out {args.out} --leaderboard {args.leaderboard}")
@@ -438,10 +443,11 @@ def run_config(args: argparse.Namespace, extra: list[str]):
     pick_device(args.device)  # a device that does not exist here is refused before any work
     load_methods(tuple(args.imports))
     method = get_method(args.method)
-    preset = get_preset(args.preset).method_options(method.Options) if args.preset else {}
+    preset = {}
     if args.preset:
-        given = " ".join(f"{option_flag(name)} {value}" for name, value in {**get_preset(args.preset).run, **preset}.items())
-        stderr_log(f"preset {args.preset} for {args.method}: {given} (flags given explicitly win)")
+        chosen = get_preset(args.preset)
+        preset = chosen.method_options(method.Options)
+        stderr_log(f"preset {args.preset} for {args.method}: {chosen.flags(method.Options)} (flags given explicitly win)")
     cross_wave = args.protocol == "cross-wave"
     if cross_wave != bool(args.from_wave and args.to_wave) or (args.from_wave or args.to_wave) and not cross_wave:
         raise ConfigError("--protocol cross-wave goes with --from WAVE --to WAVE (and they with it)")
@@ -539,8 +545,21 @@ def curve_command(args: argparse.Namespace, extra: list[str]) -> int:
     if len(points) > 1:
         print("\n" + "\n".join(f"{config.method}: {crossing(points, beside[name]['accuracy'], name)}" for name in CROSSED if name in beside))
     command = f"persona-bench curve --method {args.method} --budgets {','.join(map(str, args.budgets))}"
-    refresh_leaderboard(args.out, args.leaderboard or args.out / "LEADERBOARD.md", command)
+    refresh_leaderboard(args.out, leaderboard_file(args.out, args.leaderboard), command)
     return 0
+
+
+def parse_command_line(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace, list[str]]:
+    """(parser, arguments, method flags left over); a ``--preset``'s run settings become the
+    defaults under the flags given explicitly."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "preset", None):
+        from ..harness.presets import get_preset
+
+        parser = build_parser(get_preset(args.preset).run)
+        args, extra = parser.parse_known_args(argv)
+    return parser, args, extra
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -549,13 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..harness.models import enforce_offline
 
     enforce_offline()
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if getattr(args, "preset", None):  # its run settings become defaults under the explicit flags
-        from ..harness.presets import get_preset
-
-        parser = build_parser(get_preset(args.preset).run)
-        args, extra = parser.parse_known_args(argv)
+    parser, args, extra = parse_command_line(argv)
     name = f"{args.command} {getattr(args, 'action', '')}".strip()
     if extra and name not in ("run", "train", "curve"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -188,12 +188,11 @@ def pick_device(device: str = "auto") -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         parsed = torch.device(device)
+        name = f"cuda:{parsed.index or 0}" if parsed.type == "cuda" else parsed.type  # as available_devices names it
     except (RuntimeError, ValueError):
-        parsed = None
+        name = None
     here = available_devices()
-    exists = parsed is not None and (parsed.type == "cpu" or (parsed.type == "cuda" and f"cuda:{parsed.index or 0}" in here)
-                                     or (parsed.type == "mps" and "mps" in here))
-    if not exists:
+    if name not in here:
         raise ConfigError(f"--device {device!r}: no such device here (available: auto, {', '.join(here)})")
     return device
 

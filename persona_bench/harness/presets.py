@@ -31,9 +31,11 @@ class Preset:
         declared = {f.name for f in fields(options)}
         return {name: value for name, value in self.method.items() if name in declared}
 
-    def flags(self) -> str:
-        """The flags it stands for: ``--max-eval-people 40 --mode prompt ...``."""
-        return " ".join(f"--{name.replace('_', '-')} {value}" for name, value in {**self.run, **self.method}.items())
+    def flags(self, options: type | None = None) -> str:
+        """The flags it stands for (for a method whose ``Options`` is given: those that method
+        takes): ``--max-eval-people 40 --mode prompt ...``."""
+        method = self.method if options is None else self.method_options(options)
+        return " ".join(f"--{name.replace('_', '-')} {value}" for name, value in {**self.run, **method}.items())
 
 
 def register_preset(preset: Preset) -> Preset:

@@ -24,6 +24,7 @@ from ..survey import REFUSED, Question, Survey, SurveyError, responses_frame
 
 WAVE_DIR = re.compile(r"^American_Trends_Panel_(W\d+)$")
 RESPONSE_FILES = ("responses.csv", "responses.csv.gz")
+UNREADABLE = (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, zlib.error)  # a damaged CSV, plain or gzip
 
 
 def wave_dirs(path: Path) -> dict[str, Path]:
@@ -66,11 +67,11 @@ def read_csv_checked(path: Path, required: list[str], unique: str | None = None,
         frame = pd.read_csv(path, **kwargs)
     except pd.errors.EmptyDataError:
         raise SurveyError(f"{path}: empty file (no header, no rows)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:
+    except UNREADABLE as exc:
         raise SurveyError(f"{path}: unreadable CSV ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'damaged'})") from None
     try:  # the header as written (pandas renames a repeated column KEY.1, and one question's answers would vanish)
         header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:
+    except UNREADABLE as exc:
         raise SurveyError(f"{path}: unreadable CSV header ({type(exc).__name__})") from None
     first: dict[str, int] = {}
     for position, name in enumerate(header, start=1):
@@ -180,11 +181,12 @@ def respondent_table(
     if weights.isna().any():
         row = int(np.flatnonzero(weights.isna().to_numpy())[0])
         raise SurveyError(f"{source}, row {row + 2}, column {weight_column}: weight is not a number")
-    unusable = ~np.isfinite(weights.to_numpy(dtype=float)) | (weights.to_numpy(dtype=float) <= 0)
+    values = weights.to_numpy(dtype=float)
+    unusable = ~np.isfinite(values) | (values <= 0)
     if unusable.any():
         row = int(np.flatnonzero(unusable)[0])
         raise SurveyError(f"{source}, row {row + 2}, column {weight_column}: weight {table[weight_column].iloc[row]!r} is not a finite positive number")
-    people = pd.DataFrame({"wave": wave, "weight": weights.to_numpy(dtype=float)}, index=pd.Index(ids, name="respondent"))
+    people = pd.DataFrame({"wave": wave, "weight": values}, index=pd.Index(ids, name="respondent"))
     for trait in traits:
         people[trait] = table[trait].fillna("").astype(str).to_numpy()
     if people.index.duplicated().any():
