@@ -2,11 +2,13 @@
 argument on the steering path (transformers warns before it removes one)."""
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -55,27 +57,44 @@ def test_steered_scoring_and_training_use_no_deprecated_argument(tiny_model_path
     assert not deprecations, deprecations
 
 
-def test_pseudonymize_hides_respondent_ids_and_keeps_the_scores(tiny_model_path, tmp_path):
+def every_file_text(folder: Path) -> dict[Path, bytes]:
+    """Every file under ``folder`` as bytes, gzip files decompressed."""
+    found = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            found[path] = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    return found
+
+
+def test_pseudonymize_leaves_no_respondent_id_in_any_file_and_keeps_the_scores(tiny_model_path, tmp_path):
+    """Every method family with its companions (references, raw, untrained control): no file of
+    the runs folder (run folders and _shared: split, personas, trained steerers, checkpoints)
+    holds a survey respondent id, runs still pair person by person, and the scores are the plain run's."""
     from persona_bench.harness.loaders import load_survey
     from persona_bench.harness.metrics import paired_comparison
     from persona_bench.harness.store import read_samples
 
-    base = ["run", "--model", str(tiny_model_path), "--data", "demo:300", "--max-eval-people", "8", "--no-references"]
-    assert main([*base, "--method", "raw", "--out", str(tmp_path / "plain")]) == 0
-    for method in ("raw", "majority"):
-        assert main([*base, "--method", method, "--out", str(tmp_path / "private"), "--pseudonymize"]) == 0
-    ids = set(load_survey("demo:300").respondents.index)
-    runs = sorted((tmp_path / "private").glob("*-*"))
-    for run in runs:
-        samples = read_samples(run)
-        assert samples["respondent"].str.startswith("p-").all() and not ids & set(samples["respondent"])
-        assert json.loads((run / "config.json").read_text())["pseudonymize"] is True
-    assert paired_comparison(read_samples(runs[0]), read_samples(runs[1])).n_people == 8  # one salt per folder: runs still pair
-    docs = (next((tmp_path / "private").glob("raw-*")) / "docs.jsonl").read_text()
-    assert not any(f'"{respondent}"' in docs for respondent in ids)
-    plain, private = (json.loads(next((tmp_path / n).glob("raw-*/results.json")).read_text()) for n in ("plain", "private"))
-    assert plain["accuracy"] == private["accuracy"] and plain["run_id"] != private["run_id"]
-    assert "pseudonymize" not in json.loads(next((tmp_path / "plain").glob("raw-*/config.json")).read_text())
+    base = ["run", "--model", str(tiny_model_path), "--data", "demo:300", "--max-eval-people", "8"]
+    spm = ["--method", "spm", "--max-train-answers", "200", "--epochs", "1"]
+    assert main([*base, *spm, "--out", str(tmp_path / "plain")]) == 0
+    for method in (spm, ["--method", "context", "--embedder", "wordllama"], ["--method", "question-knn", "--embedder", "wordllama"],
+                   ["--method", "demographic-majority"]):
+        assert main([*base, *method, "--out", str(tmp_path / "private"), "--pseudonymize"]) == 0
+    private = tmp_path / "private"
+    ids = [respondent.encode() for respondent in load_survey("demo:300").respondents.index]
+    files = every_file_text(private)
+    assert any(p.name == "split.csv.gz" for p in files) and any(p.name == "personas.json" for p in files)
+    leaks = {str(path.relative_to(private)) for path, data in files.items() if any(i in data for i in ids)}
+    assert not leaks, leaks
+    runs = sorted(path for path in private.glob("*-*") if path.is_dir())
+    assert len(runs) >= 8 and all(json.loads((run / "config.json").read_text())["pseudonymize"] for run in runs)
+    samples = {run.name.split("-")[0]: read_samples(run) for run in runs}
+    assert paired_comparison(samples["spm"], samples["majority"]).n_people == 8  # one salt per folder: runs still pair
+    plain, hidden = (json.loads(next((tmp_path / n).glob("spm-*/results.json")).read_text()) for n in ("plain", "private"))
+    assert plain["accuracy"] == hidden["accuracy"] and plain["run_id"] != hidden["run_id"]
+    assert "pseudonymize" not in json.loads(next((tmp_path / "plain").glob("spm-*/config.json")).read_text())
+    assert any(i in data for data in every_file_text(tmp_path / "plain").values() for i in ids)  # the search can fail
 
 
 def test_a_new_runs_folder_on_real_data_says_what_it_will_hold(tmp_path, capsys):

@@ -32,7 +32,7 @@ from ..harness.metrics import macro_score
 from ..harness.models import resolve_model
 from ..harness.personas import PersonaKind
 from ..harness.protocol import Split, make_split, scored_docs, survey_for
-from ..harness.store import pseudonyms, read_results, read_samples, shared_dir, write_config, write_results, write_samples
+from ..harness.store import pseudonyms_for, read_results, read_samples, shared_dir, write_config, write_results, write_samples
 from ..harness.survey import Survey
 
 # The no-LLM references a run is read beside, per protocol (under heldout-questions no train answer
@@ -44,11 +44,12 @@ REFERENCES = tuple(dict.fromkeys(name for names in REFERENCES_BY_PROTOCOL.values
 
 def shared_split(config: RunConfig, survey: Survey, folder: Path, world: World) -> Split:
     """The split for this data and seed: loaded when saved, else made (and saved by rank 0)."""
+    names = pseudonyms_for(config.pseudonymize, folder.parent.parent)
     if (folder / "split.json").is_file():
-        return Split.load(folder, survey)
+        return Split.load(folder, survey, names)
     split = make_split(survey, config.split_config())
     if world.is_main:
-        split.save(folder)
+        split.save(folder, names)
     return split
 
 
@@ -125,7 +126,7 @@ def run(
         predictions = check_scores(method, scores, docs)
         correct = predictions == docs["target"].to_numpy()
         score = macro_score(docs["respondent"], correct, seed=config.seed)
-        write_samples(run_dir, docs, np.asarray(scores, dtype=float), predictions, pseudonyms(runs_dir) if config.pseudonymize else None)
+        write_samples(run_dir, docs, np.asarray(scores, dtype=float), predictions, pseudonyms_for(config.pseudonymize, runs_dir))
         results = {
             "run_id": config.run_id(),
             **{k: v for k, v in config.as_dict().items() if k != "method_options"},

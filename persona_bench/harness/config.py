@@ -119,5 +119,7 @@ class RunConfig:
         parts = [self.data, ",".join(self.waves), self.seed, self.people_train, self.answers_train]
         if self.protocol != "answers":
             parts.append(self.protocol)
+        if self.pseudonymize:  # its shared files name people by the folder's pseudonyms
+            parts.append("pseudonymized")
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
 

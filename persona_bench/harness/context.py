@@ -21,7 +21,8 @@ from .errors import ConfigError
 from .evaluation import evaluate_records, task_records
 from .personas import PersonaKind, PersonaSpace, fit_personas, persona_vectors
 from .protocol import Split
-from .store import pseudonyms
+from .pseudonyms import Pseudonyms
+from .store import pseudonyms_for
 from .survey import Survey
 
 
@@ -66,18 +67,22 @@ class RunContext:
         """Score ``docs`` with lm-eval task ``task`` and model ``lm`` (targets added here, not by the method)."""
         targets = self.with_answers(docs[["respondent", "question"]])["option"]
         records = task_records(docs, self.survey, targets, extra)
-        rename = pseudonyms(self.run_dir.parent) if self.config.pseudonymize else None
-        return evaluate_records(records, task, lm, self.run_dir / "docs.jsonl", chat_template, self.world, rename)
+        return evaluate_records(records, task, lm, self.run_dir / "docs.jsonl", chat_template, self.world, self.names)
+
+    @cached_property
+    def names(self) -> Pseudonyms:
+        """What this run's files call a respondent (salted hashes with ``--pseudonymize``)."""
+        return pseudonyms_for(self.config.pseudonymize, self.run_dir.parent)
 
     @cached_property
     def personas(self) -> PersonaSpace:
         """CF fitted on the train split, shared across runs (fitted once, then loaded)."""
         folder = self.shared_dir / f"personas-{self.config.cf_solver}-d{self.config.cf_dim}"
         if (folder / "personas.json").is_file():
-            return PersonaSpace.load(folder, self.survey)
+            return PersonaSpace.load(folder, self.survey, self.names)
         space = fit_personas(self.survey, self.split, self.config.cf_solver, self.config.cf_dim, self.seed)
         if self.world.is_main:
-            space.save(folder)
+            space.save(folder, self.names)
         return space
 
     def individual_vectors(self) -> tuple[pd.Index, np.ndarray]:

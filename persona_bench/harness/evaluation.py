@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -23,6 +22,7 @@ from ..tasks.prompts import letters
 from .atomic import atomic_writer
 from .distributed import World
 from .metrics import per_person_accuracy
+from .pseudonyms import NO_PSEUDONYMS, Pseudonyms
 from .survey import Survey
 
 
@@ -55,17 +55,20 @@ def task_records(docs: pd.DataFrame, survey: Survey, targets: pd.Series, extra: 
 
 def evaluate_records(
     records: list[dict], task: str, lm, docs_path: Path, chat_template: bool = False, world: World | None = None,
-    rename: Callable[[str], str] | None = None,
+    names: Pseudonyms = NO_PSEUDONYMS,
 ) -> np.ndarray | None:
     """Run lm-eval task ``task`` over ``records`` with ``lm``; per-doc option scores on rank 0, None
-    elsewhere. The docs file holds ``rename(respondent)`` where given (lm-eval only groups by it)."""
+    elsewhere. The docs file names respondents as ``names`` writes them (lm-eval only groups by them)."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
     world = world or World()
     if world.is_main:
         with atomic_writer(docs_path) as handle:
-            handle.writelines(json.dumps({**record, "respondent": rename(record["respondent"])} if rename else record) + "\n" for record in records)
+            handle.writelines(
+                json.dumps({**record, "doc_id": names.doc_id(record["doc_id"]), "respondent": names.name(record["respondent"])}) + "\n"
+                for record in records
+            )
     world.barrier()
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"docs_path": str(docs_path)})
@@ -75,7 +78,7 @@ def evaluate_records(
     if output is None:  # another rank: its samples went to rank 0
         return None
     by_id = {s["doc"]["doc_id"]: [score for score, _ in s["filtered_resps"]] for s in output["samples"][task]}
-    scores = padded_scores([np.asarray(by_id[r["doc_id"]]) for r in records])
+    scores = padded_scores([np.asarray(by_id[names.doc_id(r["doc_id"])]) for r in records])
     reported = output["results"][task]["macro_acc,none"]
     correct = scores.argmax(axis=1) == np.array([r["target"] for r in records])
     ours = per_person_accuracy([r["respondent"] for r in records], correct).mean()

@@ -25,6 +25,7 @@ from .atomic import atomic_write_json
 from .cf import SOLVERS, Factorizer, Ratings, make_factorizer
 from .errors import ConfigError, SurveyError
 from .protocol import Split
+from .pseudonyms import NO_PSEUDONYMS, Pseudonyms
 from .survey import Survey
 
 ELBOW_KS = tuple(range(1, 13))
@@ -101,8 +102,8 @@ class PersonaSpace:
         return self.fold_in(split.fold_in_answers(k))
 
     # ------------------------------------------------------------ persistence
-    def save(self, folder: Path) -> None:
-        """Write personas.json and cf.safetensors into ``folder`` (atomically, arrays first)."""
+    def save(self, folder: Path, names: Pseudonyms = NO_PSEUDONYMS) -> None:
+        """Write personas.json and cf.safetensors into ``folder`` (atomically, arrays first; people as ``names`` writes them)."""
         folder.mkdir(parents=True, exist_ok=True)
         save_file(self.model.arrays(), str(folder / "cf.safetensors"))
         atomic_write_json(
@@ -110,21 +111,22 @@ class PersonaSpace:
             {
                 "solver": next(name for name, cls in SOLVERS.items() if isinstance(self.model, cls)),
                 "params": self.model.params(),
-                "people": list(self.people),
+                "people": names.names(self.people),
                 "questions": list(self.questions),
                 "rmse": self.rmse,
             },
         )
 
     @classmethod
-    def load(cls, folder: Path, survey: Survey) -> "PersonaSpace":
+    def load(cls, folder: Path, survey: Survey, names: Pseudonyms = NO_PSEUDONYMS) -> "PersonaSpace":
         """Reload a saved persona space (safetensors, no pickle)."""
         try:
             meta = json.loads((folder / "personas.json").read_text())
             model = SOLVERS[meta["solver"]].restore(meta["params"], load_file(str(folder / "cf.safetensors")))
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
             raise SurveyError(f"{folder}: not a saved persona space ({exc})") from None
-        return cls(model, pd.Index(meta["people"]), pd.Index(meta["questions"]), answer_values(survey), meta["rmse"])
+        people = names.reveal(meta["people"], survey.respondents.index, folder / "personas.json")
+        return cls(model, pd.Index(people), pd.Index(meta["questions"]), answer_values(survey), meta["rmse"])
 
 
 def answer_values(survey: Survey) -> pd.Series:

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write_text, atomic_writer
+from .pseudonyms import NO_PSEUDONYMS, Pseudonyms
 from .survey import Survey, SurveyError
 
 UNSEEN_K = (1, 5, 10, 20, 50, 100)
@@ -108,16 +109,17 @@ class Split:
         return self.answers.loc[mask, ["respondent", "question", "rank"]].reset_index(drop=True)
 
     # ------------------------------------------------------------ persistence
-    def save(self, folder: Path) -> None:
-        """Write split.json and split.csv.gz into ``folder`` atomically."""
+    def save(self, folder: Path, names: Pseudonyms = NO_PSEUDONYMS) -> None:
+        """Write split.json and split.csv.gz into ``folder`` atomically (respondents as ``names`` writes them)."""
         folder.mkdir(parents=True, exist_ok=True)
+        written = self.answers.assign(respondent=names.names(self.answers["respondent"]))
         with atomic_writer(folder / "split.csv.gz", binary=True) as handle:
-            self.answers.to_csv(handle, index=False, compression={"method": "gzip", "mtime": 0, "compresslevel": 1})
+            written.to_csv(handle, index=False, compression={"method": "gzip", "mtime": 0, "compresslevel": 1})
         meta = {"config": asdict(self.config), "fingerprint": self.fingerprint, "n_answers": len(self.answers)}
         atomic_write_text(folder / "split.json", json.dumps(meta, indent=2))
 
     @classmethod
-    def load(cls, folder: Path, survey: Survey) -> "Split":
+    def load(cls, folder: Path, survey: Survey, names: Pseudonyms = NO_PSEUDONYMS) -> "Split":
         """Reload a saved split, refusing one that was made from different data."""
         meta_path = folder / "split.json"
         try:
@@ -129,6 +131,10 @@ class Split:
         if meta["fingerprint"] != fingerprint:
             raise SurveyError(f"{meta_path}: split was made from other data (fingerprint {meta['fingerprint']} != {fingerprint})")
         answers = pd.read_csv(folder / "split.csv.gz", dtype={"respondent": str, "question": str, "group": str, "part": str})
+        if names.hides_ids:
+            written = answers["respondent"].unique()
+            ids = dict(zip(written, names.reveal(written, survey.respondents.index, folder / "split.csv.gz")))
+            answers["respondent"] = answers["respondent"].map(ids)
         return cls(config, fingerprint, answers)
 
 

@@ -6,7 +6,8 @@
                       results.json        aggregates only: accuracy, CI, counts, the method's
                                           self-description, budget and recipe, provenance
     RUNS_DIR/_shared/<split-key>/         split, persona spaces and trained modules shared by runs
-    RUNS_DIR/_shared/pseudonym-salt       the salt of --pseudonymize (respondent ids -> hashes)
+    RUNS_DIR/_shared/pseudonym-salt       the salt of --pseudonymize (respondent ids -> hashes;
+                                          with it, no file of the folder holds a respondent id)
 
 Every write is atomic. ``results.json`` is self-describing: a leaderboard renders from it alone,
 with no method installed.
@@ -14,25 +15,22 @@ with no method installed.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import math
 import os
-import secrets
 import socket
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write_json, atomic_writer
 from .errors import PersonaBenchError
+from .pseudonyms import NO_PSEUDONYMS, Pseudonyms
 
 CONFIG, DOCS, SAMPLES, RESULTS, CLAIM = "config.json", "docs.jsonl", "samples.jsonl.gz", "results.json", "claim.json"
-SALT = "pseudonym-salt"
 SHARED = "_shared"
 
 
@@ -49,31 +47,20 @@ def write_config(run_dir: Path, config: dict) -> None:
     atomic_write_json(run_dir / CONFIG, config)
 
 
-def pseudonyms(runs_dir: Path) -> Callable[[str], str]:
-    """Respondent id -> ``p-<salted hash>``, the salt made once per runs folder (kept in
-    ``_shared/pseudonym-salt``, readable by its owner only), so that the runs of one folder still
-    pair person by person while their files no longer carry the survey's ids."""
-    path = Path(runs_dir) / SHARED / SALT
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(handle, "w") as out:
-            out.write(secrets.token_hex(32))
-    except FileExistsError:
-        pass
-    salt = path.read_text().strip()
-    return lambda respondent: "p-" + hashlib.sha256(f"{salt}:{respondent}".encode()).hexdigest()[:16]
+def pseudonyms_for(pseudonymize: bool, runs_dir: Path) -> Pseudonyms:
+    """What the runs folder calls a respondent: salted hashes with ``--pseudonymize``, else the ids."""
+    return Pseudonyms.for_runs_folder(Path(runs_dir) / SHARED) if pseudonymize else NO_PSEUDONYMS
 
 
 def write_samples(
-    run_dir: Path, docs: pd.DataFrame, scores: np.ndarray, predictions: np.ndarray, rename: Callable[[str], str] | None = None
+    run_dir: Path, docs: pd.DataFrame, scores: np.ndarray, predictions: np.ndarray, names: Pseudonyms = NO_PSEUDONYMS
 ) -> None:
-    """Per-doc scores as gzipped JSON lines (respondent ids through ``rename`` when given)."""
+    """Per-doc scores as gzipped JSON lines (respondents, and the doc ids that hold them, as ``names`` writes them)."""
     buffer = io.StringIO()
     for doc, row, prediction in zip(docs.itertuples(index=False), scores, predictions):
         record = {
-            "doc_id": doc.doc_id,
-            "respondent": rename(doc.respondent) if rename else doc.respondent,
+            "doc_id": names.doc_id(doc.doc_id),
+            "respondent": names.name(doc.respondent),
             "question": doc.question,
             "target": int(doc.target),
             "prediction": int(prediction),
