@@ -18,9 +18,11 @@ def corpus(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_damaged_input_gets_one_clear_line(name, corpus, capsys):
+def test_damaged_input_gets_one_clear_line(name, corpus, capsys, monkeypatch):
     folder = corpus[name]
     spec = json.loads((folder / "case.json").read_text())
+    for variable, value in spec["env"].items():
+        monkeypatch.setenv(variable, value.replace("{case}", str(folder)))
     argv = [part.replace("{case}", str(folder)) for part in spec["argv"]]
     try:
         status = main(argv)

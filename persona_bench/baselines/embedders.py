@@ -17,10 +17,11 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save
 
-from ..harness.atomic import atomic_write_text
-from ..harness.errors import ConfigError
+from ..harness.atomic import atomic_write_bytes
+from ..harness.errors import ConfigError, warn
 from ..harness.models import cache_root
 
 
@@ -44,15 +45,29 @@ class Embedder(ABC):
 
 
 class EmbeddingCache:
-    """Text -> vector store: a safetensors matrix plus a JSON list of text hashes."""
+    """Text -> vector store: one safetensors file holding the vectors and, in its metadata, the
+    hashes of their texts, replaced atomically, so that runs sharing the cache never read one
+    run's hashes beside another run's vectors (two writers at once: the last one's file stays,
+    and the other's new vectors are computed again when next needed). A file that cannot be
+    read is set aside with a warning and the cache starts again."""
 
     def __init__(self, folder: Path, name: str):
-        self.matrix_path, self.keys_path = folder / f"{name}.safetensors", folder / f"{name}.json"
+        self.path = folder / f"{name}.safetensors"
         self.rows: dict[str, int] = {}
         self.matrix = np.zeros((0, 0), dtype=np.float32)
-        if self.matrix_path.is_file() and self.keys_path.is_file():
-            self.matrix = load_file(str(self.matrix_path))["vectors"]
-            self.rows = {key: i for i, key in enumerate(json.loads(self.keys_path.read_text()))}
+        if self.path.is_file():
+            try:
+                with safe_open(str(self.path), framework="numpy") as stored:
+                    keys = json.loads((stored.metadata() or {})["keys"])
+                    matrix = stored.get_tensor("vectors")
+                if len(keys) != len(matrix):
+                    raise ValueError(f"{len(keys)} keys for {len(matrix)} vectors")
+            except (OSError, KeyError, ValueError, SafetensorError) as exc:
+                aside = self.path.with_name(f"{self.path.name}.corrupt-{os.getpid()}")
+                self.path.replace(aside)
+                warn(f"the embedding cache {self.path} is damaged ({type(exc).__name__}): moved aside to {aside.name}, rebuilding")
+            else:
+                self.matrix, self.rows = matrix, {key: i for i, key in enumerate(keys)}
 
     @staticmethod
     def key(text: str) -> str:
@@ -69,11 +84,8 @@ class EmbeddingCache:
         self.matrix = vectors if len(self.rows) == 0 else np.vstack([self.matrix, vectors])
         for text in texts:
             self.rows[self.key(text)] = len(self.rows)
-        self.matrix_path.parent.mkdir(parents=True, exist_ok=True)
-        staging = self.matrix_path.with_suffix(f".tmp{os.getpid()}")
-        save_file({"vectors": np.ascontiguousarray(self.matrix)}, str(staging))
-        os.replace(staging, self.matrix_path)
-        atomic_write_text(self.keys_path, json.dumps(list(self.rows)))
+        data = save({"vectors": np.ascontiguousarray(self.matrix)}, metadata={"keys": json.dumps(list(self.rows))})
+        atomic_write_bytes(self.path, data)
 
 
 def package_dir(module: str, hint: str) -> Path:

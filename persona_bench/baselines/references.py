@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,6 +89,18 @@ class DemographicMajority(Method):
         return counts_to_scores(group + 0.5 * shares, docs)
 
 
+@contextmanager
+def deterministic_torch() -> Iterator[None]:
+    """Torch's deterministic algorithms while inside (the gradient of an indexed weight is
+    otherwise summed in a thread-dependent order: a rerun differed at 1e-7), restored after."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
 class OptionClassifier:
     """Per-question multinomial logistic regression on persona vectors (trained jointly)."""
 
@@ -103,13 +117,14 @@ class OptionClassifier:
         x, q = torch.tensor(features, dtype=torch.float32), torch.tensor(questions)
         y, mask = torch.tensor(targets), torch.tensor(valid)
         optimiser = torch.optim.Adam([self.weight, self.bias], lr=0.02, weight_decay=1e-3)
-        for _ in range(self.steps):
-            rows = torch.randint(len(x), (min(self.batch, len(x)),), generator=self.generator)
-            logits = self.logits(x[rows], q[rows]).masked_fill(~mask[q[rows]], -1e9)
-            loss = torch.nn.functional.cross_entropy(logits, y[rows])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+        with deterministic_torch():
+            for _ in range(self.steps):
+                rows = torch.randint(len(x), (min(self.batch, len(x)),), generator=self.generator)
+                logits = self.logits(x[rows], q[rows]).masked_fill(~mask[q[rows]], -1e9)
+                loss = torch.nn.functional.cross_entropy(logits, y[rows])
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
         return self
 
     @torch.no_grad()

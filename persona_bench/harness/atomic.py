@@ -1,6 +1,9 @@
 """Atomic file writes: write to a temporary file beside the target, then rename over it.
 
-A killed process leaves either the old file or the new one, never half a file.
+A killed process leaves either the old file or the new one, never half a file; an OSError
+(no space, no permission) names the file it was writing. Arrays and tensors are serialised in
+memory (safetensors' ``save``, ``torch.save`` to a buffer) and written with
+:func:`atomic_write_bytes`, so they are atomic too.
 """
 from __future__ import annotations
 
@@ -24,9 +27,20 @@ def atomic_writer(path: Path, binary: bool = False) -> Iterator[IO]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # no space, a read-only or vanished folder: said with the file it was writing
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_writer(path, binary=True) as handle:
+        handle.write(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -1,4 +1,7 @@
-"""Errors the command line reports as one clear line instead of a traceback."""
+"""Errors the command line reports as one clear line instead of a traceback, and the one-line
+warning of something a run recovers from."""
+
+import sys
 
 
 class PersonaBenchError(Exception):
@@ -11,3 +14,8 @@ class SurveyError(PersonaBenchError, ValueError):
 
 class ConfigError(PersonaBenchError, ValueError):
     """An invalid argument or run configuration; the message names it."""
+
+
+def warn(message: str) -> None:
+    """One line on stderr: something went wrong that the run recovers from."""
+    print(f"persona-bench: warning: {message}", file=sys.stderr)

@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from ..tasks.prompts import ANSWER_PREFIX, raw_prompt
 from .distributed import World
-from .errors import ConfigError
+from .errors import ConfigError, warn
 from .models import cache_root, load_model
 from .steerer import Steerer, load_steerer, weights_fingerprint
 from .steering import Steering, token_batch, token_logprobs
@@ -59,11 +59,6 @@ def model_fingerprint(model) -> str:
     stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in weights if p.is_file()]
     payload = json.dumps([str(folder.resolve()), model.config.to_json_string(), str(model.dtype), stamp], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
-
-
-def warn(message: str) -> None:
-    """One line on stderr: something went wrong that the run recovers from."""
-    print(f"persona-bench: warning: {message}", file=sys.stderr)
 
 
 class ScoreCache:

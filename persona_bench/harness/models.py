@@ -66,8 +66,13 @@ ALIASES = {
 
 
 def cache_root() -> Path:
-    """Where persona-bench keeps converted models and embedding caches."""
-    return Path(os.environ.get("PERSONA_BENCH_CACHE", Path.home() / ".cache" / "persona-bench"))
+    """Where persona-bench keeps converted models, scores and embedding caches (a folder)."""
+    given = os.environ.get("PERSONA_BENCH_CACHE")
+    root = Path(given) if given else Path.home() / ".cache" / "persona-bench"
+    if root.exists() and not root.is_dir():
+        source = f"PERSONA_BENCH_CACHE={given}" if given else str(root)
+        raise ConfigError(f"{source}: not a folder (persona-bench keeps its cache of models and scores there; name a folder)")
+    return root
 
 
 def downloads_allowed() -> bool:

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 
-from .atomic import atomic_write_json
+from .atomic import atomic_write_bytes, atomic_write_json
 from .cf import SOLVERS, Factorizer, Ratings, make_factorizer
 from .errors import ConfigError, SurveyError
 from .protocol import Split
@@ -105,7 +105,7 @@ class PersonaSpace:
     def save(self, folder: Path, names: Pseudonyms = NO_PSEUDONYMS) -> None:
         """Write personas.json and cf.safetensors into ``folder`` (atomically, arrays first; people as ``names`` writes them)."""
         folder.mkdir(parents=True, exist_ok=True)
-        save_file(self.model.arrays(), str(folder / "cf.safetensors"))
+        atomic_write_bytes(folder / "cf.safetensors", save(self.model.arrays()))
         atomic_write_json(
             folder / "personas.json",
             {

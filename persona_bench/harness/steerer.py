@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import ClassVar, Sequence
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
-from .atomic import atomic_write_json
+from .atomic import atomic_write_bytes, atomic_write_json
 from .errors import ConfigError
 from .steering import Steering
 
@@ -92,7 +92,7 @@ class Steerer(torch.nn.Module, ABC):
     def save(self, folder: Path) -> None:
         """Write steerer.safetensors (weights and buffers) and steerer.json (family and config)."""
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(folder / "steerer.safetensors"))
+        atomic_write_bytes(folder / "steerer.safetensors", save({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}))
         atomic_write_json(folder / "steerer.json", {"family": self.family, "config": asdict(self.config)})
 
     @classmethod

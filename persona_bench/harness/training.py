@@ -20,6 +20,7 @@ position through the one steered forward. Only the steering module learns.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import shutil
@@ -34,7 +35,7 @@ import torch
 from tqdm import tqdm
 
 from ..tasks.prompts import ANSWER_PREFIX, LETTERS, raw_prompt
-from .atomic import atomic_write_json
+from .atomic import atomic_write_bytes, atomic_write_json
 from .distributed import World
 from .errors import ConfigError
 from .steerer import Steerer, load_steerer
@@ -198,7 +199,9 @@ class Checkpoint:
         """Module and optimiser into a fresh folder, then the pointer names it; older folders go."""
         target = self.folder / f"last-{time.time_ns()}"
         steerer.save(target)
-        torch.save(optimiser.state_dict(), target / "optimizer.pt")
+        buffer = io.BytesIO()
+        torch.save(optimiser.state_dict(), buffer)
+        atomic_write_bytes(target / "optimizer.pt", buffer.getvalue())
         atomic_write_json(self.folder / self.POINTER, {"folder": target.name, "progress": progress})
         for old in self.folder.glob("last*"):
             if old.is_dir() and old != target:

@@ -4,6 +4,7 @@ that meets it and what the user must be told (generated, never committed):
     python tests/corpus/generate.py OUT        # OUT/<case>/{case.json, ...the damaged files}
 
 ``case.json``: ``argv`` (the ``persona-bench`` arguments, ``{case}`` standing for the case folder),
+``env`` (environment variables set for the command, ``{case}`` likewise),
 ``expect`` (a fragment of the one error line), ``exit`` (2) and ``absent`` (strings that must appear
 in no output, e.g. work done before a bad argument was noticed). ``tests/test_corpus.py`` runs
 every case. A case is a function below; adding one is adding a function.
@@ -157,6 +158,13 @@ def device_that_does_not_exist(folder: Path) -> dict:
 def runs_folder_is_a_file(folder: Path) -> dict:
     (folder / "runs").write_text("not a folder\n")
     return {"argv": ["run", "--method", "majority", "--data", "demo:200", "--out", "{case}/runs"], "expect": "Not a directory", "exit": 1}
+
+
+@case
+def cache_is_a_file(folder: Path) -> dict:
+    (folder / "cache").write_text("not a folder\n")
+    return {"argv": ["run", "--method", "raw", "--data", "demo:200", "--max-eval-people", "3", "--no-references", "--out", "{case}/runs"],
+            "env": {"PERSONA_BENCH_CACHE": "{case}/cache"}, "expect": "PERSONA_BENCH_CACHE=", "absent": ["scoring"]}
 
 
 @case
@@ -317,7 +325,7 @@ def generate(out: Path) -> list[Path]:
     for name, build in CASES.items():
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
-        spec = {"exit": 2, "absent": [], **build(folder)}
+        spec = {"exit": 2, "absent": [], "env": {}, **build(folder)}
         (folder / "case.json").write_text(json.dumps(spec, indent=1))
         folders.append(folder)
     return folders
