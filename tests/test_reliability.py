@@ -122,3 +122,15 @@ def test_leaderboard_names_a_truncated_results_file_and_skip_bad_lists_it_in_the
     assert main(["leaderboard", "--runs", str(runs), "--out", str(board), "--skip-bad"]) == 0
     text = board.read_text()
     assert "Left out (unreadable, --skip-bad)" in text and str(damaged) in text and "majority" in text
+
+
+def test_a_run_outside_a_git_checkout_prints_no_git_noise(tiny_model_path, tmp_path):
+    """lm-eval asks git for the current folder's commit; outside a checkout (an installed package)
+    git printed ``fatal: not a git repository`` on every run."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GIT_CEILING_DIRECTORIES": str(tmp_path.parent)}
+    argv = [sys.executable, "-m", "persona_bench", "run", "--method", "raw", "--model", str(tiny_model_path), "--data", "demo:300",
+            "--max-eval-people", "4", "--no-references", "--out", str(tmp_path / "runs")]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert subprocess.run(["git", "rev-parse"], cwd=tmp_path, capture_output=True).returncode != 0  # truly outside a checkout
+    assert "not a git repository" not in done.stderr and "fatal" not in done.stderr

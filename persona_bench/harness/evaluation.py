@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -33,6 +36,20 @@ def padded_scores(rows: list[np.ndarray], width: int | None = None) -> np.ndarra
     for i, row in enumerate(rows):
         out[i, : len(row)] = row
     return out
+
+
+@contextmanager
+def without_lm_eval_provenance() -> Iterator[None]:
+    """lm-eval's ``simple_evaluate`` adds to its results the git hash of the current folder and a
+    survey of the machine; persona-bench discards both (a run records its own provenance). The git
+    call prints ``fatal: not a git repository`` wherever the current folder is not a checkout
+    (EleutherAI/lm-evaluation-harness#1691, #2625) and the survey costs 0.5-2.7 s per
+    evaluation, so while inside, both are skipped (lm-eval's results then say ``git_hash: None``)."""
+    import lm_eval.evaluator
+
+    with mock.patch.object(lm_eval.evaluator, "get_git_commit_hash", lambda: None), \
+            mock.patch.object(lm_eval.evaluator, "add_env_info", lambda storage: None):
+        yield
 
 
 def task_records(docs: pd.DataFrame, survey: Survey, targets: pd.Series, extra: list[dict] | None = None) -> list[dict]:
@@ -72,9 +89,10 @@ def evaluate_records(
     world.barrier()
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"docs_path": str(docs_path)})
-    output = simple_evaluate(
-        model=lm, tasks=[task], task_manager=manager, log_samples=True, apply_chat_template=chat_template, bootstrap_iters=0
-    )
+    with without_lm_eval_provenance():
+        output = simple_evaluate(
+            model=lm, tasks=[task], task_manager=manager, log_samples=True, apply_chat_template=chat_template, bootstrap_iters=0
+        )
     if output is None:  # another rank: its samples went to rank 0
         return None
     by_id = {s["doc"]["doc_id"]: [score for score, _ in s["filtered_resps"]] for s in output["samples"][task]}
