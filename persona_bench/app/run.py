@@ -32,7 +32,10 @@ from ..harness.metrics import macro_score
 from ..harness.models import resolve_model
 from ..harness.personas import PersonaKind
 from ..harness.protocol import Split, make_split, scored_docs, survey_for
-from ..harness.store import pseudonyms_for, read_results, read_samples, shared_dir, write_config, write_results, write_samples
+from ..harness.store import (
+    SHARED, claim_or_wait, pseudonyms_for, read_results, read_samples, release, shared_dir, write_config, write_results,
+    write_samples,
+)
 from ..harness.survey import Survey
 
 # The no-LLM references a run is read beside, per protocol (under heldout-questions no train answer
@@ -102,7 +105,27 @@ def run(
     config: RunConfig, runs_dir: Path, force: bool = False, log: Callable[[str], None] = print, device: str = "auto",
     device_map: str | None = None,
 ) -> dict:
-    """Run (or reuse) one configuration and return its results record (``device`` and ``device_map`` do not change it)."""
+    """Run (or reuse) one configuration and return its results record (``device`` and ``device_map``
+    do not change it): once across the processes sharing ``runs_dir``. While another process is
+    doing the same run, this one waits and then reuses its result (``force``: reruns it after)."""
+    config = checked(config)
+    world = World.current()
+    run_dir = Path(runs_dir) / config.run_id()
+    if world.distributed:  # the ranks of one launch do the run together
+        return run_here(config, runs_dir, force, log, device, device_map)
+    if not claim_or_wait(run_dir, lambda: read_results(run_dir) is not None and not force, log):
+        return run_here(config, runs_dir, False, log, device, device_map)  # done by another process: reused
+    try:
+        return run_here(config, runs_dir, force, log, device, device_map)
+    finally:
+        release(run_dir)
+
+
+def run_here(
+    config: RunConfig, runs_dir: Path, force: bool = False, log: Callable[[str], None] = print, device: str = "auto",
+    device_map: str | None = None,
+) -> dict:
+    """:func:`run` in this process, whoever else is doing it (callers hold the run's claim)."""
     config = checked(config)
     world = World.current()
     log = log if world.is_main else quiet
@@ -113,7 +136,7 @@ def run(
         return with_group_figures(config, runs_dir, finished, log) if "groups" not in finished and world.is_main else finished
     started = time.perf_counter()
     if world.is_main:
-        if not Path(runs_dir).exists() and not config.data.startswith("demo"):
+        if not (Path(runs_dir) / SHARED).exists() and not config.data.startswith("demo"):  # no run has prepared here yet
             log(f"note: {runs_dir} will hold real respondents' answers (each run's docs.jsonl and samples.jsonl.gz): keep it private "
                 "and publish the leaderboard (aggregates only); --pseudonymize replaces respondent ids with salted hashes")
         write_config(run_dir, config.as_dict())

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -34,6 +35,7 @@ from .errors import ConfigError
 from .lm import LetterScoringLM, SteeredLM
 from .method import Method
 from .steerer import Steerer, load_steerer
+from .store import claim_or_wait, release
 from .training import Examples, TrainOptions, build_examples, train_steerer
 
 VALIDATION_SHARE, MAX_VALIDATION = 0.1, 2000
@@ -132,6 +134,20 @@ class LearnedSteering(Method):
             return
         folder = context.shared_dir / "steering" / f"{self.name}-{self.checkpoint_key(context)}-{context.config.model.replace('/', '_')}"
         self.checkpoint = folder
+        # once across processes: another process training the same module is waited for (ranks of one launch train together)
+        mine = not context.world.distributed and claim_or_wait(folder, (folder / "training.json").is_file, context.log)
+        try:
+            record = self.trained_or_loaded(context, steerer, train, validation, folder)
+        finally:
+            if mine:
+                release(folder)
+        self.record = {
+            "train_answers": record["n_train"], "validation_answers": record["n_validation"], "epochs": len(record["history"]),
+            "best_epoch": record["best_epoch"], "history": record["history"],
+        }
+
+    def trained_or_loaded(self, context: RunContext, steerer, train: Examples, validation: Examples, folder: Path) -> dict:
+        """Train the steerer into ``folder``, or load it when it was trained there; the training record."""
         if (folder / "training.json").is_file():
             self.steerer = load_steerer(folder / "best").to(self.lm.device).eval()
             record = json.loads((folder / "training.json").read_text())
@@ -145,10 +161,7 @@ class LearnedSteering(Method):
                 steerer, self.lm.model, self.lm.tokenizer.pad_token_id or 0, train, validation,
                 self.train_options(context.seed), folder, log=context.log, world=context.world,
             )
-        self.record = {
-            "train_answers": record["n_train"], "validation_answers": record["n_validation"], "epochs": len(record["history"]),
-            "best_epoch": record["best_epoch"], "history": record["history"],
-        }
+        return record
 
     def training_data(self, context: RunContext) -> tuple[Examples, Examples]:
         """(train, validation) examples drawn as the module docstring says."""

@@ -22,6 +22,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -168,3 +169,24 @@ def holder_alive(holder: dict) -> bool:
 def release(run_dir: Path) -> None:
     """Give a run's claim up (after it finished or failed)."""
     (run_dir / CLAIM).unlink(missing_ok=True)
+
+
+def claim_or_wait(folder: Path, finished: Callable[[], bool], log: Callable[[str], None], poll: float = 1.0) -> bool:
+    """Claim ``folder`` for work another process may be doing: True when this process now holds
+    the claim (do the work, then :func:`release`); False once ``finished()`` says the work is done,
+    after waiting while another live process held the claim (a process that stops without
+    finishing releases its claim, or leaves a dead one: this process then takes the work over)."""
+    said = False
+    while not finished():
+        if claim(folder):
+            if not finished():
+                return True
+            release(folder)  # finished between the check and the claim
+            break
+        if not said:
+            holder = claim_holder(folder) or {}
+            log(f"waiting for pid {holder.get('pid')} on {holder.get('host')}, which is doing {folder.name} "
+                f"(if that process is gone, delete {folder / CLAIM})")
+            said = True
+        time.sleep(poll)
+    return False
