@@ -116,6 +116,11 @@ def build_parser(run_defaults: Mapping[str, object] | None = None) -> argparse.A
     fit.add_argument("--ks", default="1-12", help="cluster counts for the elbow curve, e.g. 1-12 or 2,4,6")
     analyze.add_argument("--k", type=int, default=None, help="number of clusters (default: the elbow)")
 
+    audit = sub.add_parser("audit", help="audit a finished run").add_subparsers(dest="action", required=True)
+    membership = audit.add_parser("membership", help="can the trained module tell the people it was trained on from others? (AUC beside 0.5)")
+    membership.add_argument("run_dir", type=Path, help="a finished steering run's folder, RUNS_DIR/<run-id>")
+    membership.add_argument("--device", default="auto", help="where the LM runs (default: auto)")
+
     sub.add_parser("methods", help="list registered methods and their options")
     board = sub.add_parser("leaderboard", help="render the leaderboard markdown and plots from a runs folder")
     board.add_argument("--runs", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
@@ -275,6 +280,17 @@ def data_example(args: argparse.Namespace, extra: list[str]) -> int:
     for path in write_opinionqa(load_survey(f"demo:{args.people}x{args.questions}"), args.out):
         print(f"wrote {path}")
     print(f"\nA survey in the OpinionQA layout (from the embedded demo). Check it: persona-bench data summary --data opinionqa:{args.out}")
+    return 0
+
+
+@command("audit membership")
+def audit_membership_command(args: argparse.Namespace, extra: list[str]) -> int:
+    from ..harness.models import pick_device
+    from .run import audit_finished_run
+
+    record = audit_finished_run(args.run_dir, log=stderr_log, device=pick_device(args.device))
+    print(membership_line(record["membership_audit"]))
+    print(f"stored in {args.run_dir / 'results.json'} (membership_audit)")
     return 0
 
 
@@ -512,8 +528,19 @@ def run_with_companions(config, args: argparse.Namespace) -> dict[str, dict]:
         lines.append(comparison_line(result, best, f"{label} (the best no-LLM reference)", args.out, config.seed))
     if lines:
         print("\nPaired over the same people and docs (bootstrap CI of the per-person difference):\n" + "\n".join(lines))
+    if result.get("membership_audit"):
+        print("\n" + membership_line(result["membership_audit"]))
     print(f"\nresults: {args.out / result['run_id'] / 'results.json'}")
     return {config.method: result, **beside}
+
+
+def membership_line(audit: dict) -> str:
+    """What the membership audit of a run's trained module found, in one line."""
+    from ..harness.audit import describe_audit, leaks
+
+    verdict = "its people can be told from others (a CI above 0.5)" if leaks(audit) else "no leak found (each CI includes 0.5 or lies below)"
+    return (f"Membership audit of the trained module ({audit['members']} members vs {audit['non_members']} {audit['non_member_source']}): "
+            f"{describe_audit(audit)}: {verdict}")
 
 
 def seed_summary(by_seed: list[dict[str, dict]], seeds: list[int]) -> list[dict]:

@@ -12,6 +12,7 @@ availability) is checked before any data is loaded.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
@@ -33,7 +34,7 @@ from ..harness.models import resolve_model
 from ..harness.personas import PersonaKind
 from ..harness.protocol import Split, make_split, scored_docs, survey_for
 from ..harness.store import (
-    SHARED, claim_or_wait, pseudonyms_for, read_results, read_samples, release, shared_dir, write_config, write_results,
+    CONFIG, SHARED, claim_or_wait, pseudonyms_for, read_results, read_samples, release, shared_dir, write_config, write_results,
     write_samples,
 )
 from ..harness.survey import Survey
@@ -86,6 +87,16 @@ def prepared_method(
     config: RunConfig, runs_dir: Path, log: Callable[[str], None] = print, device: str = "auto", device_map: str | None = None
 ) -> tuple[Method, RunContext]:
     """Load the data and split, then build and prepare (train) the configured method."""
+    method, context = method_in_context(config, runs_dir, log, device, device_map)
+    context.log(f"{config.method}: preparing on {len(context.split.train_answers())} train answers")
+    method.prepare(context)
+    return method, context
+
+
+def method_in_context(
+    config: RunConfig, runs_dir: Path, log: Callable[[str], None] = print, device: str = "auto", device_map: str | None = None
+) -> tuple[Method, RunContext]:
+    """The configured method, not yet prepared, and the context of its run (data and split loaded)."""
     config = checked(config)
     world = World.current()
     log = log if world.is_main else quiet
@@ -96,9 +107,35 @@ def prepared_method(
     method_class = get_method(config.method)
     method = method_class(build_options(method_class, config.method_options))
     context = RunContext(config, survey, split, Path(runs_dir) / config.run_id(), folder, device, log, world, device_map)
-    log(f"{config.method}: preparing on {len(split.train_answers())} train answers")
-    method.prepare(context)
     return method, context
+
+
+def audit_finished_run(run_dir: Path, log: Callable[[str], None] = print, device: str = "auto") -> dict:
+    """The membership audit of a finished steering run's module (:mod:`persona_bench.harness.audit`;
+    the untrained control's weights against the set its trained sibling trains on), added to the
+    run's results record, which is returned."""
+    from ..harness.learned import LearnedSteering
+
+    run_dir = Path(run_dir)
+    record = read_results(run_dir)
+    if record is None:
+        raise ConfigError(f"{run_dir}: no finished run here (no results.json)")
+    try:
+        saved = json.loads((run_dir / CONFIG).read_text())
+        config = checked(RunConfig(**{**saved, "waves": tuple(saved.get("waves", ()))}))
+    except (OSError, json.JSONDecodeError, TypeError) as exc:
+        raise ConfigError(f"{run_dir / CONFIG}: not a run configuration ({type(exc).__name__}: {exc})") from None
+    method, context = method_in_context(config, run_dir.parent, log, device)
+    if not isinstance(method, LearnedSteering):
+        raise ConfigError(f"{run_dir}: a {config.method} run; only a steering run's module was trained on people")
+    if method.options.weights == "trained" and not (method.checkpoint_folder(context) / "training.json").is_file():
+        raise ConfigError(f"{run_dir}: its trained module is not in {method.checkpoint_folder(context)} "
+                          "(audit a run in the runs folder it was made in)")
+    method.prepare(context)
+    audit = method.membership or method.membership_audit(context)
+    updated = {**record, "membership_audit": audit}
+    write_results(run_dir, updated)
+    return updated
 
 
 def run(

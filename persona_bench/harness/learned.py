@@ -16,7 +16,9 @@ The base class does the rest:
   identical settings (one training serves every persona kind and unseen-K run), or evaluates
   the untrained module (``--weights random``, the control of paper Table 4);
 * scores the docs through lm-eval's Raw Q task with ``persona-bench-steered``, each doc carrying
-  its persona vector (individual, cluster centroid or trait-group centroid, per ``--persona``).
+  its persona vector (individual, cluster centroid or trait-group centroid, per ``--persona``);
+* audits the trained module for membership leakage (:mod:`persona_bench.harness.audit`), once
+  per module, into the run's record, with a warning when it leaks.
 """
 from __future__ import annotations
 
@@ -30,8 +32,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .atomic import atomic_write_json
+from .audit import AUDIT_FILE, audit_membership, describe_audit, leaks
 from .context import RunContext
-from .errors import ConfigError
+from .errors import ConfigError, warn
 from .lm import LetterScoringLM, SteeredLM
 from .method import Method
 from .steerer import Steerer, load_steerer
@@ -121,19 +125,26 @@ class LearnedSteering(Method):
         payload = [self.name, context.config.model, context.config.dtype, context.config.cf_solver, context.config.cf_dim, settings]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
+    def checkpoint_folder(self, context: RunContext) -> Path:
+        """Where the run's trained module is (shared by every run that trains it alike)."""
+        return context.shared_dir / "steering" / f"{self.name}-{self.checkpoint_key(context)}-{context.config.model.replace('/', '_')}"
+
+    def untrained_steerer(self, context: RunContext, train: Examples) -> Steerer:
+        """The module as training starts from it (the untrained control's weights): seeded and initialised."""
+        torch.manual_seed(context.seed)
+        steerer = self.build_steerer(self.lm, context.personas.vectors.shape[1], self.settings)
+        steerer.initialise(torch.tensor(context.personas.vectors, dtype=torch.float32), self.lm.model, sorted(set(train.prompts))[:64])
+        return steerer
+
     def prepare(self, context: RunContext) -> None:
         self.lm = LetterScoringLM(**context.model_options)
-        space = context.personas
-        torch.manual_seed(context.seed)
-        steerer = self.build_steerer(self.lm, space.vectors.shape[1], self.settings)
-        train, validation = self.training_data(context)
-        steerer.initialise(torch.tensor(space.vectors, dtype=torch.float32), self.lm.model, sorted(set(train.prompts))[:64])
-        self.record = {"train_answers": 0, "validation_answers": 0, "epochs": 0}
+        train, validation = (self.examples(context, answers, personas) for answers, personas in self.training_rows(context))
+        steerer = self.untrained_steerer(context, train)
+        self.record, self.membership = {"train_answers": 0, "validation_answers": 0, "epochs": 0}, None
         if self.options.weights == "random":
             self.steerer = steerer.to(self.lm.device).eval()
             return
-        folder = context.shared_dir / "steering" / f"{self.name}-{self.checkpoint_key(context)}-{context.config.model.replace('/', '_')}"
-        self.checkpoint = folder
+        folder = self.checkpoint = self.checkpoint_folder(context)
         # once across processes: another process training the same module is waited for (ranks of one launch train together)
         mine = not context.world.distributed and claim_or_wait(folder, (folder / "training.json").is_file, context.log)
         try:
@@ -145,6 +156,33 @@ class LearnedSteering(Method):
             "train_answers": record["n_train"], "validation_answers": record["n_validation"], "epochs": len(record["history"]),
             "best_epoch": record["best_epoch"], "history": record["history"],
         }
+        if context.world.is_main:
+            self.membership = self.audited(context, folder)
+
+    def membership_audit(self, context: RunContext) -> dict:
+        """The membership audit (:mod:`persona_bench.harness.audit`) of this run's module against
+        the people its training set holds (for the untrained control: the set it would train on)."""
+        (train, train_personas), (validation, _) = self.training_rows(context)
+        untrained = self.untrained_steerer(context, self.examples(context, train, train_personas)).to(self.lm.device).eval()
+        return audit_membership(
+            context, self.steerer, untrained, self.lm.model, self.lm.tokenizer.pad_token_id or 0, train, validation,
+            lambda answers, personas: self.examples(context, answers, personas),
+        )
+
+    def audited(self, context: RunContext, folder: Path) -> dict:
+        """The trained module's membership audit, made once per module and kept beside it; a
+        warning when it finds a leak."""
+        path = folder / AUDIT_FILE
+        if path.is_file():
+            audit = json.loads(path.read_text())
+        else:
+            context.log(f"{self.name}: membership audit of the trained module")
+            audit = self.membership_audit(context)
+            atomic_write_json(path, audit)
+        if leaks(audit):
+            warn(f"{describe_audit(audit)}: the trained module tells the people it was trained on from others; "
+                 f"do not publish it ({folder})")
+        return audit
 
     def trained_or_loaded(self, context: RunContext, steerer, train: Examples, validation: Examples, folder: Path) -> dict:
         """Train the steerer into ``folder``, or load it when it was trained there; the training record."""
@@ -163,8 +201,12 @@ class LearnedSteering(Method):
             )
         return record
 
-    def training_data(self, context: RunContext) -> tuple[Examples, Examples]:
-        """(train, validation) examples drawn as the module docstring says."""
+    def examples(self, context: RunContext, answers: pd.DataFrame, personas: np.ndarray) -> Examples:
+        """``answers`` tokenised as training and scoring see them, one persona vector each."""
+        return build_examples(answers.reset_index(drop=True), context.survey, personas, self.lm)
+
+    def training_rows(self, context: RunContext) -> tuple[tuple[pd.DataFrame, np.ndarray], tuple[pd.DataFrame, np.ndarray]]:
+        """(train, validation) answers with their persona vectors, drawn as the module docstring says."""
         answers = context.train_answers()
         space = context.personas
         order = np.random.default_rng(context.seed).permutation(len(answers))
@@ -176,10 +218,7 @@ class LearnedSteering(Method):
         people, folded = space.fold_in(others[["respondent", "question"]])
         validation = validation[validation["respondent"].isin(people)]
         validation_personas = folded[people.get_indexer(validation["respondent"])]
-        return (
-            build_examples(train.reset_index(drop=True), context.survey, train_personas, self.lm),
-            build_examples(validation.reset_index(drop=True), context.survey, validation_personas, self.lm),
-        )
+        return (train, train_personas), (validation, validation_personas)
 
     def score(self, docs: pd.DataFrame, context: RunContext) -> np.ndarray | None:
         steered = SteeredLM(steerer=self.steerer, model=self.lm.model, tokenizer=self.lm.tokenizer)
@@ -189,4 +228,5 @@ class LearnedSteering(Method):
     def report(self) -> dict:
         settings = self.settings
         budget = {k: v for k, v in self.record.items() if k != "history"}
-        return {"recipe": settings["recipe"], "settings": settings, "budget": budget, "training_history": self.record.get("history", [])}
+        audit = {"membership_audit": self.membership} if self.membership else {}
+        return {"recipe": settings["recipe"], "settings": settings, "budget": budget, "training_history": self.record.get("history", []), **audit}

@@ -132,18 +132,28 @@ def letter_logprobs(steerer: torch.nn.Module, model: torch.nn.Module, batch: Exa
 
 
 @torch.no_grad()
+def example_losses(
+    steerer: Steerer, model: torch.nn.Module, examples: Examples, pad_id: int, batch_size: int = 32, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per example of ``rows`` (default: all), in that order: the letter cross-entropy and whether
+    the top letter is the answer (batched by prompt length)."""
+    rows = np.arange(len(examples)) if rows is None else np.asarray(rows, dtype=np.int64)
+    order = rows[np.argsort([len(examples.prompts[i]) for i in rows], kind="stable")]
+    losses, hits = np.zeros(len(examples)), np.zeros(len(examples), dtype=bool)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        logprobs = letter_logprobs(steerer, model, examples.subset(chunk), pad_id)
+        targets = examples.targets[chunk].to(logprobs.device)
+        losses[chunk] = torch.nn.functional.cross_entropy(logprobs, targets, reduction="none").float().cpu().numpy()
+        hits[chunk] = (logprobs.argmax(1) == targets).cpu().numpy()
+    return losses[rows], hits[rows]
+
+
 def evaluate(steerer: Steerer, model: torch.nn.Module, examples: Examples, pad_id: int, batch_size: int = 32, world: World | None = None) -> tuple[float, float]:
     """(mean letter cross-entropy, accuracy) on ``examples`` (each rank a share, summed over ranks)."""
     world = world or World()
-    order = np.argsort([len(p) for p in examples.prompts], kind="stable")[world.rank :: world.size]
-    loss, hits = 0.0, 0
-    for start in range(0, len(order), batch_size):
-        batch = examples.subset(order[start : start + batch_size])
-        logprobs = letter_logprobs(steerer, model, batch, pad_id)
-        targets = batch.targets.to(logprobs.device)
-        loss += torch.nn.functional.cross_entropy(logprobs, targets, reduction="sum").item()
-        hits += int((logprobs.argmax(1) == targets).sum().item())
-    totals = np.sum(world.all_gather((loss, hits)), axis=0)
+    losses, hits = example_losses(steerer, model, examples, pad_id, batch_size, np.arange(len(examples))[world.rank :: world.size])
+    totals = np.sum(world.all_gather((float(losses.sum()), int(hits.sum()))), axis=0)
     return float(totals[0] / max(len(examples), 1)), float(totals[1] / max(len(examples), 1))
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..harness.audit import describe_audit
 from ..harness.metrics import holm, paired_comparison
 from .frame import latest, method_label, method_rank, samples
 
@@ -113,9 +114,14 @@ def scope_title(scope: dict) -> str:
 
 
 def budget_note(frame: pd.DataFrame) -> str:
-    """``Training: spm 1,000 answers x 3 epochs (recipe default).`` for the trained cells of a table."""
+    """``Training: spm (smollm2-135m): 1,000 answers x 3 epochs, recipe default, membership AUC ...``
+    for the trained cells of a table (the membership audit where the run has one)."""
     trained = frame[frame["budget_label"] != ""]
-    parts = [f"{r['method']} ({r['model']}): {r['budget_label']}" + (f", recipe {r['recipe']}" if r["recipe"] else "") for _, r in trained.iterrows()]
+    parts = [
+        f"{r['method']} ({r['model']}): {r['budget_label']}" + (f", recipe {r['recipe']}" if r["recipe"] else "")
+        + (f", {describe_audit(r['membership_audit'])}" if isinstance(r.get("membership_audit"), dict) else "")
+        for _, r in trained.iterrows()
+    ]
     return "Training: " + "; ".join(dict.fromkeys(parts)) + "." if parts else ""
 
 
