@@ -16,7 +16,7 @@ from persona_bench.harness.training import TrainOptions, evaluate, train_steerer
 from persona_bench.methods.activation.model import ActivationSteerer, parse_layers
 
 from .test_spm import planted_examples, tiny_models  # noqa: F401  (fixture)
-from .tiny_models import ARCHITECTURES
+from .tiny_models import ARCHITECTURES, training_architectures
 
 
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))
@@ -43,7 +43,7 @@ def test_layer_choice():
         parse_layers("40", 30)
 
 
-@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+@pytest.mark.parametrize("architecture", training_architectures())
 def test_activation_steering_learns_a_planted_persona_rule(architecture, tiny_models, demo_survey, tmp_path):  # noqa: F811
     """Camp c always answers option c. (Per-question camp permutations, the SPM's planted rule, are
     beyond an additive shift through two random layers: it then reaches the best camp-only rule, 50%.)"""

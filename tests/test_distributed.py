@@ -83,6 +83,7 @@ def test_training_with_two_processes_equals_one(launched):
         assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 and abs(a["val_loss"] - b["val_loss"]) < 1e-4
 
 
+@pytest.mark.slow  # a torchrun launch of lm-eval's own CLI (about 50 s); scoring across ranks is tested by default above
 def test_lm_eval_cli_splits_requests_across_ranks(launched, tiny_model_path, tmp_path):
     docs = next((launched[1]["folder"] / "runs").glob("raw-*")) / "docs.jsonl"
     args = ["run", "--tasks", "opinionqa_persona_raw", "--metadata", json.dumps({"docs_path": str(docs)}),

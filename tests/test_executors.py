@@ -53,6 +53,7 @@ def sequential(tmp_path_factory):
     return root, results(root / "sequential")
 
 
+@pytest.mark.slow  # Ray's and submitit's local twins start their own workers (about 2 minutes)
 @pytest.mark.parametrize("engine", [["--executor", "ray", "--workers", "2"], ["--executor", "slurm", "--slurm-local"]])
 def test_engines_give_the_sequential_results(sequential, engine):
     root, expected = sequential
@@ -85,6 +86,7 @@ def claim_holder_like() -> dict:
     return {"host": socket.gethostname(), "since": 0}
 
 
+@pytest.mark.slow  # measures the model's speed on the grid's prompts (about 40 s)
 def test_plan_costs_a_grid_from_the_runs_own_prompts(tiny_model_path, tmp_path, capsys):
     from persona_bench.app.cli import main
     from persona_bench.app.plan import run_cost

@@ -162,6 +162,7 @@ def test_paper_model_fails_with_one_line(capsys, tmp_path):
     assert len(err) >= 1 and "falcon-7b-instruct" in err[-1] and "not in the Hugging Face cache" in err[-1]
 
 
+@pytest.mark.slow  # lm-eval's own CLI in a subprocess (about 20 s); the same task through simple_evaluate runs by default
 def test_lm_eval_cli_runs_the_task_with_our_model(tiny_model_path, tmp_path):
     import subprocess
     import sys

@@ -19,7 +19,7 @@ from persona_bench.harness.steering import cache_argument
 from persona_bench.harness.training import TrainOptions, build_examples, evaluate, train_steerer
 from persona_bench.methods.spm.model import SoftPromptModel
 
-from .tiny_models import ARCHITECTURES, make_tiny_model
+from .tiny_models import ARCHITECTURES, make_tiny_model, training_architectures
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def planted_examples(lm, survey, n_people: int, seed: int, per_question: bool = 
     return build_examples(answers, survey, personas, lm)
 
 
-@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+@pytest.mark.parametrize("architecture", training_architectures())
 def test_spm_learns_a_planted_persona_rule(architecture, tiny_models, demo_survey, tmp_path):
     lm = LetterScoringLM(pretrained=str(tiny_models[architecture]), device="cpu", score_cache=None)
     train, held_out = planted_examples(lm, demo_survey, 200, seed=0), planted_examples(lm, demo_survey, 40, seed=1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
@@ -22,6 +23,14 @@ ARCHITECTURES = {
     "falcon": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, multi_query=True, new_decoder_architecture=False),
     "gpt2": dict(n_embd=32, n_layer=2, n_head=4),
 }
+
+
+
+def training_architectures(default: str = "llama") -> list:
+    """Every architecture for a test that trains: ``default`` (SmolLM2's) in the default suite, the
+    others marked ``slow`` (CI runs them; the exact-equivalence tests cover every one by default)."""
+    return [name if name == default else pytest.param(name, marks=pytest.mark.slow) for name in ARCHITECTURES]
+
 
 CHAT_TEMPLATE = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
 
