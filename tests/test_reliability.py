@@ -87,6 +87,16 @@ def test_pseudonymize_leaves_no_respondent_id_in_any_file_and_keeps_the_scores(t
     assert any(p.name == "split.csv.gz" for p in files) and any(p.name == "personas.json" for p in files)
     leaks = {str(path.relative_to(private)) for path, data in files.items() if any(i in data for i in ids)}
     assert not leaks, leaks
+    for path, data in files.items():  # nor the ids' order: files list people in their pseudonyms' order
+        if path.name == "split.csv.gz":
+            written = list(dict.fromkeys(line.split(",")[0] for line in data.decode().splitlines()[1:]))
+        elif path.name == "personas.json":
+            written = json.loads(data)["people"]
+        elif path.name in ("samples.jsonl.gz", "docs.jsonl"):
+            written = [json.loads(line)["doc_id"] for line in data.decode().splitlines()]
+        else:
+            continue
+        assert written == sorted(written), path
     runs = sorted(path for path in private.glob("*-*") if path.is_dir())
     assert len(runs) >= 8 and all(json.loads((run / "config.json").read_text())["pseudonymize"] for run in runs)
     samples = {run.name.split("-")[0]: read_samples(run) for run in runs}

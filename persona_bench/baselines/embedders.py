@@ -9,6 +9,7 @@ Embeddings are unit-normalised and cached on disk per (embedder, text) under
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -58,16 +59,19 @@ class EmbeddingCache:
         if self.path.is_file():
             try:
                 with safe_open(str(self.path), framework="numpy") as stored:
-                    keys = json.loads((stored.metadata() or {})["keys"])
+                    metadata = stored.metadata() or {}
+                    keys = json.loads(metadata["keys"]) if "keys" in metadata else None  # None: an older layout (keys in a .json beside it): rebuilt
                     matrix = stored.get_tensor("vectors")
-                if len(keys) != len(matrix):
+                if keys is not None and len(keys) != len(matrix):
                     raise ValueError(f"{len(keys)} keys for {len(matrix)} vectors")
-            except (OSError, KeyError, ValueError, SafetensorError) as exc:
+            except (KeyError, ValueError, SafetensorError) as exc:
                 aside = self.path.with_name(f"{self.path.name}.corrupt-{os.getpid()}")
-                self.path.replace(aside)
+                with contextlib.suppress(FileNotFoundError):  # another process set it aside first
+                    self.path.replace(aside)
                 warn(f"the embedding cache {self.path} is damaged ({type(exc).__name__}): moved aside to {aside.name}, rebuilding")
             else:
-                self.matrix, self.rows = matrix, {key: i for i, key in enumerate(keys)}
+                if keys is not None:
+                    self.matrix, self.rows = matrix, {key: i for i, key in enumerate(keys)}
 
     @staticmethod
     def key(text: str) -> str:

@@ -70,6 +70,12 @@ def task_records(docs: pd.DataFrame, survey: Survey, targets: pd.Series, extra: 
     return records
 
 
+def written_doc_id(record: dict, names: Pseudonyms) -> str:
+    """A record's doc id as the docs file holds it (with pseudonyms: built from the written name
+    and the question, as :func:`task_records` records them)."""
+    return names.doc_id(record["respondent"], record["question_key"]) if names.hides_ids else record["doc_id"]
+
+
 def evaluate_records(
     records: list[dict], task: str, lm, docs_path: Path, chat_template: bool = False, world: World | None = None,
     names: Pseudonyms = NO_PSEUDONYMS,
@@ -82,10 +88,10 @@ def evaluate_records(
     world = world or World()
     if world.is_main:
         with atomic_writer(docs_path) as handle:
-            handle.writelines(
-                json.dumps({**record, "doc_id": names.doc_id(record["doc_id"]), "respondent": names.name(record["respondent"])}) + "\n"
-                for record in records
-            )
+            written = [{**r, "doc_id": written_doc_id(r, names), "respondent": names.name(r["respondent"])} for r in records]
+            if names.hides_ids:  # in the pseudonyms' order: the ids' order would name them
+                written.sort(key=lambda r: r["doc_id"])
+            handle.writelines(json.dumps(record) + "\n" for record in written)
     world.barrier()
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"docs_path": str(docs_path)})
@@ -96,7 +102,7 @@ def evaluate_records(
     if output is None:  # another rank: its samples went to rank 0
         return None
     by_id = {s["doc"]["doc_id"]: [score for score, _ in s["filtered_resps"]] for s in output["samples"][task]}
-    scores = padded_scores([np.asarray(by_id[names.doc_id(r["doc_id"])]) for r in records])
+    scores = padded_scores([np.asarray(by_id[written_doc_id(r, names)]) for r in records])
     reported = output["results"][task]["macro_acc,none"]
     correct = scores.argmax(axis=1) == np.array([r["target"] for r in records])
     ours = per_person_accuracy([r["respondent"] for r in records], correct).mean()

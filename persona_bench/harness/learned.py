@@ -145,10 +145,14 @@ class LearnedSteering(Method):
             self.steerer = steerer.to(self.lm.device).eval()
             return
         folder = self.checkpoint = self.checkpoint_folder(context)
-        # once across processes: another process training the same module is waited for (ranks of one launch train together)
-        mine = not context.world.distributed and claim_or_wait(folder, (folder / "training.json").is_file, context.log)
+        # once across processes: another process training (and auditing) the same module is waited for
+        # (the ranks of one launch train together)
+        done = lambda: (folder / "training.json").is_file() and (folder / AUDIT_FILE).is_file()  # noqa: E731
+        mine = not context.world.distributed and claim_or_wait(folder, done, context.log)
         try:
             record = self.trained_or_loaded(context, steerer, train, validation, folder)
+            if context.world.is_main:
+                self.membership = self.audited(context, folder)
         finally:
             if mine:
                 release(folder)
@@ -156,8 +160,6 @@ class LearnedSteering(Method):
             "train_answers": record["n_train"], "validation_answers": record["n_validation"], "epochs": len(record["history"]),
             "best_epoch": record["best_epoch"], "history": record["history"],
         }
-        if context.world.is_main:
-            self.membership = self.audited(context, folder)
 
     def membership_audit(self, context: RunContext) -> dict:
         """The membership audit (:mod:`persona_bench.harness.audit`) of this run's module against
@@ -169,15 +171,19 @@ class LearnedSteering(Method):
             lambda answers, personas: self.examples(context, answers, personas),
         )
 
-    def audited(self, context: RunContext, folder: Path) -> dict:
+    def audited(self, context: RunContext, folder: Path) -> dict | None:
         """The trained module's membership audit, made once per module and kept beside it; a
-        warning when it finds a leak."""
+        warning when it finds a leak, or when it cannot be made (the run goes on without it)."""
         path = folder / AUDIT_FILE
         if path.is_file():
             audit = json.loads(path.read_text())
         else:
             context.log(f"{self.name}: membership audit of the trained module")
-            audit = self.membership_audit(context)
+            try:
+                audit = self.membership_audit(context)
+            except Exception as exc:  # an audit that fails must not fail the run it audits
+                warn(f"no membership audit of {folder.name} ({type(exc).__name__}: {exc})")
+                return None
             atomic_write_json(path, audit)
         if leaks(audit):
             warn(f"{describe_audit(audit)}: the trained module tells the people it was trained on from others; "

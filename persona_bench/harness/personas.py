@@ -105,13 +105,17 @@ class PersonaSpace:
     def save(self, folder: Path, names: Pseudonyms = NO_PSEUDONYMS) -> None:
         """Write personas.json and cf.safetensors into ``folder`` (atomically, arrays first; people as ``names`` writes them)."""
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(folder / "cf.safetensors", save(self.model.arrays()))
+        arrays, people = self.model.arrays(), names.names(self.people)
+        if names.hides_ids:  # people (and their rows) in the pseudonyms' order: the ids' order would name them
+            order = np.argsort(people, kind="stable")
+            arrays["users"], people = arrays["users"][order], [people[i] for i in order]
+        atomic_write_bytes(folder / "cf.safetensors", save(arrays))
         atomic_write_json(
             folder / "personas.json",
             {
                 "solver": next(name for name, cls in SOLVERS.items() if isinstance(self.model, cls)),
                 "params": self.model.params(),
-                "people": names.names(self.people),
+                "people": people,
                 "questions": list(self.questions),
                 "rmse": self.rmse,
             },
@@ -122,10 +126,14 @@ class PersonaSpace:
         """Reload a saved persona space (safetensors, no pickle)."""
         try:
             meta = json.loads((folder / "personas.json").read_text())
-            model = SOLVERS[meta["solver"]].restore(meta["params"], load_file(str(folder / "cf.safetensors")))
+            arrays = load_file(str(folder / "cf.safetensors"))
+            people = names.reveal(meta["people"], survey.respondents.index, folder / "personas.json")
+            if names.hides_ids:  # back in the ids' order, as fitted
+                order = np.argsort(people, kind="stable")
+                arrays["users"], people = arrays["users"][order], [people[i] for i in order]
+            model = SOLVERS[meta["solver"]].restore(meta["params"], arrays)
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
             raise SurveyError(f"{folder}: not a saved persona space ({exc})") from None
-        people = names.reveal(meta["people"], survey.respondents.index, folder / "personas.json")
         return cls(model, pd.Index(people), pd.Index(meta["questions"]), answer_values(survey), meta["rmse"])
 
 

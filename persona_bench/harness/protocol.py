@@ -113,6 +113,8 @@ class Split:
         """Write split.json and split.csv.gz into ``folder`` atomically (respondents as ``names`` writes them)."""
         folder.mkdir(parents=True, exist_ok=True)
         written = self.answers.assign(respondent=names.names(self.answers["respondent"]))
+        if names.hides_ids:  # in the pseudonyms' order: the ids' order would name them
+            written = written.sort_values(["respondent", "part", "rank"], kind="stable")
         with atomic_writer(folder / "split.csv.gz", binary=True) as handle:
             written.to_csv(handle, index=False, compression={"method": "gzip", "mtime": 0, "compresslevel": 1})
         meta = {"config": asdict(self.config), "fingerprint": self.fingerprint, "n_answers": len(self.answers)}
@@ -135,6 +137,7 @@ class Split:
             written = answers["respondent"].unique()
             ids = dict(zip(written, names.reveal(written, survey.respondents.index, folder / "split.csv.gz")))
             answers["respondent"] = answers["respondent"].map(ids)
+            answers = answers.sort_values(["respondent", "part", "rank"], kind="stable").reset_index(drop=True)  # as made
         return cls(config, fingerprint, answers)
 
 

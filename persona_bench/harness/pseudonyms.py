@@ -5,12 +5,18 @@ what the plain run scores) and passes every id it writes through :class:`Pseudon
 doc files, the shared split and persona space. With ``--pseudonymize`` an id becomes
 ``p-<salted hash>``, the salt made once per runs folder, so that the runs of one folder still pair
 person by person while no file of the folder carries a survey id; without it names are the ids.
+Files that list people are written in the order of their written names (the ids' order would
+name them to anyone holding the survey). Pseudonyms remove ids, not identifiability: a person's
+answers in a samples file can still be matched against the survey by whoever holds it.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import secrets
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -31,16 +37,23 @@ class Pseudonyms:
         readable by its owner only) and read by every later run."""
         path = Path(shared) / SALT_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(handle, "w") as out:
-                out.write(secrets.token_hex(32))
-        except FileExistsError:
-            pass
-        return cls(path.read_text().strip())
+        if not path.exists():  # written whole beside it, then linked into place: no process reads a partial salt
+            handle, temporary = tempfile.mkstemp(prefix=f".{SALT_FILE}.", dir=path.parent)
+            try:
+                with os.fdopen(handle, "w") as out:
+                    out.write(secrets.token_hex(32))
+                with contextlib.suppress(FileExistsError):  # another process linked its salt first: that one holds
+                    os.link(temporary, path)
+            finally:
+                os.unlink(temporary)
+        salt = path.read_text().strip()
+        if not re.fullmatch(r"[0-9a-f]{64}", salt):
+            raise SurveyError(f"{path}: not a pseudonym salt (64 hexadecimal digits); restore it, or remove the folder's pseudonymized runs")
+        return cls(salt)
 
     @property
     def hides_ids(self) -> bool:
+        """Whether written names differ from the ids (and files must not keep the ids' order either)."""
         return self.salt is not None
 
     def name(self, respondent: str) -> str:
@@ -50,11 +63,11 @@ class Pseudonyms:
         return "p-" + hashlib.sha256(f"{self.salt}:{respondent}".encode()).hexdigest()[:16]
 
     def names(self, respondents: Iterable[str]) -> list[str]:
+        """The names written for ``respondents``, in their order."""
         return [self.name(r) for r in respondents]
 
-    def doc_id(self, doc_id: str) -> str:
-        """A doc id (``respondent|question``) as written."""
-        respondent, _, question = doc_id.partition("|")
+    def doc_id(self, respondent: str, question: str) -> str:
+        """The id written for the doc of ``respondent``'s answer to ``question`` (``name|question``)."""
         return f"{self.name(respondent)}|{question}"
 
     def reveal(self, names: Iterable[str], respondents: Iterable[str], source: Path) -> list[str]:

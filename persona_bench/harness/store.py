@@ -20,6 +20,7 @@ import json
 import math
 import os
 import socket
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -58,9 +59,12 @@ def write_samples(
 ) -> None:
     """Per-doc scores as gzipped JSON lines (respondents, and the doc ids that hold them, as ``names`` writes them)."""
     buffer = io.StringIO()
-    for doc, row, prediction in zip(docs.itertuples(index=False), scores, predictions):
+    rows = list(docs.itertuples(index=False))
+    written = [names.doc_id(doc.respondent, doc.question) for doc in rows]
+    for i in np.argsort(written, kind="stable") if names.hides_ids else range(len(rows)):  # pseudonyms: in their order
+        doc, row, prediction = rows[i], scores[i], predictions[i]
         record = {
-            "doc_id": names.doc_id(doc.doc_id),
+            "doc_id": written[i],
             "respondent": names.name(doc.respondent),
             "question": doc.question,
             "target": int(doc.target),
@@ -124,25 +128,32 @@ def finished_runs(runs_dir: Path, skip_bad: bool = False) -> tuple[list[dict], l
 
 def claim(run_dir: Path) -> bool:
     """Claim a run for this process (atomic: exactly one claimant wins); False when another live
-    process holds it. A claim left by a dead process on this host is taken over."""
+    process holds it. The claim is written whole, then linked into place, so it is never read
+    half-written; a claim left by a dead process on this host, or an unreadable one, is taken over."""
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / CLAIM
-    for _ in range(2):
+    handle, temporary = tempfile.mkstemp(prefix=f".{CLAIM}.", dir=run_dir)
+    try:
         try:
-            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            holder = claim_holder(run_dir)
-            if holder is None or holder_alive(holder):
-                return False
-            try:  # a dead process's claim: move it aside (only one process can), then claim afresh
-                path.rename(run_dir / f".{CLAIM}.stale.{os.getpid()}")
-            except FileNotFoundError:
-                return False
-            continue
-        with os.fdopen(handle, "w") as file:
-            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}, file)
-        return True
-    return False
+            with os.fdopen(handle, "w") as file:
+                json.dump({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}, file)
+        except OSError as exc:  # no space: said with the file
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        for _ in range(2):
+            try:
+                os.link(temporary, path)
+                return True
+            except FileExistsError:
+                holder = claim_holder(run_dir)
+                if holder is not None and holder_alive(holder):
+                    return False
+                try:  # a dead process's claim: move it aside (only one process can), then claim afresh
+                    path.rename(run_dir / f".{CLAIM}.stale.{os.getpid()}")
+                except FileNotFoundError:
+                    return False
+        return False
+    finally:
+        os.unlink(temporary)
 
 
 def claim_holder(run_dir: Path) -> dict | None:

@@ -149,11 +149,20 @@ def example_losses(
     return losses[rows], hits[rows]
 
 
+@torch.no_grad()
 def evaluate(steerer: Steerer, model: torch.nn.Module, examples: Examples, pad_id: int, batch_size: int = 32, world: World | None = None) -> tuple[float, float]:
-    """(mean letter cross-entropy, accuracy) on ``examples`` (each rank a share, summed over ranks)."""
+    """(mean letter cross-entropy, accuracy) on ``examples`` (each rank a share, summed over ranks;
+    summed per batch, so the validation losses of earlier trainings are reproduced bit for bit)."""
     world = world or World()
-    losses, hits = example_losses(steerer, model, examples, pad_id, batch_size, np.arange(len(examples))[world.rank :: world.size])
-    totals = np.sum(world.all_gather((float(losses.sum()), int(hits.sum()))), axis=0)
+    order = np.argsort([len(p) for p in examples.prompts], kind="stable")[world.rank :: world.size]
+    loss, hits = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        batch = examples.subset(order[start : start + batch_size])
+        logprobs = letter_logprobs(steerer, model, batch, pad_id)
+        targets = batch.targets.to(logprobs.device)
+        loss += torch.nn.functional.cross_entropy(logprobs, targets, reduction="sum").item()
+        hits += int((logprobs.argmax(1) == targets).sum().item())
+    totals = np.sum(world.all_gather((loss, hits)), axis=0)
     return float(totals[0] / max(len(examples), 1)), float(totals[1] / max(len(examples), 1))
 
 
