@@ -17,6 +17,12 @@ trained or validated on, personas from the same CF fit (so the only difference i
 training); where the budget used every train person, the eval people, personas folded in from
 their revealed answers. Each non-member is scored on as many of their answers as a random member
 has. All draws take the run's seed.
+
+Limits: training draws answers uniformly, so members lean toward people with many answers (on a
+survey of several waves, toward the larger waves' questions), and with the eval-people fallback
+non-members' personas are folded in rather than fitted; a module that merely generalises better
+on those questions can then score above 0.5 without memorising anyone. The untrained control's
+own audit (``persona-bench audit membership`` on the control run) is the null to read beside it.
 """
 from __future__ import annotations
 
