@@ -46,8 +46,9 @@ def test_the_audit_catches_a_planted_overfitted_module_and_not_the_untrained_con
     audit = json.loads((trained / "results.json").read_text())["membership_audit"]
     assert {"loss", "calibrated"} <= set(audit) and audit["members"] == audit["non_members"] == 100
 
-    assert main(["audit", "membership", str(control)]) == 0  # the untrained control, against the set its sibling trains on
+    assert main(["audit", "membership", str(control), "--max-train-answers", "150"]) == 0  # against the set its sibling trains on
     untrained = json.loads((control / "results.json").read_text())["membership_audit"]
+    assert untrained["non_member_source"] == audit["non_member_source"] == "train people not trained on"
     assert untrained["loss"]["ci95"][0] < 0.5 < untrained["loss"]["ci95"][1]
     assert untrained["calibrated"] == {"auc": 0.5, "ci95": [0.5, 0.5]}  # the control minus itself: no signal at all
 

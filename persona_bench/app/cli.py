@@ -120,6 +120,8 @@ def build_parser(run_defaults: Mapping[str, object] | None = None) -> argparse.A
     membership = audit.add_parser("membership", help="can the trained module tell the people it was trained on from others? (AUC beside 0.5)")
     membership.add_argument("run_dir", type=Path, help="a finished steering run's folder, RUNS_DIR/<run-id>")
     membership.add_argument("--device", default="auto", help="where the LM runs (default: auto)")
+    membership.add_argument("--max-train-answers", type=int, default=None,
+                            help="for an untrained control: the budget of the trained run it controls (whose training set is audited)")
 
     sub.add_parser("methods", help="list registered methods and their options")
     board = sub.add_parser("leaderboard", help="render the leaderboard markdown and plots from a runs folder")
@@ -288,7 +290,7 @@ def audit_membership_command(args: argparse.Namespace, extra: list[str]) -> int:
     from ..harness.models import pick_device
     from .run import audit_finished_run
 
-    record = audit_finished_run(args.run_dir, log=stderr_log, device=pick_device(args.device))
+    record = audit_finished_run(args.run_dir, log=stderr_log, device=pick_device(args.device), max_train_answers=args.max_train_answers)
     print(membership_line(record["membership_audit"]))
     print(f"stored in {args.run_dir / 'results.json'} (membership_audit)")
     return 0

@@ -110,10 +110,13 @@ def method_in_context(
     return method, context
 
 
-def audit_finished_run(run_dir: Path, log: Callable[[str], None] = print, device: str = "auto") -> dict:
-    """The membership audit of a finished steering run's module (:mod:`persona_bench.harness.audit`;
-    the untrained control's weights against the set its trained sibling trains on), added to the
-    run's results record, which is returned."""
+def audit_finished_run(
+    run_dir: Path, log: Callable[[str], None] = print, device: str = "auto", max_train_answers: int | None = None
+) -> dict:
+    """The membership audit of a finished steering run's module (:mod:`persona_bench.harness.audit`),
+    added to the run's results record, which is returned. For an untrained control (which has no
+    budget of its own) the members are the people a training of ``max_train_answers`` answers
+    (the budget of the trained run it controls; default: every train answer) would train on."""
     from ..harness.learned import LearnedSteering
 
     run_dir = Path(run_dir)
@@ -128,6 +131,10 @@ def audit_finished_run(run_dir: Path, log: Callable[[str], None] = print, device
     method, context = method_in_context(config, run_dir.parent, log, device)
     if not isinstance(method, LearnedSteering):
         raise ConfigError(f"{run_dir}: a {config.method} run; only a steering run's module was trained on people")
+    if max_train_answers is not None:
+        if method.options.weights != "random":
+            raise ConfigError(f"{run_dir}: --max-train-answers is for an untrained control; this run's module trained on its own budget")
+        method = type(method)(replace(method.options, max_train_answers=max_train_answers))
     if method.options.weights == "trained" and not (method.checkpoint_folder(context) / "training.json").is_file():
         raise ConfigError(f"{run_dir}: its trained module is not in {method.checkpoint_folder(context)} "
                           "(audit a run in the runs folder it was made in)")
