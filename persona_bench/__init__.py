@@ -1,2 +1,2 @@
 """persona-bench: steering language models toward data-driven personas (OpinionQA)."""
-__version__ = "0.2.0"
+__version__ = "0.3.0"
