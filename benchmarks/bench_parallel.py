@@ -28,11 +28,11 @@ def worker(people: int, method: str, out: Path) -> None:
     import torch
 
     from persona_bench.harness.config import RunConfig
-    from persona_bench.harness.context import RunContext
     from persona_bench.harness.distributed import World
     from persona_bench.harness.loaders import load_survey
     from persona_bench.harness.method import build_options, get_method, resolve_config
     from persona_bench.harness.protocol import make_split, scored_docs
+    from persona_bench.harness.runner import build_context
 
     torch.set_num_threads(1)
     world = World.current()
@@ -41,7 +41,7 @@ def worker(people: int, method: str, out: Path) -> None:
     survey = load_survey("demo")
     split = make_split(survey)
     scratch = out.parent / "scratch"  # shared by the ranks, as a run folder is
-    context = RunContext(config, survey, split, scratch / "run", scratch / "shared", device="cpu", log=lambda m: None, world=world)
+    context = build_context(config, scratch, survey, split, device="cpu", log=lambda m: None, world=world)
     method_class = get_method(method)
     instance = method_class(build_options(method_class, options))
     instance.prepare(context)

@@ -46,7 +46,7 @@ def run_setting(name: str, args: argparse.Namespace) -> tuple[dict, dict[str, di
     """Run (or reuse) one setting; its results and its companions' (label -> results)."""
     from persona_bench.app.cli import build_parser, run_config
     from persona_bench.app.cli import main as cli
-    from persona_bench.app.run import companions
+    from persona_bench.harness.runner import companions
     from persona_bench.harness.store import read_results
 
     argv = setting_argv(name, args)

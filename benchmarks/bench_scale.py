@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tabulate import tabulate  # noqa: E402
 
-from persona_bench.app.run import run  # noqa: E402
+from persona_bench import evaluate  # noqa: E402
 from persona_bench.harness.config import RunConfig  # noqa: E402
 from persona_bench.harness.loaders import load_survey  # noqa: E402
 from persona_bench.harness.personas import PersonaKind, fit_personas, persona_vectors  # noqa: E402
@@ -57,7 +57,7 @@ def main() -> None:
     stage("demographic personas (POLPARTY x EDUCATION)")
     with tempfile.TemporaryDirectory() as runs:
         for method in ("majority", "demographic-majority", "cf"):
-            result = run(RunConfig(method=method, data=args.data), Path(runs), log=lambda message: None)
+            result = evaluate(RunConfig(method=method, data=args.data), Path(runs), log=lambda message: None)
             stage(f"run {method} (all eval people)", f"{result['n_people']:,} people, {result['n_answers']:,} docs, accuracy {100 * result['accuracy']:.1f}%")
     print(f"{args.data}: CPU cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
     print(tabulate(rows, headers=["stage", "seconds", "peak RSS MiB (so far)", "detail"], tablefmt="github"))

@@ -43,7 +43,7 @@ from persona_bench.harness.loaders import load_survey  # noqa: E402
 from persona_bench.harness.models import resolve_model  # noqa: E402
 from persona_bench.harness.protocol import make_split, scored_docs  # noqa: E402
 from persona_bench.harness.config import RunConfig  # noqa: E402
-from persona_bench.harness.context import RunContext  # noqa: E402
+from persona_bench.harness.runner import build_context  # noqa: E402
 from persona_bench.harness.method import resolve_config  # noqa: E402
 from persona_bench.tasks import TASKS_DIR  # noqa: E402
 
@@ -106,9 +106,8 @@ def main() -> None:
         for name in args.methods:
             method = METHODS[name]()
             config = resolve_config(RunConfig(method=name, data=data, waves=waves))
-            context = RunContext(config, survey, split, Path(scratch) / name, Path(scratch) / "shared")
-            targets = context.with_answers(docs[["respondent", "question"]])["option"]
-            records = task_records(docs, survey, targets, method.doc_fields(docs, context))
+            context = build_context(config, Path(scratch) / name, survey, split)
+            records = task_records(docs, survey, docs["target"], method.doc_fields(docs, context))
             docs_path = Path(scratch) / f"{name}.jsonl"
             docs_path.write_text("".join(json.dumps(r) + "\n" for r in records))
             ours_seconds, ours_out = evaluate(ours, method.task, docs_path)

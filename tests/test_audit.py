@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from persona_bench.app.cli import main
-from persona_bench.app.run import method_in_context
+from persona_bench.harness.runner import method_in_context
 from persona_bench.harness.audit import AUDIT_FILE, auc_with_ci, leaks
 from persona_bench.harness.config import RunConfig
 from persona_bench.harness.training import TrainOptions, train_steerer

@@ -80,16 +80,16 @@ def test_weighted_accuracy_and_subgroup_disparity():
 def test_a_run_finished_before_group_figures_gets_the_same_ones_from_its_samples(tmp_path):
     import json
 
-    from persona_bench.app.run import run
+    from persona_bench import evaluate
     from persona_bench.harness.config import RunConfig
 
     config = RunConfig(method="majority", data="demo:300", max_eval_people=60)
-    first = run(config, tmp_path, log=lambda _: None)
+    first = evaluate(config, tmp_path, log=lambda _: None)
     assert first["groups"][0]["group"] == "everyone" and 0 < first["groups"][0]["rep"] <= 1
     path = tmp_path / first["run_id"] / "results.json"
     older = {k: v for k, v in first.items() if k not in ("groups", "disparity", "weighted_accuracy")}
     path.write_text(json.dumps(older))
-    again = run(config, tmp_path, log=lambda _: None)
+    again = evaluate(config, tmp_path, log=lambda _: None)
     pd.testing.assert_frame_equal(pd.DataFrame(again["groups"]), pd.DataFrame(first["groups"]), rtol=1e-5)  # samples keep 6 decimals
     assert again["weighted_accuracy"] == pytest.approx(first["weighted_accuracy"]) and again["disparity"] == first["disparity"]
     assert json.loads(path.read_text())["groups"] == again["groups"]
@@ -105,12 +105,12 @@ def test_a_nominal_question_counts_for_total_variation_only():
 
 
 def test_steerability_table_shows_every_method_per_value_of_the_steered_trait(tmp_path):
-    from persona_bench.app.run import run
+    from persona_bench import evaluate
     from persona_bench.harness.config import RunConfig
     from persona_bench.leaderboard.frame import results_frame
     from persona_bench.leaderboard.groups import group_tables
 
-    majority = run(RunConfig(method="majority", data="demo:300", max_eval_people=60), tmp_path, log=lambda _: None)
+    majority = evaluate(RunConfig(method="majority", data="demo:300", max_eval_people=60), tmp_path, log=lambda _: None)
     steered = {**majority, "run_id": "steered", "method": "steer-test", "options": {"trait": "POLPARTY"}}
     tables = {t.title.split(" — ")[0]: t for t in group_tables(results_frame([majority, steered]))}
     assert "Steerability toward SEX groups" not in tables  # only the trait a run steers toward

@@ -62,6 +62,19 @@ def test_worked_example_steering_family_trains_and_is_scored(tmp_path, monkeypat
         sys.modules.pop("my_steering", None)
 
 
+def test_use_as_a_library_example_runs(tmp_path, monkeypatch, capsys):
+    import runpy
+
+    readme_module(tmp_path, monkeypatch, "library_example")
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(tmp_path / "library_example.py"), run_name="__main__")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["majority", "cf"]
+    assert all(line.endswith("over 50 people") for line in lines)
+    board = (tmp_path / "runs-library" / "leaderboard.md").read_text()
+    assert "majority" in board and "cf" in board
+
+
 # Flags of other tools the README names (pip, install.sh, lm-eval's CLI, torchrun, accelerate).
 FOREIGN_FLAGS = {
     "pip": {"--no-deps", "--index-url", "--extra-index-url"},

@@ -10,7 +10,7 @@ import pytest
 
 from persona_bench.app.cli import main
 from persona_bench.harness.errors import ConfigError
-from persona_bench.app.run import run
+from persona_bench import evaluate
 from persona_bench.harness.config import RunConfig
 from persona_bench.harness.method import resolve_config
 from persona_bench.harness.store import read_samples
@@ -25,7 +25,7 @@ def runs(tmp_path_factory):
 
 
 def test_majority_predicts_each_questions_most_common_train_answer(runs):
-    result = run(RunConfig(method="majority", data="demo:600"), runs, log=quiet)
+    result = evaluate(RunConfig(method="majority", data="demo:600"), runs, log=quiet)
     samples = read_samples(runs / result["run_id"])
     from persona_bench.harness.loaders import load_survey
     from persona_bench.harness.protocol import Split
@@ -42,7 +42,7 @@ def test_majority_predicts_each_questions_most_common_train_answer(runs):
 
 def test_references_rank_sensibly_on_the_demo(runs):
     accuracy = {
-        m: run(RunConfig(method=m, data="demo:600"), runs, log=quiet)["accuracy"]
+        m: evaluate(RunConfig(method=m, data="demo:600"), runs, log=quiet)["accuracy"]
         for m in ("majority", "demographic-majority", "cf")
     }
     assert accuracy["cf"] > accuracy["demographic-majority"] >= accuracy["majority"] - 0.01
@@ -50,17 +50,17 @@ def test_references_rank_sensibly_on_the_demo(runs):
 
 
 def test_cf_on_unseen_people_improves_with_more_answers(runs):
-    accuracy = [run(RunConfig(method="cf", data="demo:600", users="unseen", k=k), runs, log=quiet)["accuracy"] for k in (1, 20)]
+    accuracy = [evaluate(RunConfig(method="cf", data="demo:600", users="unseen", k=k), runs, log=quiet)["accuracy"] for k in (1, 20)]
     assert accuracy[1] > accuracy[0]
 
 
 def test_a_finished_run_is_reused_and_force_recomputes(runs):
     config = RunConfig(method="majority", data="demo:600", max_eval_people=30)
-    first = run(config, runs, log=quiet)
+    first = evaluate(config, runs, log=quiet)
     messages = []
-    assert run(config, runs, log=messages.append) == first
+    assert evaluate(config, runs, log=messages.append) == first
     assert messages and "reusing" in messages[0]
-    again = run(config, runs, force=True, log=quiet)
+    again = evaluate(config, runs, force=True, log=quiet)
     assert again["accuracy"] == first["accuracy"] and again["n_people"] == 30
 
 
@@ -126,8 +126,8 @@ def test_personas_fit_writes_artifacts(tmp_path, capsys):
 
 def test_real_w26_references(opinionqa_path, tmp_path):
     data = f"opinionqa:{opinionqa_path}"
-    majority = run(RunConfig(method="majority", data=data, waves=("W26",)), tmp_path, log=quiet)
-    cf = run(RunConfig(method="cf", data=data, waves=("W26",)), tmp_path, log=quiet)
+    majority = evaluate(RunConfig(method="majority", data=data, waves=("W26",)), tmp_path, log=quiet)
+    cf = evaluate(RunConfig(method="cf", data=data, waves=("W26",)), tmp_path, log=quiet)
     assert 0.58 < majority["accuracy"] < 0.65
     assert cf["accuracy"] > majority["accuracy"] + 0.02
     assert np.isclose(sum(majority["ci95"]) / 2, majority["accuracy"], atol=0.01)

@@ -214,7 +214,7 @@ def test_train_command_trains_once_and_run_reuses_it(tiny_model_path, tmp_path, 
 
 
 def test_untrained_control_keeps_the_initialisation_and_drops_the_budget():
-    from persona_bench.app.run import companions
+    from persona_bench.harness.runner import companions
     from persona_bench.harness.config import RunConfig
     from persona_bench.harness.method import resolve_config
 

@@ -77,16 +77,20 @@ def seeds_arg(text: str) -> list[int]:
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """--data, --waves and --metadata, shared by every data-reading command."""
-    parser.add_argument("--data", default="demo", help="demo (embedded), opinionqa:PATH or pew:PATH (default: demo)")
+    parser.add_argument("--data", default="demo", help="demo (embedded), opinionqa:PATH, pew:PATH or KIND:... of a registered loader (default: demo)")
     parser.add_argument("--waves", type=waves_arg, default=None, help="comma-separated waves (default: all with answers)")
     parser.add_argument("--metadata", default=None, help="pew: only; OpinionQA folder with info.csv per wave")
 
 
 def load_data(args: argparse.Namespace):
     """The survey named by the data arguments."""
-    from ..harness.loaders import load_survey
+    from ..harness.loaders import data_kind, load_survey
 
-    return load_survey(args.data, args.waves, args.metadata)
+    if args.metadata is None:
+        return load_survey(args.data, args.waves)
+    if data_kind(args.data) != "pew":
+        raise ConfigError(f"--metadata applies to --data pew:PATH only (not {args.data})")
+    return load_survey(args.data, args.waves, metadata=args.metadata)
 
 
 def build_parser(run_defaults: Mapping[str, object] | None = None) -> argparse.ArgumentParser:
@@ -288,7 +292,7 @@ def data_example(args: argparse.Namespace, extra: list[str]) -> int:
 @command("audit membership")
 def audit_membership_command(args: argparse.Namespace, extra: list[str]) -> int:
     from ..harness.models import pick_device
-    from .run import audit_finished_run
+    from ..harness.runner import audit_finished_run
 
     record = audit_finished_run(args.run_dir, log=stderr_log, device=pick_device(args.device), max_train_answers=args.max_train_answers)
     print(membership_line(record["membership_audit"]))
@@ -456,7 +460,7 @@ def run_config(args: argparse.Namespace, extra: list[str]):
     from ..harness.method import get_method, load_methods
     from ..harness.models import pick_device
     from ..harness.presets import get_preset
-    from .run import checked
+    from ..harness.runner import checked
 
     pick_device(args.device)  # a device that does not exist here is refused before any work
     load_methods(tuple(args.imports))
@@ -489,7 +493,7 @@ def stderr_log(message: str) -> None:
 
 @command("train")
 def train_command(args: argparse.Namespace, extra: list[str]) -> int:
-    from .run import prepared_method
+    from ..harness.runner import prepared_method
 
     method, context = prepared_method(run_config(args, extra), args.out, stderr_log, **placement(args))
     folder = getattr(method, "checkpoint", None)
@@ -514,10 +518,10 @@ def run_command(args: argparse.Namespace, extra: list[str]) -> int:
 def run_with_companions(config, args: argparse.Namespace) -> dict[str, dict]:
     """One run and the runs it is read beside; print their table and paired comparisons."""
     from ..harness.distributed import World
-    from .run import REFERENCES, companions, run
+    from ..harness.runner import REFERENCES, companions, evaluate
 
-    result = run(config, args.out, force=args.force, log=stderr_log, **placement(args))
-    beside = {} if args.no_references else {label: run(other, args.out, log=stderr_log, **placement(args)) for label, other in companions(config).items()}
+    result = evaluate(config, args.out, force=args.force, log=stderr_log, **placement(args))
+    beside = {} if args.no_references else {label: evaluate(other, args.out, log=stderr_log, **placement(args)) for label, other in companions(config).items()}
     if not World.current().is_main:
         return {}
     if args.seeds:
@@ -559,14 +563,14 @@ def seed_summary(by_seed: list[dict[str, dict]], seeds: list[int]) -> list[dict]
 def curve_command(args: argparse.Namespace, extra: list[str]) -> int:
     from ..harness.distributed import World
     from ..leaderboard.curves import CROSSED, crossing
-    from .run import companions, run
+    from ..harness.runner import companions, evaluate
 
     config = run_config(args, extra)
     results = [
-        run(replace(config, method_options={**config.method_options, "max_train_answers": budget}), args.out, log=stderr_log, **placement(args))
+        evaluate(replace(config, method_options={**config.method_options, "max_train_answers": budget}), args.out, log=stderr_log, **placement(args))
         for budget in args.budgets
     ]
-    beside = {label: run(other, args.out, log=stderr_log, **placement(args)) for label, other in companions(config).items()}
+    beside = {label: evaluate(other, args.out, log=stderr_log, **placement(args)) for label, other in companions(config).items()}
     if not World.current().is_main:
         return 0
     print(tabulate([results_row(r) for r in (*results, *beside.values())], headers=RESULT_HEADERS, tablefmt="github"))

@@ -28,7 +28,7 @@ from ..harness.config import RunConfig
 from ..harness.errors import ConfigError, PersonaBenchError
 from ..harness.method import get_method, load_methods
 from ..harness.store import claim, claim_holder, holder_alive, read_results, release
-from .run import run_here
+from ..harness.runner import evaluate_here
 
 EXECUTORS = ("local", "ray", "slurm")
 
@@ -55,7 +55,7 @@ def run_claimed(config: dict, runs_dir: str, imports: tuple[str, ...] = (), log:
     if not claim(run_dir):
         return Outcome(config.run_id(), "elsewhere")
     try:
-        return Outcome(config.run_id(), "done", results=run_here(config, Path(runs_dir), log=log or print))
+        return Outcome(config.run_id(), "done", results=evaluate_here(config, Path(runs_dir), log=log or print))
     except PersonaBenchError as exc:
         return Outcome(config.run_id(), "failed", error=str(exc))
     except Exception as exc:  # a crash in one run must not stop the sweep: report it, keep the traceback's last line

@@ -25,13 +25,13 @@ import numpy as np
 import pandas as pd
 
 from ..harness.config import RunConfig
-from ..harness.context import RunContext
 from ..harness.learned import MAX_VALIDATION, VALIDATION_SHARE, LearnedSteering
 from ..harness.loaders import load_survey
 from ..harness.method import build_options, get_method
 from ..harness.models import ModelUnavailable, parameter_counts, resolve_model
 from ..harness.protocol import SplitConfig, make_split, scored_docs, survey_for
-from ..tasks.prompts import PROMPTS
+from ..harness.runner import build_context
+from ..tasks.prompts import PROMPTS, scored_prompt
 
 GPUS = {"h100": 989e12, "a100": 312e12, "l40s": 362e12}  # dense bf16 peak FLOP/s (vendor figures)
 UTILISATION = {"scoring": 0.35, "training": 0.25}  # assumed share of the peak a run achieves
@@ -86,7 +86,7 @@ def prompt_texts(config: RunConfig, context: RunContext, docs: pd.DataFrame) -> 
     for i, doc in enumerate(docs.itertuples(index=False)):
         question = context.survey.questions[doc.question]
         fields = {"question": question.text, "options": list(question.options), **(extra[i] if extra else {})}
-        texts.append(build(fields) + "\nAnswer:")
+        texts.append(scored_prompt(build(fields)))
     return texts
 
 
@@ -100,7 +100,7 @@ def run_cost(config: RunConfig, runs_dir: Path, trainings: set | None = None) ->
     label = " ".join(str(p) for p in (config.method, config.model or "", config.persona, config.users, config.k or "", config.method_options or "") if p != "")
     if not method.needs_model:
         return RunCost(config.run_id(), label, len(docs), 0, 0, 0, 0, 0.0, 0.0)
-    context = RunContext(config, survey, split, runs_dir / "_plan", runs_dir / "_plan", log=lambda message: None)
+    context = build_context(config, runs_dir / "_plan", survey, split, log=lambda message: None)
     same_prompts = json.dumps({k: v for k, v in config.as_dict().items() if k not in ("model", "dtype")}, sort_keys=True)
     if same_prompts not in PROMPT_TEXTS:  # the same prompts for every model of a grid: built once
         PROMPT_TEXTS[same_prompts] = prompt_texts(config, context, docs)

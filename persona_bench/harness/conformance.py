@@ -8,7 +8,7 @@ methods that use one) and raises :class:`ConformanceError` when it
   embedding caches and separate checkpoints, must score alike (nothing is reused between them);
 * learns from anything but the train split: every answer outside the train people's train
   part is changed, and the scores must not move (a method that reads held-out answers in
-  ``prepare`` or ``score`` is caught);
+  ``prepare`` or ``score`` is caught, by the context refusing it or by its scores moving);
 * uses personas but gives two people with different personas the same scores on a question.
 
 The default test suite runs it on every registered method; a plugin's own tests can call it.
@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 
 from .config import RunConfig
-from .context import RunContext
+from .errors import HeldOutAnswerError
 from .method import build_options, get_method, resolve_config
 from .protocol import Split, scored_docs
+from .runner import build_context
 from .survey import Survey
 
 
@@ -56,12 +57,15 @@ def isolated_cache(folder: Path) -> Iterator[None]:
 def scores_of(name: str, options: dict, survey: Survey, split: Split, docs: pd.DataFrame, folder: Path, model: str | None) -> np.ndarray:
     """Prepare ``name`` in a fresh ``folder`` (run, shared and cache folders of its own) and score ``docs``."""
     config = resolve_config(RunConfig(method=name, model=model, data=f"conformance:{survey.name}", method_options=options))
-    context = RunContext(config, survey, split, folder / "run", folder / "shared", device="cpu", log=lambda message: None)
+    context = build_context(config, folder, survey, split, device="cpu", log=lambda message: None)
     method_class = get_method(name)
     with isolated_cache(folder / "cache"):
         method = method_class(build_options(method_class, options))
-        method.prepare(context)
-        scores = method.score(docs.drop(columns="target"), context)
+        try:
+            method.prepare(context)
+            scores = method.score(docs.drop(columns="target"), context)
+        except HeldOutAnswerError as exc:  # the context refused it: the same verdict as the tampered-answers check
+            raise ConformanceError(f"{name}: reads held-out answers ({exc})") from None
     return np.asarray(scores, dtype=float)
 
 
@@ -123,7 +127,7 @@ def check_personas_matter(
 ) -> None:
     """Two people with different personas on the same question get their own scores."""
     config = resolve_config(RunConfig(method=name, model=model, data=f"conformance:{survey.name}", method_options=options))
-    context = RunContext(config, survey, split, folder / "run", folder / "shared", device="cpu", log=lambda message: None)
+    context = build_context(config, folder, survey, split, device="cpu", log=lambda message: None)
     question = docs["question"].value_counts().index[0]
     rows = np.flatnonzero(docs["question"].to_numpy() == question)
     vectors = context.persona_vectors(docs["respondent"].iloc[rows])

@@ -34,7 +34,7 @@ def provenance(command: str) -> str:
 
     import torch
 
-    from .. import __version__
+    from ..version import __version__
 
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip()

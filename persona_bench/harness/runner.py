@@ -1,4 +1,7 @@
-"""One run = (data, split, method, model, persona kind, users, K) -> scored docs -> results.json.
+"""The library's pipeline: one run = (data, split, method, model, persona kind, users, K) ->
+scored docs -> results.json, through :func:`evaluate` (what ``persona-bench run``, sweeps, the
+executors, the benchmarks and the tests call); :func:`build_context` is the one place a
+:class:`~persona_bench.harness.context.RunContext` is made.
 
 Artifacts live in ``RUNS_DIR/<run-id>/`` (see :mod:`persona_bench.harness.store`); the split,
 the CF persona space and trained steering modules are shared by every run on the same data and
@@ -13,6 +16,7 @@ availability) is checked before any data is loaded.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
@@ -21,29 +25,34 @@ from typing import Callable
 
 import numpy as np
 
-from .. import __version__
-from ..harness.config import RunConfig
-from ..harness.context import RunContext
-from ..harness.distributed import World
-from ..harness.errors import ConfigError
-from ..harness.groups import alignment, disparity, option_distributions, population_distributions, weighted_macro_accuracy
-from ..harness.loaders import load_survey
-from ..harness.method import Method, build_options, get_method, resolve_config
-from ..harness.metrics import macro_score
-from ..harness.models import resolve_model
-from ..harness.personas import PersonaKind
-from ..harness.protocol import Split, make_split, scored_docs, survey_for
-from ..harness.store import (
+from ..version import __version__
+from .config import RunConfig
+from .context import RunContext
+from .distributed import World
+from .errors import ConfigError
+from .groups import alignment, disparity, option_distributions, population_distributions, weighted_macro_accuracy
+from .loaders import load_survey
+from .method import Method, build_options, get_method, resolve_config
+from .metrics import macro_score
+from .models import resolve_model
+from .personas import PersonaKind
+from .protocol import Split, make_split, scored_docs, survey_for
+from .store import (
     CONFIG, SHARED, claim_or_wait, pseudonyms_for, read_results, read_samples, release, shared_dir, write_config, write_results,
     write_samples,
 )
-from ..harness.survey import Survey
+from .survey import Survey
 
 # The no-LLM references a run is read beside, per protocol (under heldout-questions no train answer
 # to a scored question exists, so a text-based reference replaces majority and cf).
 REFERENCES_BY_PROTOCOL = {"answers": ("majority", "cf"), "heldout-questions": ("question-knn",),
                           "cross-wave": ("majority", "cf", "demographic-majority")}
 REFERENCES = tuple(dict.fromkeys(name for names in REFERENCES_BY_PROTOCOL.values() for name in names))
+
+
+def progress(message: str) -> None:
+    """The default logger: a line on stderr (stdout stays the caller's)."""
+    print(message, file=sys.stderr)
 
 
 def shared_split(config: RunConfig, survey: Survey, folder: Path, world: World) -> Split:
@@ -84,7 +93,7 @@ def check_against(survey: Survey, config: RunConfig) -> None:
 
 
 def prepared_method(
-    config: RunConfig, runs_dir: Path, log: Callable[[str], None] = print, device: str = "auto", device_map: str | None = None
+    config: RunConfig, runs_dir: Path, log: Callable[[str], None] = progress, device: str = "auto", device_map: str | None = None
 ) -> tuple[Method, RunContext]:
     """Load the data and split, then build and prepare (train) the configured method."""
     method, context = method_in_context(config, runs_dir, log, device, device_map)
@@ -94,30 +103,45 @@ def prepared_method(
 
 
 def method_in_context(
-    config: RunConfig, runs_dir: Path, log: Callable[[str], None] = print, device: str = "auto", device_map: str | None = None
+    config: RunConfig, runs_dir: Path, log: Callable[[str], None] = progress, device: str = "auto", device_map: str | None = None
 ) -> tuple[Method, RunContext]:
     """The configured method, not yet prepared, and the context of its run (data and split loaded)."""
     config = checked(config)
     world = World.current()
-    log = log if world.is_main else quiet
-    survey = survey_for(load_survey(config.data, list(config.waves) or None), config.waves, config.protocol)
+    survey = run_survey(config)
     check_against(survey, config)
-    folder = shared_dir(runs_dir, config.split_key())
-    split = shared_split(config, survey, folder, world)
+    context = build_context(config, runs_dir, survey, device=device, log=log if world.is_main else quiet, world=world, device_map=device_map)
     method_class = get_method(config.method)
-    method = method_class(build_options(method_class, config.method_options))
-    context = RunContext(config, survey, split, Path(runs_dir) / config.run_id(), folder, device, log, world, device_map)
-    return method, context
+    return method_class(build_options(method_class, config.method_options)), context
+
+
+def run_survey(config: RunConfig) -> Survey:
+    """The survey a run reads: its data, waves and protocol."""
+    return survey_for(load_survey(config.data, list(config.waves) or None), config.waves, config.protocol)
+
+
+def build_context(
+    config: RunConfig, runs_dir: Path, survey: Survey | None = None, split: Split | None = None, *, device: str = "auto",
+    log: Callable[[str], None] = progress, world: World | None = None, device_map: str | None = None,
+) -> RunContext:
+    """The context of ``config``'s run in ``runs_dir`` (its folder ``runs_dir/<run id>``, its shared
+    folder ``runs_dir/_shared/<split key>``), with ``survey`` and ``split`` (default: the run's
+    data loaded, and its split loaded or made). The one place a RunContext is built."""
+    world = world or World.current()
+    survey = run_survey(config) if survey is None else survey
+    folder = shared_dir(runs_dir, config.split_key())
+    split = shared_split(config, survey, folder, world) if split is None else split
+    return RunContext(config, survey, split, Path(runs_dir) / config.run_id(), folder, device, log, world, device_map)
 
 
 def audit_finished_run(
-    run_dir: Path, log: Callable[[str], None] = print, device: str = "auto", max_train_answers: int | None = None
+    run_dir: Path, log: Callable[[str], None] = progress, device: str = "auto", max_train_answers: int | None = None
 ) -> dict:
     """The membership audit of a finished steering run's module (:mod:`persona_bench.harness.audit`),
     added to the run's results record, which is returned. For an untrained control (which has no
     budget of its own) the members are the people a training of ``max_train_answers`` answers
     (the budget of the trained run it controls; default: every train answer) would train on."""
-    from ..harness.learned import LearnedSteering
+    from .learned import LearnedSteering
 
     run_dir = Path(run_dir)
     record = read_results(run_dir)
@@ -145,8 +169,8 @@ def audit_finished_run(
     return updated
 
 
-def run(
-    config: RunConfig, runs_dir: Path, force: bool = False, log: Callable[[str], None] = print, device: str = "auto",
+def evaluate(
+    config: RunConfig, runs_dir: Path, force: bool = False, log: Callable[[str], None] = progress, device: str = "auto",
     device_map: str | None = None,
 ) -> dict:
     """Run (or reuse) one configuration and return its results record (``device`` and ``device_map``
@@ -156,20 +180,20 @@ def run(
     world = World.current()
     run_dir = Path(runs_dir) / config.run_id()
     if world.distributed:  # the ranks of one launch do the run together
-        return run_here(config, runs_dir, force, log, device, device_map)
+        return evaluate_here(config, runs_dir, force, log, device, device_map)
     if not claim_or_wait(run_dir, lambda: read_results(run_dir) is not None and not force, log):
-        return run_here(config, runs_dir, False, log, device, device_map)  # done by another process: reused
+        return evaluate_here(config, runs_dir, False, log, device, device_map)  # done by another process: reused
     try:
-        return run_here(config, runs_dir, force, log, device, device_map)
+        return evaluate_here(config, runs_dir, force, log, device, device_map)
     finally:
         release(run_dir)
 
 
-def run_here(
-    config: RunConfig, runs_dir: Path, force: bool = False, log: Callable[[str], None] = print, device: str = "auto",
+def evaluate_here(
+    config: RunConfig, runs_dir: Path, force: bool = False, log: Callable[[str], None] = progress, device: str = "auto",
     device_map: str | None = None,
 ) -> dict:
-    """:func:`run` in this process, whoever else is doing it (callers hold the run's claim)."""
+    """:func:`evaluate` in this process, whoever else is doing it (callers hold the run's claim)."""
     config = checked(config)
     world = World.current()
     log = log if world.is_main else quiet
@@ -185,7 +209,7 @@ def run_here(
                 "and publish the leaderboard (aggregates only); --pseudonymize replaces respondent ids with salted hashes")
         write_config(run_dir, config.as_dict())
     method, context = prepared_method(config, runs_dir, log, device, device_map)
-    docs = scored_docs(context.survey, context.split, config.users, config.max_eval_people, config.seed)
+    docs = scored_docs(context._survey, context.split, config.users, config.max_eval_people, config.seed)  # targets: the harness's own
     log(f"{config.method}: scoring {len(docs)} docs of {docs['respondent'].nunique()} people" + (f" on {world.size} processes" if world.distributed else ""))
     scores = method.score(docs.drop(columns="target"), context)
     results = None
@@ -203,7 +227,7 @@ def run_here(
             "variant": {k: v for k, v in config.method_options.items() if k not in method.budget_options},
             **method.report(),
             **score.as_dict(),
-            **group_figures(docs, np.asarray(scores, dtype=float), correct, context.survey, context.train_answers(), config.seed, method.scores_are),
+            **group_figures(docs, np.asarray(scores, dtype=float), correct, context._survey, context.train_answers(), config.seed, method.scores_are),
             "wall_seconds": round(time.perf_counter() - started, 2),
             "processes": world.size,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -233,10 +257,8 @@ def with_group_figures(config: RunConfig, runs_dir: Path, finished: dict, log: C
     if config.pseudonymize:
         return finished  # its samples no longer name the people whose traits and weights they need
     log(f"{config.method}: adding group figures to the finished run from its samples")
-    survey = survey_for(load_survey(config.data, list(config.waves) or None), config.waves, config.protocol)
-    folder = shared_dir(runs_dir, config.split_key())
-    split = shared_split(config, survey, folder, World.current())
-    train_answers = RunContext(config, survey, split, Path(runs_dir) / config.run_id(), folder).train_answers()
+    context = build_context(config, runs_dir)
+    survey, train_answers = context._survey, context.train_answers()
     samples = read_samples(Path(runs_dir) / config.run_id())
     width = int(samples["scores"].map(len).max())
     scores = np.array([row + [-np.inf] * (width - len(row)) for row in samples["scores"]], dtype=float)
