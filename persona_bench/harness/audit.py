@@ -91,7 +91,7 @@ def audit_membership(
         source, candidates = "train people not trained on", pool[pool["respondent"].isin(untouched)]
         people, vectors = space.people, space.vectors
     else:
-        source, candidates = "eval people (personas folded in)", context.with_answers(context.split.fold_in_answers(None))
+        source, candidates = "eval people (personas folded in)", context._answers_of(context.split.fold_in_answers(None))
         people, vectors = space.fold_in(candidates[["respondent", "question"]])
         candidates = candidates[candidates["respondent"].isin(people)]
     chosen = np.sort(rng.choice(candidates["respondent"].unique(), min(len(members), candidates["respondent"].nunique()), replace=False))

@@ -5,6 +5,11 @@ and shared folders, the device, a logger, and the process group of a data-parall
 Labelled training data is ``train_answers()`` alone; what the scored people revealed is
 ``known_answers()``. Scoring goes through :meth:`RunContext.evaluate`, which adds the targets
 itself, so a method never sees the answers it is scored on.
+
+What a method sees cannot leak: ``context.survey`` is the survey without its answer table
+(questions, respondents, traits, question sets), ``with_answers`` answers only pairs that are
+train or revealed answers, and the persona space holds no held-out answer; reaching for one is a
+:class:`~persona_bench.harness.errors.HeldOutAnswerError` naming what to use instead.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ import pandas as pd
 
 from .config import RunConfig
 from .distributed import World
-from .errors import ConfigError
+from .errors import ConfigError, HeldOutAnswerError
 from .evaluation import evaluate_records, task_records
 from .personas import PersonaKind, PersonaSpace, fit_personas, persona_vectors
 from .protocol import Split
@@ -26,14 +31,32 @@ from .store import pseudonyms_for
 from .survey import Survey
 
 
+class SurveyWithoutAnswers:
+    """The survey as a method sees it (``context.survey``): everything but the answers."""
+
+    VISIBLE = frozenset({"name", "questions", "traits", "respondents", "question_sets", "steering_contexts", "waves", "option_values"})
+
+    def __init__(self, survey: Survey):
+        self._survey = survey
+
+    def __getattr__(self, name: str):
+        if name in self.VISIBLE:
+            return getattr(self._survey, name)
+        raise HeldOutAnswerError(
+            f"a method read context.survey.{name}, which holds every answer, held-out ones included: a method learns from "
+            "context.train_answers(), and the scored people's revealed answers are context.known_answers()")
+
+
 class RunContext:
-    """What a method may use: the survey, the split, shared personas and the run folder."""
+    """What a method may use: the survey (without answers), the split, train and revealed answers,
+    shared personas and the run folder. Built by :func:`persona_bench.harness.runner.build_context`."""
 
     def __init__(
         self, config: RunConfig, survey: Survey, split: Split, run_dir: Path, shared_dir: Path,
         device: str = "auto", log: Callable[[str], None] = print, world: World | None = None, device_map: str | None = None,
     ):
-        self.config, self.survey, self.split = config, survey, split
+        self.config, self.split = config, split
+        self._survey, self.survey = survey, SurveyWithoutAnswers(survey)
         self.run_dir, self.shared_dir, self.device, self.log = run_dir, shared_dir, device, log
         self.device_map = device_map
         self.world = world or World.current()
@@ -50,22 +73,40 @@ class RunContext:
         return self.config.seed
 
     def with_answers(self, pairs: pd.DataFrame) -> pd.DataFrame:
-        """(respondent, question) rows joined with the chosen ``option`` and its ``value``."""
-        return pairs.merge(self.survey.responses, on=["respondent", "question"], how="left", validate="one_to_one")
+        """(respondent, question) rows joined with the chosen ``option`` and its ``value``; every
+        pair must be a train answer or a revealed one (:meth:`known_answers`)."""
+        visible = pd.concat([self.split.train_answers(), self.revealed_pairs()])[["respondent", "question"]].drop_duplicates()
+        outside = pairs[["respondent", "question"]].merge(visible, how="left", indicator=True)["_merge"] == "left_only"
+        if outside.any():
+            respondent, question = pairs[["respondent", "question"]].iloc[int(np.argmax(outside.to_numpy()))]
+            raise HeldOutAnswerError(
+                f"a method asked for the answer of {respondent!r} to {question!r}, which is neither a train answer nor one "
+                f"revealed to this run ({int(outside.sum())} such pairs): held-out answers stay inside scoring")
+        return self._answers_of(pairs)
+
+    def _answers_of(self, pairs: pd.DataFrame) -> pd.DataFrame:
+        """:meth:`with_answers` unchecked: the harness's own (targets, the membership audit), never a method's."""
+        return pairs.merge(self._survey.responses, on=["respondent", "question"], how="left", validate="one_to_one")
+
+    def revealed_pairs(self) -> pd.DataFrame:
+        """The scored people's revealed (respondent, question) pairs (none beyond train answers for seen users)."""
+        if self.config.users == "seen":
+            return self.split.train_answers().iloc[:0]
+        return self.split.fold_in_answers(self.config.k)
 
     def train_answers(self) -> pd.DataFrame:
         """The train people's train answers with ``option`` and ``value`` (all a method learns from)."""
-        return self.with_answers(self.split.train_answers())
+        return self._answers_of(self.split.train_answers())
 
     def known_answers(self) -> pd.DataFrame:
         """What the scored people have revealed: seen users' train answers, unseen users' K fold-in answers."""
         if self.config.users == "seen":
             return self.train_answers()
-        return self.with_answers(self.split.fold_in_answers(self.config.k))
+        return self._answers_of(self.revealed_pairs())
 
     def evaluate(self, task: str, docs: pd.DataFrame, lm, extra: list[dict] | None = None, chat_template: bool = False) -> np.ndarray:
         """Score ``docs`` with lm-eval task ``task`` and model ``lm`` (targets added here, not by the method)."""
-        targets = self.with_answers(docs[["respondent", "question"]])["option"]
+        targets = self._answers_of(docs[["respondent", "question"]])["option"]
         records = task_records(docs, self.survey, targets, extra)
         return evaluate_records(records, task, lm, self.run_dir / "docs.jsonl", chat_template, self.world, self.names)
 
@@ -76,13 +117,17 @@ class RunContext:
 
     @cached_property
     def personas(self) -> PersonaSpace:
-        """CF fitted on the train split, shared across runs (fitted once, then loaded)."""
+        """CF fitted on the train split, shared across runs (fitted once, then loaded); it folds in
+        from train and revealed answers only (no held-out answer is in it)."""
         folder = self.shared_dir / f"personas-{self.config.cf_solver}-d{self.config.cf_dim}"
         if (folder / "personas.json").is_file():
-            return PersonaSpace.load(folder, self.survey, self.names)
-        space = fit_personas(self.survey, self.split, self.config.cf_solver, self.config.cf_dim, self.seed)
-        if self.world.is_main:
-            space.save(folder, self.names)
+            space = PersonaSpace.load(folder, self._survey, self.names)
+        else:
+            space = fit_personas(self._survey, self.split, self.config.cf_solver, self.config.cf_dim, self.seed)
+            if self.world.is_main:
+                space.save(folder, self.names)
+        foldable = pd.concat([self.split.train_answers(), self.split.fold_in_answers(None)])
+        space.values = space.values.reindex(pd.MultiIndex.from_frame(foldable[["respondent", "question"]]))
         return space
 
     def individual_vectors(self) -> tuple[pd.Index, np.ndarray]:

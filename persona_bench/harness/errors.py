@@ -16,6 +16,10 @@ class ConfigError(PersonaBenchError, ValueError):
     """An invalid argument or run configuration; the message names it."""
 
 
+class HeldOutAnswerError(PersonaBenchError):
+    """A method reached for answers it may not see (held-out answers, or more than were revealed)."""
+
+
 def warn(message: str) -> None:
     """One line on stderr: something went wrong that the run recovers from."""
     print(f"persona-bench: warning: {message}", file=sys.stderr)
