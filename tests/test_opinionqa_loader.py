@@ -99,7 +99,7 @@ def test_bad_input_names_file_row_and_column(tmp_path, change, message):
 def test_bad_data_specs():
     with pytest.raises(SurveyError, match="unknown kind 'csv'"):
         load_survey("csv:/x")
-    with pytest.raises(SurveyError, match="expected demo, opinionqa:PATH or pew:PATH"):
+    with pytest.raises(SurveyError, match="expected opinionqa:PATH"):
         load_survey("opinionqa")
     with pytest.raises(SurveyError, match="no such folder"):
         load_survey("opinionqa:/definitely/not/here")

@@ -4,6 +4,7 @@ the leaderboard renders again once the plugin is gone; no file of persona-bench 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -77,4 +78,71 @@ def test_an_outside_plugin_runs_and_its_runs_render_without_it(tmp_path):
     tables = [[line for line in (board / name).read_text().splitlines() if line.startswith("|")] for name in ("with.md", "without.md")]
     assert tables[0] == tables[1] and any("outside-last-option" in line for line in tables[1])
     assert "outside-last-option" in (board / "without.csv").read_text()
+    assert package_digest() == before
+
+
+LOADER_PLUGIN = '''
+"""A data source persona-bench has never heard of: one JSON file (questions, people, answers)."""
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from persona_bench import Question, Survey, register_loader
+from persona_bench.harness.survey import SurveyError, responses_frame
+
+
+@register_loader("jsonsurvey")
+def load_json_survey(argument, waves):
+    path = Path(argument)
+    if not path.is_file():
+        raise SurveyError(f"{path}: no such file")
+    data = json.loads(path.read_text())
+    questions = {q["key"]: Question(q["key"], q["wave"], q["text"], tuple(q["options"]), tuple(q["ordinal"])) for q in data["questions"]}
+    people = pd.DataFrame(data["people"]).set_index("id")
+    rows = data["answers"]
+    values = [questions[q].values[o] for _, q, o in rows]
+    answers = responses_frame([r for r, _, _ in rows], [q for _, q, _ in rows], [o for _, _, o in rows], values)
+    traits = {trait: tuple(sorted(people[trait].unique())) for trait in data["traits"]}
+    return Survey(f"json:{path.name}", questions, traits, people, answers).select_waves(waves)
+'''
+
+
+def test_an_outside_data_source_runs_and_the_leaderboard_names_it(tmp_path):
+    from persona_bench import load_survey
+
+    demo = load_survey("demo:300")
+    people = demo.respondents.reset_index(names="id")
+    data = {
+        "questions": [{"key": q.key, "wave": q.wave, "text": q.text, "options": list(q.options), "ordinal": list(q.ordinal)}
+                      for q in demo.questions.values()],
+        "people": people.to_dict(orient="records"), "traits": list(demo.traits),
+        "answers": [[r, q, int(o)] for r, q, o in zip(demo.responses["respondent"], demo.responses["question"], demo.responses["option"])],
+    }
+    survey_file = tmp_path / "survey.json"
+    survey_file.write_text(json.dumps(data))
+    before = package_digest()
+    site = tmp_path / "site"
+    (site / "outside_loader").mkdir(parents=True)
+    (site / "outside_loader" / "__init__.py").write_text(LOADER_PLUGIN)
+    info = site / "outside_loader-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: outside-loader\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[persona_bench.loaders]\njsonsurvey = outside_loader\n")
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": str(site), "PERSONA_BENCH_CACHE": str(tmp_path / "cache")}
+
+    spec = f"jsonsurvey:{survey_file}"
+    summary = cli("data", "summary", "--data", spec, env=env)
+    assert summary.returncode == 0, summary.stderr
+    runs = tmp_path / "runs"
+    ran = cli("run", "--method", "majority", "--data", spec, "--max-eval-people", "20", "--out", str(runs), env=env)
+    assert ran.returncode == 0, ran.stderr
+    record = json.loads(next(runs.glob("majority-*/results.json")).read_text())
+    assert record["data"] == spec and record["n_people"] == 20
+    board = tmp_path / "board.md"
+    drawn = cli("leaderboard", "--runs", str(runs), "--out", str(board), env=env)
+    assert drawn.returncode == 0, drawn.stderr
+    assert spec in board.read_text()
+    unknown = cli("data", "summary", "--data", "jsonsurvey:x", env={**env, "PYTHONPATH": ""})
+    assert unknown.returncode == 2 and "unknown kind 'jsonsurvey'" in unknown.stderr
     assert package_digest() == before

@@ -1,7 +1,7 @@
 """``group-prompt``: steer the frozen LM toward the person's group with OpinionQA's own steering
-contexts (Santurkar et al. 2023: ``steer-qa``, ``steer-bio``, ``steer-portray``), read from the
-data folder's ``model_input`` (never copied into the repository). Data without that bundle (demo,
-pew) gets contexts of the same three shapes written from the trait's name
+contexts (Santurkar et al. 2023: ``steer-qa``, ``steer-bio``, ``steer-portray``), which the
+``opinionqa`` loader attaches to the Survey from the data folder's ``model_input`` (never copied
+into the repository). Data without that bundle (demo, pew) gets contexts of the same three shapes written from the trait's name
 (:func:`~persona_bench.tasks.prompts.group_context`); ``--contexts`` picks the source and
 results.json records the one used.
 
@@ -15,13 +15,11 @@ Santurkar's steerability, comparable with persona steering on the same groups an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
 import pandas as pd
 
 from ..harness.context import RunContext
 from ..harness.errors import ConfigError
-from ..harness.loaders.model_input import STEERING_STYLES, model_input_dir, steering_contexts
+from ..harness.loaders.model_input import STEERING_STYLES
 from ..harness.method import register_method
 from ..tasks.prompts import NON_VALUES, group_context
 from .prompting import PromptMethod
@@ -55,15 +53,14 @@ class GroupPrompt(PromptMethod):
         """The trait's value -> steering text."""
         if self.options.trait not in context.survey.traits:
             raise ConfigError(f"--trait {self.options.trait}: unknown trait (known: {', '.join(context.survey.traits)})")
-        kind, _, path = context.config.data.partition(":")
-        bundle = kind == "opinionqa" and (model_input_dir(Path(path)) / f"steer-{self.options.style}.csv").is_file()
-        if self.options.contexts == "opinionqa" and not bundle:
+        bundle = context.survey.steering_contexts.get(self.options.style)
+        if self.options.contexts == "opinionqa" and bundle is None:
             raise ConfigError(f"--contexts opinionqa reads model_input/steer-{self.options.style}.csv of an OpinionQA folder: use --data opinionqa:PATH with that bundle")
-        self.contexts_used = "opinionqa" if bundle and self.options.contexts != "generated" else "generated"
+        self.contexts_used = "opinionqa" if bundle is not None and self.options.contexts != "generated" else "generated"
         if self.contexts_used == "generated":
             values = list(context.survey.traits[self.options.trait])
             return {value: group_context(self.options.trait, value, values, self.options.style) for value in values if value not in NON_VALUES}
-        texts = {value: text for (trait, value), text in steering_contexts(Path(path), self.options.style).items() if trait == self.options.trait}
+        texts = {value: text for (trait, value), text in bundle().items() if trait == self.options.trait}
         if not texts:
             raise ConfigError(f"--trait {self.options.trait}: OpinionQA has no {self.options.style} steering context for it (--contexts generated writes one)")
         return texts

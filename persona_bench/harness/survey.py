@@ -7,6 +7,8 @@ A :class:`Survey` holds
 * ``respondents``: a DataFrame indexed by respondent id with ``wave``, ``weight`` and one
   column per demographic trait (missing trait values are empty strings);
 * ``question_sets``: named subsets of question keys the data defines (OpinionQA: ``disagreement``);
+* ``steering_contexts``: the group steering texts the data defines, per style, each read when
+  first asked for (OpinionQA's ``qa``, ``bio``, ``portray``: (trait, value) -> text);
 * ``responses``: a long DataFrame with one row per answer: ``respondent``, ``question``,
   ``option`` (index into ``Question.options``) and ``value`` (that option's value in [0, 1]).
 
@@ -15,6 +17,7 @@ A :class:`Survey` holds
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -69,6 +72,7 @@ class Survey:
     respondents: pd.DataFrame
     responses: pd.DataFrame
     question_sets: dict[str, frozenset[str]] = field(default_factory=dict)  # named subsets, e.g. disagreement
+    steering_contexts: dict[str, Callable[[], dict[tuple[str, str], str]]] = field(default_factory=dict)  # style -> reader
     _question_values: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -121,7 +125,8 @@ class Survey:
         questions = {k: q for k, q in self.questions.items() if q.wave in waves}
         responses = self.responses[self.responses["question"].isin(list(questions))].reset_index(drop=True)
         subsets = {name: keys & frozenset(questions) for name, keys in self.question_sets.items()}
-        return Survey(self.name, questions, self.traits, self.respondents[keep_people], responses, {n: k for n, k in subsets.items() if k})
+        return Survey(self.name, questions, self.traits, self.respondents[keep_people], responses, {n: k for n, k in subsets.items() if k},
+                      self.steering_contexts)
 
     def panel(self, first: str, then: str) -> "Survey":
         """The panelists who answered both waves, each one respondent ``FIRST+THEN:QKEY`` holding
@@ -140,7 +145,8 @@ class Survey:
             respondent=lambda f: f["respondent"].map(linked)).reset_index(drop=True)
         questions = {k: q for k, q in self.questions.items() if q.wave in (first, then)}
         subsets = {name: keys & frozenset(questions) for name, keys in self.question_sets.items()}
-        return Survey(f"{self.name} panel {first}->{then}", questions, self.traits, respondents, responses, {n: k for n, k in subsets.items() if k})
+        return Survey(f"{self.name} panel {first}->{then}", questions, self.traits, respondents, responses, {n: k for n, k in subsets.items() if k},
+                      self.steering_contexts)
 
     def summary(self) -> pd.DataFrame:
         """People, questions and answers per wave, plus a total row."""

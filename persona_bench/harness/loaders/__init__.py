@@ -1,38 +1,97 @@
-"""Survey loaders, chosen by a data spec: ``demo[:N[xQ]]``, ``opinionqa:PATH`` or ``pew:PATH``."""
+"""Survey loaders, chosen by a data spec ``KIND[:ARGUMENT]``: built in ``demo[:N[xQ]]``,
+``opinionqa:PATH`` and ``pew:PATH``; others registered with :func:`register_loader` or through the
+``persona_bench.loaders`` entry-point group (an entry point names a module that registers its
+loaders when imported).
+
+A loader is ``loader(argument, waves, **options) -> Survey``: it parses its own argument (the
+text after ``KIND:``; empty when the spec has none), keeps only ``waves`` (None: all), attaches
+its bundles to the Survey (question subsets, steering contexts) and raises
+:class:`~persona_bench.harness.survey.SurveyError` naming the file, row or key at fault.
+"""
 from __future__ import annotations
 
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Callable
 
 from ..survey import Survey, SurveyError
 
-DATA_KINDS = ("demo", "opinionqa", "pew")
+ENTRY_POINT_GROUP = "persona_bench.loaders"
+Loader = Callable[..., Survey]
+LOADERS: dict[str, Loader] = {}
 
 
-def load_survey(spec: str, waves: list[str] | None = None, metadata: str | Path | None = None) -> Survey:
-    """Load the survey named by ``spec`` restricted to ``waves`` (None: every wave with answers).
+def register_loader(kind: str) -> Callable[[Loader], Loader]:
+    """Decorator registering ``loader(argument, waves, **options) -> Survey`` for data specs ``kind:...``."""
+    if not kind or not kind.replace("-", "").replace("_", "").isalnum():
+        raise SurveyError(f"loader kind {kind!r}: letters, digits, - and _ only")
 
-    ``metadata`` is the OpinionQA folder whose info.csv files convert raw Pew waves
-    (``pew:`` only; default: an ``opinionqa`` folder beside the .sav folder).
-    """
+    def register(loader: Loader) -> Loader:
+        existing = LOADERS.get(kind)
+        if existing is not None and existing.__qualname__ != loader.__qualname__:
+            raise SurveyError(f"data kind {kind!r} is already registered by {existing.__module__}")
+        LOADERS[kind] = loader
+        return loader
+
+    return register
+
+
+def loaders() -> dict[str, Loader]:
+    """Every registered loader, the entry-point plugins' included."""
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name not in LOADERS:
+            try:
+                entry.load()
+            except Exception as exc:  # a broken plugin must say which one it is
+                raise SurveyError(f"data loader plugin {entry.name!r} ({entry.value}) failed to load: {type(exc).__name__}: {exc}") from None
+    return LOADERS
+
+
+def load_survey(spec: str, waves: list[str] | None = None, **options) -> Survey:
+    """Load the survey named by ``spec`` restricted to ``waves`` (None: every wave with answers);
+    ``options`` go to the loader (``pew``: ``metadata``, the OpinionQA folder whose info.csv files
+    convert the raw waves; default: an ``opinionqa`` folder beside the .sav folder)."""
     kind, _, argument = spec.partition(":")
-    if kind == "demo":
-        from .demo import load_demo
+    known = LOADERS if kind in LOADERS else loaders()
+    if kind not in known:
+        raise SurveyError(f"data spec {spec!r}: unknown kind {kind!r} (expected one of {', '.join(f'{k}:...' for k in known)})")
+    return known[kind](argument, waves, **options)
 
-        people, _, questions = argument.partition("x")
-        if argument and not (people.isdigit() and int(people) > 0 and (not questions or questions.isdigit() and int(questions) > 1)):
-            raise SurveyError(f"data spec {spec!r}: demo takes an optional size, people or peoplexquestions, e.g. demo:500 or demo:18000x1476")
-        size = {"n_people": int(people)} if people else {}
-        size.update({"n_questions": int(questions)} if questions else {})
-        return load_demo(**size).select_waves(waves)
+
+def data_kind(spec: str) -> str:
+    """The loader kind of a data spec (``opinionqa:PATH`` -> ``opinionqa``)."""
+    return spec.partition(":")[0]
+
+
+@register_loader("demo")
+def demo_loader(argument: str, waves: list[str] | None) -> Survey:
+    """``demo``, ``demo:N`` (people) or ``demo:NxQ`` (people x questions): the embedded survey."""
+    from .demo import load_demo
+
+    people, _, questions = argument.partition("x")
+    if argument and not (people.isdigit() and int(people) > 0 and (not questions or questions.isdigit() and int(questions) > 1)):
+        raise SurveyError(f"data spec 'demo:{argument}': demo takes an optional size, people or peoplexquestions, e.g. demo:500 or demo:18000x1476")
+    size = {"n_people": int(people)} if people else {}
+    size.update({"n_questions": int(questions)} if questions else {})
+    return load_demo(**size).select_waves(waves)
+
+
+@register_loader("opinionqa")
+def opinionqa_loader(argument: str, waves: list[str] | None) -> Survey:
+    """``opinionqa:PATH``: OpinionQA's human_resp folders, with its model_input bundles."""
+    from .model_input import with_bundles
+    from .opinionqa import load_opinionqa
+
     if not argument:
-        raise SurveyError(f"data spec {spec!r}: expected demo, opinionqa:PATH or pew:PATH")
-    if kind == "opinionqa":
-        from .model_input import with_question_sets
-        from .opinionqa import load_opinionqa
+        raise SurveyError("data spec 'opinionqa': expected opinionqa:PATH (a folder holding human_resp)")
+    return with_bundles(load_opinionqa(argument, waves), Path(argument))
 
-        return with_question_sets(load_opinionqa(argument, waves), Path(argument))
-    if kind == "pew":
-        from .pew import load_pew
 
-        return load_pew(argument, waves, metadata)
-    raise SurveyError(f"data spec {spec!r}: unknown kind {kind!r} (expected one of {', '.join(DATA_KINDS)})")
+@register_loader("pew")
+def pew_loader(argument: str, waves: list[str] | None, metadata: str | Path | None = None) -> Survey:
+    """``pew:PATH``: raw Pew .sav waves converted with OpinionQA's metadata."""
+    from .pew import load_pew
+
+    if not argument:
+        raise SurveyError("data spec 'pew': expected pew:PATH (a folder of Pew .sav files)")
+    return load_pew(argument, waves, metadata)

@@ -6,6 +6,7 @@ group steering contexts (Santurkar et al. 2023). Read from the data folder, neve
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from ...tasks.prompts import ANSWER_PREFIX, LETTERS, question_block
@@ -35,6 +36,15 @@ def with_question_sets(survey: Survey, path: Path) -> Survey:
     """``survey`` with the question subsets of the OpinionQA folder ``path`` that it asks (empty ones dropped)."""
     kept = {name: keys & frozenset(survey.questions) for name, keys in question_sets(path).items()}
     survey.question_sets = {name: keys for name, keys in kept.items() if keys}
+    return survey
+
+
+def with_bundles(survey: Survey, path: Path) -> Survey:
+    """``survey`` with the bundles of the OpinionQA folder ``path``: its question subsets and a
+    reader of each steering-context style the folder has."""
+    with_question_sets(survey, path)
+    survey.steering_contexts = {style: partial(steering_contexts, path, style) for style in STEERING_STYLES
+                                if (model_input_dir(path) / f"steer-{style}.csv").is_file()}
     return survey
 
 
