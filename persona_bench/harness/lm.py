@@ -42,7 +42,7 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
-from ..tasks.prompts import ANSWER_PREFIX, raw_prompt
+from ..tasks.prompts import raw_prompt, scored_prompt
 from .distributed import World
 from .errors import ConfigError, warn
 from .models import cache_root, load_model
@@ -207,7 +207,7 @@ class LetterScoringLM(TemplateLM):
     def answer_cue(self) -> tuple[int, ...]:
         """The tokens this tokenizer gives the answer cue ("\\nAnswer:") at the end of a prompt."""
         body = raw_prompt({"question": "Is it?", "options": ["Yes", "No"]})
-        without, whole = self.tok_encode(body), self.tok_encode(f"{body}\n{ANSWER_PREFIX}")
+        without, whole = self.tok_encode(body), self.tok_encode(scored_prompt(body))
         if whole[: len(without)] != without or len(whole) == len(without):
             raise ConfigError(f"the tokenizer of {self.tokenizer.name_or_path} does not split the answer cue from the question")
         return tuple(whole[len(without) :])

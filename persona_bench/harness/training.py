@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ..tasks.prompts import ANSWER_PREFIX, LETTERS, raw_prompt
+from ..tasks.prompts import LETTERS, raw_prompt, scored_prompt
 from .atomic import atomic_write_bytes, atomic_write_json
 from .distributed import World
 from .errors import ConfigError
@@ -104,7 +104,7 @@ def build_examples(answers: pd.DataFrame, survey, personas: np.ndarray, lm) -> E
     for key in answers["question"]:
         if key not in prompt_cache:
             question = survey.questions[key]
-            context = raw_prompt({"question": question.text, "options": list(question.options)}) + "\n" + ANSWER_PREFIX
+            context = scored_prompt(raw_prompt({"question": question.text, "options": list(question.options)}))
             encoded = [lm.encode_pair(context, f" {letter}") for letter in LETTERS[: len(question.options)]]
             if any(len(continuation) != 1 for _, continuation in encoded):
                 raise ConfigError(f"model tokenizer splits an answer letter of {key} into several tokens")

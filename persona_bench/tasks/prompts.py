@@ -18,6 +18,14 @@ from __future__ import annotations
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 ANSWER_PREFIX = "Answer:"
+ANSWER_CUE = "\n" + ANSWER_PREFIX  # ends every scored prompt; the task YAML's gen_prefix repeats it (a test holds them equal)
+
+
+def scored_prompt(body: str) -> str:
+    """A prompt as the language model scores it: ``body`` followed by the answer cue."""
+    return body + ANSWER_CUE
+
+
 TRAIT_NAMES = {
     "CREGION": "Region",
     "AGE": "Age",
