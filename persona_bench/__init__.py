@@ -31,6 +31,9 @@ PUBLIC = {
     "LearnedSteering": "harness.learned",
     "Steerer": "harness.steerer",
     "register_steerer": "harness.steerer",
+    "register_metric": "harness.metrics",
+    "PersonDocs": "harness.metrics",
+    "RunRecord": "harness.record",
     "write_leaderboard": "leaderboard.render",
     "ConfigError": "harness.errors",
     "PersonaBenchError": "harness.errors",
@@ -44,6 +47,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on 
     from .harness.learned import LearnedSteering
     from .harness.loaders import load_survey, register_loader
     from .harness.method import Method, register_method
+    from .harness.metrics import PersonDocs, register_metric
+    from .harness.record import RunRecord
     from .harness.runner import build_context, companions, evaluate
     from .harness.steerer import Steerer, register_steerer
     from .harness.survey import Question, Survey

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persona_bench.app.analysis import (
+from persona_bench.harness.analysis import (
     POPULATION,
     answer_distributions,
     cell,

@@ -1,6 +1,9 @@
 """The package's shape: no import circles, and the library never imports the application.
 
-Every import statement counts (module level, inside functions, under TYPE_CHECKING), read with
+Every import statement counts (module level, inside functions, under TYPE_CHECKING), and so does
+an import made by name at run time: a string naming one of the package's modules (what
+``importlib.import_module``, ``import_children`` or ``__import__`` would be given), and a call of
+those with a name computed at run time, which only the known mechanisms may make; all read with
 the standard library's ast. Layers, lowest first: ``tasks`` (prompts, lm-eval hooks),
 ``harness`` (the library), ``baselines`` / ``methods`` / ``leaderboard`` (built on it), ``app``
 (command line, orchestration, sweeps). An import may only go to the same or a lower layer;
@@ -16,6 +19,8 @@ LAYERS = {"tasks": 0, "harness": 1, "baselines": 2, "methods": 2, "leaderboard":
 
 
 def module_name(path: Path) -> str:
+    if not path.is_relative_to(PACKAGE.parent):  # a probe written by a test
+        return path.stem
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
@@ -25,7 +30,10 @@ def imported_modules(path: Path, known: set[str]) -> set[str]:
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    group_names = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Assign)  # entry-point groups share a module's name
+                   and any(isinstance(t, ast.Name) and t.id.endswith("ENTRY_POINT_GROUP") for t in node.targets)}
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -35,7 +43,27 @@ def imported_modules(path: Path, known: set[str]) -> set[str]:
                 base = ".".join(anchor + ([base] if base else []))
             found.add(base)
             found |= {f"{base}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in group_names:  # imported by name
+            found.add(node.value)
     return {m for m in found if m in known and m != name}
+
+
+def computes_import_names(path: Path) -> bool:
+    """Whether ``path`` imports a module whose name it computes at run time (other than its own children)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and call_name(node) in BY_NAME and node.args:
+            first = node.args[0]
+            if not isinstance(first, ast.Constant) and not (isinstance(first, ast.Name) and first.id == "__name__"):
+                return True
+    return False
+
+
+BY_NAME = {"import_module", "import_children", "__import__"}
+
+
+def call_name(node: ast.Call) -> str:
+    """``f`` of ``f(...)`` or ``x.f(...)``."""
+    return node.func.id if isinstance(node.func, ast.Name) else node.func.attr if isinstance(node.func, ast.Attribute) else ""
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -98,6 +126,19 @@ def test_imports_go_down_the_layers_only():
     assert upward == []
 
 
-def test_the_checks_can_fail():
+def test_imports_by_computed_name_are_the_known_mechanisms():
+    """Where a module name is computed, it comes from the user or an entry point, never names a layer above."""
+    computed = sorted(module_name(p) for p in PACKAGE.rglob("*.py") if computes_import_names(p))
+    assert computed == [
+        "persona_bench",  # the public names' lazy import (PUBLIC, a table of its own modules)
+        "persona_bench.app.executors",  # a Ray / submitit worker importing the user's --import modules
+        "persona_bench.harness.method",  # import_children (a package's own children) and the user's --import modules
+    ]
+
+
+def test_the_checks_can_fail(tmp_path):
     assert cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
     assert layer("persona_bench.harness.lm") < layer("persona_bench.app.cli")
+    by_name = tmp_path / "by_name_probe.py"
+    by_name.write_text('import importlib\nimportlib.import_module("persona_bench.app.cli")\nimportlib.import_module(f"x{1}")\n')
+    assert imported_modules(by_name, {"persona_bench.app.cli"}) == {"persona_bench.app.cli"} and computes_import_names(by_name)

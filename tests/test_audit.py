@@ -27,7 +27,7 @@ def planted_overfit(run_dir: Path) -> dict:
     """The run's module trained on its own training set for many epochs, validated on it (so
     the last, most over-fitted epoch is kept), then audited."""
     saved = json.loads((run_dir / "config.json").read_text())
-    method, context = method_in_context(RunConfig(**{**saved, "waves": tuple(saved["waves"])}), run_dir.parent)
+    method, context = method_in_context(RunConfig.from_dict(saved), run_dir.parent)
     method.prepare(context)
     (train, personas), _ = method.training_rows(context)
     examples = method.examples(context, train, personas)

@@ -3,10 +3,13 @@ so), and the curve command's runs, companions and leaderboard section."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from persona_bench.app.cli import main
+from persona_bench.harness.config import RunConfig
+from persona_bench.harness.record import MethodInfo, RunRecord, Training
 from persona_bench.leaderboard.curves import crossing
 
 
@@ -44,26 +47,34 @@ def test_curve_budgets_must_be_answer_counts(text, tmp_path):
         main(["curve", "--budgets", text, "--out", str(tmp_path)])
 
 
-def spm_record(run_id: str, finished: str, accuracy: float, train_answers: int = 0, **options) -> dict:
-    """A minimal results.json of an spm run on one scope."""
-    variant = {k: v for k, v in options.items() if k == "weights"}
-    return {"run_id": run_id, "method": "spm", "model": "m", "data": "demo", "waves": [], "persona": "individual",
-            "users": "seen", "k": None, "max_eval_people": 10, "seed": 0, "method_options": options, "options": {"weights": "trained", **options}, "variant": variant,
-            "method_info": {"kind": "steering", "uses_persona": True}, "recipe": options.get("recipe", "default"),
-            "budget": {"train_answers": train_answers, "epochs": 1 if train_answers else 0},
-            "accuracy": accuracy, "ci95": [accuracy - 0.05, accuracy + 0.05], "finished_at": finished}
+def spm_record(run_id: str, finished: str, accuracy: float, train_answers: int = 0, epochs: int | None = None, **options) -> RunRecord:
+    """A minimal record of an spm run on one scope."""
+    return RunRecord(
+        run_id=run_id, config=RunConfig(method="spm", model="m", max_eval_people=10, method_options=options),
+        method_info=MethodInfo("steering", uses_persona=True), accuracy=accuracy, ci95=(accuracy - 0.05, accuracy + 0.05),
+        n_people=10, n_answers=50, options={"weights": "trained", **options}, variant={k: v for k, v in options.items() if k == "weights"},
+        training=Training(recipe=options.get("recipe", "default"),
+                          budget={"train_answers": train_answers, "epochs": (1 if train_answers else 0) if epochs is None else epochs}),
+        finished_at=finished,
+    )
 
 
-def placed_record(run_id: str, finished: str, accuracy: float, train_answers: int = 0, **options) -> dict:
+def as_method(record: RunRecord, method: str) -> RunRecord:
+    """The same record, of another method."""
+    return record.with_fields(config=replace(record.config, method=method))
+
+
+def placed_record(run_id: str, finished: str, accuracy: float, train_answers: int = 0, **options) -> RunRecord:
     """An spm run of the variant ``placement=answer`` (``options`` part of the variant too)."""
     record = spm_record(run_id, finished, accuracy, train_answers, placement="answer", **options)
-    return {**record, "variant": {"placement": "answer", **options}}
+    return record.with_fields(variant={"placement": "answer", **options})
 
 
-def majority_record(run_id: str, finished: str, accuracy: float) -> dict:
-    """A minimal results.json of a majority run on the same scope."""
-    return {**spm_record(run_id, finished, accuracy), "method": "majority", "model": None, "variant": {},
-            "method_info": {"kind": "reference", "uses_persona": False}, "budget": None}
+def majority_record(run_id: str, finished: str, accuracy: float) -> RunRecord:
+    """A minimal record of a majority run on the same scope."""
+    record = spm_record(run_id, finished, accuracy)
+    return record.with_fields(config=replace(record.config, method="majority", model=None, method_options={}), variant={}, options={},
+                              method_info=MethodInfo("reference"), training=None)
 
 
 def test_a_curve_holds_one_recipe_and_its_own_untrained_control(tmp_path):
@@ -109,9 +120,9 @@ def test_trained_methods_are_set_side_by_side_only_at_a_shared_budget_and_recipe
     from persona_bench.leaderboard.frame import results_frame
     from persona_bench.leaderboard.tables import sweep_tables
 
-    activation = {**spm_record("x", "4", 0.35, 1000), "method": "activation"}
+    activation = as_method(spm_record("x", "4", 0.35, 1000), "activation")
     records = [spm_record("a", "1", 0.40, 1000), spm_record("b", "3", 0.50, 3000), activation,
-               {**spm_record("y", "5", 0.33, 1000, init="scaled"), "method": "activation"}]
+               as_method(spm_record("y", "5", 0.33, 1000, init="scaled"), "activation")]
     tables = {t.title.split(" — ")[0]: t for t in sweep_tables(results_frame(records))}
     matched = tables["Trained methods at equal training budget"].frame
     assert list(matched.columns) == ["model", "budget_label", "recipe", "activation", "spm"]
@@ -154,8 +165,7 @@ def test_a_budget_trained_for_several_epoch_counts_is_listed_whole_and_drawn_at_
     from persona_bench.leaderboard.curves import learning_curves
     from persona_bench.leaderboard.frame import results_frame
 
-    twice = spm_record("b2", "2026-01-05", 0.45, 3000)
-    twice["budget"] = {"train_answers": 3000, "epochs": 2}
+    twice = spm_record("b2", "2026-01-05", 0.45, 3000, epochs=2)
     records = [spm_record("a", "2026-01-01", 0.40, 1000), spm_record("b1", "2026-01-02", 0.55, 3000), twice,
                spm_record("c", "2026-01-03", 0.50, 10000), majority_record("r", "2026-01-01", 0.6)]
     (table,), _ = learning_curves(results_frame(records), tmp_path)
@@ -168,8 +178,8 @@ def test_a_variant_s_recipes_are_compared_at_equal_budget():
     from persona_bench.leaderboard.frame import results_frame
     from persona_bench.leaderboard.tables import sweep_tables
 
-    def placed(run_id: str, finished: str, accuracy: float, train_answers: int, **overrides) -> dict:
-        return {**spm_record(run_id, finished, accuracy, train_answers, placement="answer", **overrides), "variant": {"placement": "answer"}}
+    def placed(run_id: str, finished: str, accuracy: float, train_answers: int, **overrides) -> RunRecord:
+        return spm_record(run_id, finished, accuracy, train_answers, placement="answer", **overrides).with_fields(variant={"placement": "answer"})
 
     records = [placed("v1", "1", 0.45, 1000), placed("v2", "2", 0.41, 1000, lr=0.003), placed("v3", "3", 0.55, 3000)]
     tables = {t.title.split(" — ")[0]: t for t in sweep_tables(results_frame(records))}

@@ -89,7 +89,7 @@ def claim_holder_like() -> dict:
 @pytest.mark.slow  # measures the model's speed on the grid's prompts (about 40 s)
 def test_plan_costs_a_grid_from_the_runs_own_prompts(tiny_model_path, tmp_path, capsys):
     from persona_bench.app.cli import main
-    from persona_bench.app.plan import run_cost
+    from persona_bench.harness.plan import run_cost
     from persona_bench.app.sweep import load_grid
 
     grid = tmp_path / "grid.yaml"

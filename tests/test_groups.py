@@ -1,6 +1,8 @@
 """Group-level metrics, each checked on a case small enough to compute by hand."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 from persona_bench.harness.groups import (
     Scales, alignment, disparity, option_distributions, rep_tv, total_variation, wasserstein, weighted_macro_accuracy,
 )
+from persona_bench.harness.metrics import per_person_accuracy
 from persona_bench.harness.survey import Question, Survey
 
 WORLDDANGER = (1.0, 2.0, 1.5)  # W26's unordered scale: the third option lies between the first two
@@ -71,8 +74,8 @@ def test_weighted_accuracy_and_subgroup_disparity():
     survey = tiny_survey(people, [(p, "Q1", 0) for p in people])
     ids = pd.Series(list(people))
     correct = np.array([True] * 10 + [True, False] * 5)  # x: 100%, y: 50%
-    assert weighted_macro_accuracy(ids, correct, survey) == pytest.approx((10 * 1.0 + 30 * 0.5) / 40)
-    party = disparity(ids, correct, survey)["PARTY"]
+    assert weighted_macro_accuracy(per_person_accuracy(ids, correct), survey) == pytest.approx((10 * 1.0 + 30 * 0.5) / 40)
+    party = disparity(per_person_accuracy(ids, correct), survey)["PARTY"]
     assert party["best"] == "x" and party["worst"] == "y" and party["gap"] == pytest.approx(0.5)
     assert party["groups"]["y"]["n_people"] == 10 and party["gap_ci95"][0] < 0.5 < party["gap_ci95"][1]
 
@@ -85,14 +88,14 @@ def test_a_run_finished_before_group_figures_gets_the_same_ones_from_its_samples
 
     config = RunConfig(method="majority", data="demo:300", max_eval_people=60)
     first = evaluate(config, tmp_path, log=lambda _: None)
-    assert first["groups"][0]["group"] == "everyone" and 0 < first["groups"][0]["rep"] <= 1
-    path = tmp_path / first["run_id"] / "results.json"
-    older = {k: v for k, v in first.items() if k not in ("groups", "disparity", "weighted_accuracy")}
+    assert first.groups[0]["group"] == "everyone" and 0 < first.groups[0]["rep"] <= 1
+    path = tmp_path / first.run_id / "results.json"
+    older = {k: v for k, v in first.as_dict().items() if k not in ("groups", "disparity", "weighted_accuracy", "schema_version", "metrics")}
     path.write_text(json.dumps(older))
     again = evaluate(config, tmp_path, log=lambda _: None)
-    pd.testing.assert_frame_equal(pd.DataFrame(again["groups"]), pd.DataFrame(first["groups"]), rtol=1e-5)  # samples keep 6 decimals
-    assert again["weighted_accuracy"] == pytest.approx(first["weighted_accuracy"]) and again["disparity"] == first["disparity"]
-    assert json.loads(path.read_text())["groups"] == again["groups"]
+    pd.testing.assert_frame_equal(pd.DataFrame(again.groups), pd.DataFrame(first.groups), rtol=1e-5)  # samples keep 6 decimals
+    assert again.weighted_accuracy == pytest.approx(first.weighted_accuracy) and again.disparity == first.disparity
+    assert json.loads(path.read_text())["groups"] == again.groups
 
 
 def test_a_nominal_question_counts_for_total_variation_only():
@@ -111,11 +114,11 @@ def test_steerability_table_shows_every_method_per_value_of_the_steered_trait(tm
     from persona_bench.leaderboard.groups import group_tables
 
     majority = evaluate(RunConfig(method="majority", data="demo:300", max_eval_people=60), tmp_path, log=lambda _: None)
-    steered = {**majority, "run_id": "steered", "method": "steer-test", "options": {"trait": "POLPARTY"}}
+    steered = majority.with_fields(run_id="steered", config=replace(majority.config, method="steer-test"), options={"trait": "POLPARTY"})
     tables = {t.title.split(" — ")[0]: t for t in group_tables(results_frame([majority, steered]))}
     assert "Steerability toward SEX groups" not in tables  # only the trait a run steers toward
     table = tables["Steerability toward POLPARTY groups"].frame.set_index("method")
-    held = {g["group"].split("=")[1]: g for g in majority["groups"] if g["group"].startswith("POLPARTY=")}
+    held = {g["group"].split("=")[1]: g for g in majority.groups if g["group"].startswith("POLPARTY=")}
     assert list(table.columns) == list(held) and len(held) >= 2
     assert list(table.index) == ["majority", "steer-test", "human split-half ceiling", "uniform null", "population null"]
     for value, group in held.items():

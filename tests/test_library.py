@@ -35,8 +35,10 @@ def test_evaluate_is_the_run_commands_pipeline(tmp_path, capsys):
     assert main(["run", "--method", "majority", "--data", "demo:300", "--max-eval-people", "30", "--no-references",
                  "--out", str(tmp_path / "cli")]) == 0
     from_cli = json.loads((tmp_path / "cli" / config.run_id() / "results.json").read_text())
-    assert record["run_id"] == from_cli["run_id"] == config.run_id()
-    assert (record["accuracy"], record["ci95"]) == (from_cli["accuracy"], from_cli["ci95"])
+    assert record.run_id == from_cli["run_id"] == config.run_id()
+    assert (record.accuracy, list(record.ci95)) == (from_cli["accuracy"], from_cli["ci95"])
+    assert record == persona_bench.RunRecord.from_dict(from_cli).with_fields(
+        wall_seconds=record.wall_seconds, finished_at=record.finished_at)
 
 
 def context_of(tmp_path, **settings):

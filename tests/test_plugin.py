@@ -146,3 +146,64 @@ def test_an_outside_data_source_runs_and_the_leaderboard_names_it(tmp_path):
     unknown = cli("data", "summary", "--data", "jsonsurvey:x", env={**env, "PYTHONPATH": ""})
     assert unknown.returncode == 2 and "unknown kind 'jsonsurvey'" in unknown.stderr
     assert package_digest() == before
+
+
+METRIC_PLUGIN = '''
+"""A per-person metric persona-bench has never heard of: how sure the method was of its top answer."""
+from persona_bench import register_metric
+
+
+@register_metric("top_probability", description="mean probability the method put on its top answer")
+def top_probability(person):
+    return float(person.probabilities.max(axis=1).mean())
+'''
+
+
+def test_a_metric_registered_in_code_or_by_an_outside_package_is_computed_ranked_and_exported(tmp_path, monkeypatch):
+    import csv
+
+    from persona_bench.app.cli import main
+    from persona_bench.harness.metrics import METRICS, register_metric
+
+    @register_metric("always_one_answer", higher_is_better=False, description="test: share of answers that are the first option")
+    def first_option_share(person):
+        return float((person.prediction == 0).mean())
+
+    runs = tmp_path / "runs"
+    try:
+        assert main(["run", "--method", "cf", "--data", "demo:300", "--max-eval-people", "20", "--out", str(runs)]) == 0
+        record = json.loads(next(runs.glob("cf-*/results.json")).read_text())
+        assert record["metrics"]["always_one_answer"]["higher_is_better"] is False
+        assert 0 <= record["metrics"]["always_one_answer"]["value"] <= 1 and len(record["metrics"]["always_one_answer"]["ci95"]) == 2
+        assert main(["leaderboard", "--runs", str(runs), "--out", str(tmp_path / "in-code.md"), "--metric", "always_one_answer"]) == 0
+    finally:
+        METRICS.pop("always_one_answer", None)
+    board = (tmp_path / "in-code.md").read_text()
+    assert "Ranked by **always_one_answer** (lower is better)" in board
+    cells = list(csv.DictReader((tmp_path / "in-code.csv").open()))
+    assert {c["metric"] for c in cells if c["metric"]} == {"always_one_answer"}
+
+    site = tmp_path / "site"
+    (site / "outside_metric").mkdir(parents=True)
+    (site / "outside_metric" / "__init__.py").write_text(METRIC_PLUGIN)
+    info = site / "outside_metric-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: outside-metric\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[persona_bench.metrics]\ntop_probability = outside_metric\n")
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": str(site), "PERSONA_BENCH_CACHE": str(tmp_path / "cache")}
+    before = package_digest()
+    listed = cli("metrics", env=env)
+    assert listed.returncode == 0 and "top_probability" in listed.stdout
+    outside = tmp_path / "outside-runs"
+    ran = cli("run", "--method", "majority", "--data", "demo:300", "--max-eval-people", "20", "--out", str(outside), env=env)
+    assert ran.returncode == 0, ran.stderr
+    record = json.loads(next(outside.glob("majority-*/results.json")).read_text())
+    assert 0 < record["metrics"]["top_probability"]["value"] <= 1
+    without = {**env, "PYTHONPATH": ""}  # the plugin gone: its stored values still rank the tables
+    drawn = cli("leaderboard", "--runs", str(outside), "--out", str(tmp_path / "outside.md"), "--metric", "top_probability", env=without)
+    assert drawn.returncode == 0, drawn.stderr
+    assert "Ranked by **top_probability** (higher is better)" in (tmp_path / "outside.md").read_text()
+    assert "top_probability" in (tmp_path / "outside.csv").read_text()
+    missing = cli("leaderboard", "--runs", str(outside), "--out", str(tmp_path / "x.md"), "--metric", "nope", env=without)
+    assert missing.returncode == 2 and "--metric nope: no run" in missing.stderr
+    assert package_digest() == before

@@ -26,7 +26,7 @@ def runs(tmp_path_factory):
 
 def test_majority_predicts_each_questions_most_common_train_answer(runs):
     result = evaluate(RunConfig(method="majority", data="demo:600"), runs, log=quiet)
-    samples = read_samples(runs / result["run_id"])
+    samples = read_samples(runs / result.run_id)
     from persona_bench.harness.loaders import load_survey
     from persona_bench.harness.protocol import Split
 
@@ -36,13 +36,13 @@ def test_majority_predicts_each_questions_most_common_train_answer(runs):
     mode = train.groupby("question")["option"].agg(lambda o: o.value_counts().sort_index().idxmax())
     assert (samples["prediction"].to_numpy() == samples["question"].map(mode).to_numpy()).all()
     per_person = samples.groupby("respondent")["correct"].mean()
-    assert result["accuracy"] == pytest.approx(per_person.mean())
-    assert REQUIRED <= set(result)
+    assert result.accuracy == pytest.approx(per_person.mean())
+    assert REQUIRED <= set(result.as_dict())
 
 
 def test_references_rank_sensibly_on_the_demo(runs):
     accuracy = {
-        m: evaluate(RunConfig(method=m, data="demo:600"), runs, log=quiet)["accuracy"]
+        m: evaluate(RunConfig(method=m, data="demo:600"), runs, log=quiet).accuracy
         for m in ("majority", "demographic-majority", "cf")
     }
     assert accuracy["cf"] > accuracy["demographic-majority"] >= accuracy["majority"] - 0.01
@@ -50,7 +50,7 @@ def test_references_rank_sensibly_on_the_demo(runs):
 
 
 def test_cf_on_unseen_people_improves_with_more_answers(runs):
-    accuracy = [evaluate(RunConfig(method="cf", data="demo:600", users="unseen", k=k), runs, log=quiet)["accuracy"] for k in (1, 20)]
+    accuracy = [evaluate(RunConfig(method="cf", data="demo:600", users="unseen", k=k), runs, log=quiet).accuracy for k in (1, 20)]
     assert accuracy[1] > accuracy[0]
 
 
@@ -61,7 +61,7 @@ def test_a_finished_run_is_reused_and_force_recomputes(runs):
     assert evaluate(config, runs, log=messages.append) == first
     assert messages and "reusing" in messages[0]
     again = evaluate(config, runs, force=True, log=quiet)
-    assert again["accuracy"] == first["accuracy"] and again["n_people"] == 30
+    assert again.accuracy == first.accuracy and again.n_people == 30
 
 
 def test_config_validation():
@@ -128,6 +128,6 @@ def test_real_w26_references(opinionqa_path, tmp_path):
     data = f"opinionqa:{opinionqa_path}"
     majority = evaluate(RunConfig(method="majority", data=data, waves=("W26",)), tmp_path, log=quiet)
     cf = evaluate(RunConfig(method="cf", data=data, waves=("W26",)), tmp_path, log=quiet)
-    assert 0.58 < majority["accuracy"] < 0.65
-    assert cf["accuracy"] > majority["accuracy"] + 0.02
-    assert np.isclose(sum(majority["ci95"]) / 2, majority["accuracy"], atol=0.01)
+    assert 0.58 < majority.accuracy < 0.65
+    assert cf.accuracy > majority.accuracy + 0.02
+    assert np.isclose(sum(majority.ci95) / 2, majority.accuracy, atol=0.01)

@@ -4,13 +4,13 @@
     persona-bench data example     DIR [--people N] [--questions N]
     persona-bench personas fit     [--data D] --out DIR [--solver als|adam] [--dim 16] [--ks 1-12]
     persona-bench personas analyze [--data D] --out DIR [--k K]
-    persona-bench methods | models list
+    persona-bench methods | metrics | models list
     persona-bench run --method M [--model NAME] [--data D] [--persona P] [--users seen|unseen]
                       [--k N] [--max-eval-people N] [--seed S] [--out RUNS_DIR] [method flags]
     persona-bench train [--method spm] [run flags] [method flags]
     persona-bench curve [--method spm] --budgets 1000,3000,10000 [run flags] [method flags] [--leaderboard FILE]
     persona-bench sweep GRID.yaml [--out RUNS_DIR] [--leaderboard FILE]
-    persona-bench leaderboard [--runs RUNS_DIR] [--out FILE] [--skip-bad]
+    persona-bench leaderboard [--runs RUNS_DIR] [--out FILE] [--metric NAME] [--skip-bad]
 
 ``python -m persona_bench`` is the same command (``torchrun --nproc_per_node N -m persona_bench run ...``
 scores and trains data-parallel).
@@ -128,10 +128,13 @@ def build_parser(run_defaults: Mapping[str, object] | None = None) -> argparse.A
                             help="for an untrained control: the budget of the trained run it controls (whose training set is audited)")
 
     sub.add_parser("methods", help="list registered methods and their options")
+    sub.add_parser("metrics", help="list registered per-person metrics (every run computes each)")
     board = sub.add_parser("leaderboard", help="render the leaderboard markdown and plots from a runs folder")
     board.add_argument("--runs", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
     board.add_argument("--out", type=Path, default=None, help="leaderboard file (default: RUNS_DIR/LEADERBOARD.md)")
     board.add_argument("--note", default="", help="extra words on how these runs were produced (after the standard line)")
+    board.add_argument("--metric", default="accuracy", help="rank, mark and test the tables by this registered metric (default: accuracy; "
+                       "persona-bench metrics lists them)")
     board.add_argument("--skip-bad", action="store_true", help="leave out unreadable results.json files (named in the leaderboard's note) instead of failing")
     grid = sub.add_parser("sweep", help="run an experiment grid (resumable), then refresh the leaderboard")
     grid.add_argument("grid", type=Path, help="grid YAML, e.g. grids/cpu.yaml")
@@ -242,28 +245,30 @@ def percent(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
-def results_row(result: dict) -> list:
-    lo, hi = result["ci95"]
-    k = result["k"] if result["users"] == "unseen" else ""
-    variant = ", ".join(f"{key}={value}" for key, value in (result.get("variant") or {}).items())
-    budget = result.get("budget") or {}
-    trained = f"{budget['train_answers']:,} x {budget['epochs']}" if budget.get("train_answers") else ""
-    return [result["method"], variant, result["model"] or "-", result["persona"], result["users"], k, trained,
-            percent(result["accuracy"]), f"[{percent(lo)}, {percent(hi)}]", result["n_people"], result["n_answers"]]
+def results_row(record) -> list:
+    """A RunRecord as a row of RESULT_HEADERS."""
+    lo, hi = record.ci95
+    config = record.config
+    k = config.k if config.users == "unseen" else ""
+    variant = ", ".join(f"{key}={value}" for key, value in record.variant.items())
+    training = record.training
+    trained = f"{training.train_answers:,} x {training.epochs}" if training and training.train_answers else ""
+    return [record.method, variant, config.model or "-", config.persona, config.users, k, trained,
+            percent(record.accuracy), f"[{percent(lo)}, {percent(hi)}]", record.n_people, record.n_answers]
 
 
 RESULT_HEADERS = ["method", "variant", "model", "persona", "users", "K", "answers x epochs", "macro acc %", "95% CI", "people", "docs"]
 
 
-def comparison_line(result: dict, other: dict, label: str, runs_dir: Path, seed: int) -> str:
+def comparison_line(result, other, label: str, runs_dir: Path, seed: int) -> str:
     """``spm vs raw (unsteered LM): +11.0 points, 95% CI [+8.1, +13.9], p = 0.0001: above``."""
     from ..harness.metrics import paired_comparison
     from ..harness.store import read_samples
 
-    comparison = paired_comparison(read_samples(runs_dir / result["run_id"]), read_samples(runs_dir / other["run_id"]), seed=seed)
+    comparison = paired_comparison(read_samples(runs_dir / result.run_id), read_samples(runs_dir / other.run_id), seed=seed)
     verdict = "not significantly different" if not comparison.significant else "above" if comparison.difference > 0 else "below"
     difference, interval = comparison.in_points().split(" ", 1)
-    return f"{result['method']} vs {label}: {difference} points, 95% CI {interval}, p = {comparison.p_value:.3g}: {verdict}"
+    return f"{result.method} vs {label}: {difference} points, 95% CI {interval}, p = {comparison.p_value:.3g}: {verdict}"
 
 
 @command("data summary")
@@ -295,7 +300,7 @@ def audit_membership_command(args: argparse.Namespace, extra: list[str]) -> int:
     from ..harness.runner import audit_finished_run
 
     record = audit_finished_run(args.run_dir, log=stderr_log, device=pick_device(args.device), max_train_answers=args.max_train_answers)
-    print(membership_line(record["membership_audit"]))
+    print(membership_line(record.training.membership_audit))
     print(f"stored in {args.run_dir / 'results.json'} (membership_audit)")
     return 0
 
@@ -351,7 +356,7 @@ def personas_fit(args: argparse.Namespace, extra: list[str]) -> int:
 
 @command("personas analyze")
 def personas_analyze(args: argparse.Namespace, extra: list[str]) -> int:
-    from .analysis import write_analysis
+    from ..harness.analysis import write_analysis
     from ..harness.personas import elbow_curve, kmeans, pick_elbow
 
     survey, split, space = fitted_personas(args)
@@ -378,25 +383,37 @@ def list_methods(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+@command("metrics")
+def list_metrics(args: argparse.Namespace, extra: list[str]) -> int:
+    from ..harness.metrics import registered_metrics
+
+    rows = [[name, "higher" if metric.higher_is_better else "lower", metric.description] for name, metric in registered_metrics().items()]
+    print(tabulate(rows, headers=["metric", "better", "description"], tablefmt="github"))
+    print("\nEvery run computes each per person and reports its mean over people with a 95% CI (results.json `metrics`); "
+          "`persona-bench leaderboard --metric NAME` ranks by one.")
+    return 0
+
+
 def leaderboard_file(runs_dir: Path, given: Path | None) -> Path:
     """The leaderboard file: ``given``, else ``RUNS_DIR/LEADERBOARD.md`` (never a committed file by default)."""
     return given or runs_dir / "LEADERBOARD.md"
 
 
-def refresh_leaderboard(runs_dir: Path, out: Path, command: str, note: str = "", skip_bad: bool = False) -> None:
+def refresh_leaderboard(runs_dir: Path, out: Path, command: str, note: str = "", skip_bad: bool = False, metric: str = "accuracy") -> None:
     """Write the leaderboard of ``runs_dir`` to ``out``, saying it came from ``command``."""
     from ..leaderboard import write_leaderboard
     from ..leaderboard.render import provenance
 
-    for path in write_leaderboard(runs_dir, out, f"{provenance(command)} {note}".strip(), skip_bad=skip_bad):
+    for path in write_leaderboard(runs_dir, out, f"{provenance(command)} {note}".strip(), skip_bad=skip_bad, metric=metric):
         print(f"wrote {path}")
 
 
 @command("leaderboard")
 def leaderboard_command(args: argparse.Namespace, extra: list[str]) -> int:
     args.out = leaderboard_file(args.runs, args.out)
-    command = f"persona-bench leaderboard --runs {args.runs} --out {args.out}" + (" --skip-bad" if args.skip_bad else "")
-    refresh_leaderboard(args.runs, args.out, command, args.note, args.skip_bad)
+    command = (f"persona-bench leaderboard --runs {args.runs} --out {args.out}" + (" --skip-bad" if args.skip_bad else "")
+               + (f" --metric {args.metric}" if args.metric != "accuracy" else ""))
+    refresh_leaderboard(args.runs, args.out, command, args.note, args.skip_bad, args.metric)
     return 0
 
 
@@ -424,7 +441,7 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
 
 def plan_command(args: argparse.Namespace) -> int:
     """``sweep --plan``: the cost table of a grid and its totals."""
-    from .plan import GPUS, UTILISATION, calibrate, plan_table, run_cost
+    from ..harness.plan import GPUS, UTILISATION, calibrate, plan_table, run_cost
     from .sweep import load_grid, with_seeds
 
     configs = with_seeds(load_grid(args.grid), args.seeds)
@@ -515,7 +532,7 @@ def run_command(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-def run_with_companions(config, args: argparse.Namespace) -> dict[str, dict]:
+def run_with_companions(config, args: argparse.Namespace) -> dict:
     """One run and the runs it is read beside; print their table and paired comparisons."""
     from ..harness.distributed import World
     from ..harness.runner import REFERENCES, companions, evaluate
@@ -530,13 +547,13 @@ def run_with_companions(config, args: argparse.Namespace) -> dict[str, dict]:
     references = {label: r for label, r in beside.items() if label in REFERENCES}
     lines = [comparison_line(result, r, label, args.out, config.seed) for label, r in beside.items() if label not in REFERENCES]
     if references:
-        label, best = max(references.items(), key=lambda item: item[1]["accuracy"])
+        label, best = max(references.items(), key=lambda item: item[1].accuracy)
         lines.append(comparison_line(result, best, f"{label} (the best no-LLM reference)", args.out, config.seed))
     if lines:
         print("\nPaired over the same people and docs (bootstrap CI of the per-person difference):\n" + "\n".join(lines))
-    if result.get("membership_audit"):
-        print("\n" + membership_line(result["membership_audit"]))
-    print(f"\nresults: {args.out / result['run_id'] / 'results.json'}")
+    if result.training and result.training.membership_audit:
+        print("\n" + membership_line(result.training.membership_audit))
+    print(f"\nresults: {args.out / result.run_id / 'results.json'}")
     return {config.method: result, **beside}
 
 
@@ -549,11 +566,11 @@ def membership_line(audit: dict) -> str:
             f"{describe_audit(audit)}: {verdict}")
 
 
-def seed_summary(by_seed: list[dict[str, dict]], seeds: list[int]) -> list[dict]:
+def seed_summary(by_seed: list[dict], seeds: list[int]) -> list[dict]:
     """Per method (and companion): macro accuracy at each seed, mean, standard deviation and range."""
     rows = []
     for label in by_seed[0]:
-        values = [100 * results[label]["accuracy"] for results in by_seed]
+        values = [100 * results[label].accuracy for results in by_seed]
         rows.append({"method": label, **{f"seed {s}": f"{v:.1f}" for s, v in zip(seeds, values)},
                      "mean": f"{np.mean(values):.1f}", "sd": f"{np.std(values, ddof=1):.1f}", "range": f"{max(values) - min(values):.1f}"})
     return rows
@@ -574,9 +591,9 @@ def curve_command(args: argparse.Namespace, extra: list[str]) -> int:
     if not World.current().is_main:
         return 0
     print(tabulate([results_row(r) for r in (*results, *beside.values())], headers=RESULT_HEADERS, tablefmt="github"))
-    points = [(r["budget"]["train_answers"], r["accuracy"]) for r in results]
+    points = [(r.training.train_answers, r.accuracy) for r in results]
     if len(points) > 1:
-        print("\n" + "\n".join(f"{config.method}: {crossing(points, beside[name]['accuracy'], name)}" for name in CROSSED if name in beside))
+        print("\n" + "\n".join(f"{config.method}: {crossing(points, beside[name].accuracy, name)}" for name in CROSSED if name in beside))
     command = f"persona-bench curve --method {args.method} --budgets {','.join(map(str, args.budgets))}"
     refresh_leaderboard(args.out, leaderboard_file(args.out, args.leaderboard), command)
     return 0
@@ -595,9 +612,15 @@ def parse_command_line(argv: list[str] | None) -> tuple[argparse.ArgumentParser,
     return parser, args, extra
 
 
+def mark_failed() -> None:
+    """Tell a data-parallel launch this rank failed (only where one was started: --help stays free of torch)."""
+    distributed = sys.modules.get("persona_bench.harness.distributed")
+    if distributed is not None:
+        distributed.mark_failed()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``persona-bench`` console script."""
-    from ..harness.distributed import mark_failed
     from ..harness.models import enforce_offline
 
     enforce_offline()

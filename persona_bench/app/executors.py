@@ -27,6 +27,7 @@ from typing import Callable
 from ..harness.config import RunConfig
 from ..harness.errors import ConfigError, PersonaBenchError
 from ..harness.method import get_method, load_methods
+from ..harness.record import RunRecord
 from ..harness.store import claim, claim_holder, holder_alive, read_results, release
 from ..harness.runner import evaluate_here
 
@@ -40,13 +41,13 @@ class Outcome:
     run_id: str
     status: str
     error: str = ""
-    results: dict | None = None
+    results: RunRecord | None = None
 
 
 def run_claimed(config: dict, runs_dir: str, imports: tuple[str, ...] = (), log: Callable[[str], None] | None = None) -> Outcome:
     """Run one configuration if no one else is running it (importable by Ray and submitit workers)."""
     load_methods(tuple(imports))
-    config = RunConfig(**{**config, "waves": tuple(config.get("waves", ()))})
+    config = RunConfig.from_dict(config)
     run_dir = Path(runs_dir) / config.run_id()
     finished = read_results(run_dir)
     if finished is not None:

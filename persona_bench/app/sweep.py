@@ -103,7 +103,7 @@ def with_seeds(configs: list[RunConfig], seeds: list[int] | None) -> list[RunCon
 
 def sweep(
     path: Path, runs_dir: Path, log: Callable[[str], None] = print, dry_run: bool = False, seeds: list[int] | None = None, **executor
-) -> tuple[list[dict], list[str]]:
+) -> tuple[list, list[str]]:
     """Run every configuration of the grid (at each of ``seeds`` when given; reusing finished runs)
     with the chosen executor (:func:`persona_bench.app.executors.execute` options); return results and failures."""
     configs = with_seeds(load_grid(path), seeds)

@@ -1,2 +1,6 @@
-"""Prompt baselines and the no-LLM reference predictors, registered as methods."""
-from . import prompting, references  # noqa: F401  (registering: raw, demographics, context; majority, demographic-majority, cf)
+"""Prompt baselines and the no-LLM reference predictors, registered as methods (every module
+here is imported: raw, demographics, context, group-prompt; majority, demographic-majority, cf,
+question-knn)."""
+from ..harness.method import import_children
+
+import_children(__name__)

@@ -62,6 +62,16 @@ class RunConfig:
     pseudonymize: bool = False  # respondent ids in docs and samples replaced by salted hashes
     protocol: str = "answers"  # answers | heldout-questions | cross-wave (waves: from, to) (harness.protocol)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        """The config a saved ``config.json`` or results record describes (other keys ignored;
+        fields it lacks, from before they existed, at their defaults)."""
+        known = {item.name for item in fields(cls)}
+        kept = {k: v for k, v in values.items() if k in known}
+        if "waves" in kept:
+            kept["waves"] = tuple(kept["waves"] or ())
+        return cls(**kept)
+
     def check(self) -> "RunConfig":
         """Validate types and protocol arguments; return self (raises :class:`ConfigError`)."""
         for item in fields(self):

@@ -26,7 +26,7 @@ import pandas as pd
 from scipy.stats import wasserstein_distance
 
 from .method import SCORES_ARE
-from .metrics import BOOTSTRAP_SAMPLES, bootstrap_ci, per_person_accuracy
+from .metrics import BOOTSTRAP_SAMPLES, bootstrap_ci
 from .survey import REFUSED, Survey
 
 MIN_GROUP_PEOPLE = 10  # smaller trait groups are not reported (their distributions are mostly noise)
@@ -185,9 +185,8 @@ def alignment(
     return records
 
 
-def weighted_macro_accuracy(people: pd.Series, correct: np.ndarray, survey: Survey) -> float:
-    """Macro accuracy with each person weighted by their survey weight."""
-    accuracy = per_person_accuracy(people, correct)
+def weighted_macro_accuracy(accuracy: pd.Series, survey: Survey) -> float:
+    """Macro accuracy with each person weighted by their survey weight (``accuracy``: per person)."""
     weights = survey.respondents["weight"].reindex(accuracy.index).to_numpy(dtype=float)
     return float(np.average(accuracy.to_numpy(), weights=weights))
 
@@ -197,10 +196,10 @@ def resampled_means(values: np.ndarray, rng: np.random.Generator, samples: int =
     return values[rng.integers(0, len(values), (samples, len(values)))].mean(axis=1)
 
 
-def disparity(people: pd.Series, correct: np.ndarray, survey: Survey, seed: int = 0) -> dict[str, dict]:
+def disparity(accuracy: pd.Series, survey: Survey, seed: int = 0) -> dict[str, dict]:
     """Per trait: macro accuracy per value (groups of at least MIN_GROUP_PEOPLE, with bootstrap CIs)
-    and the gap between the best and the worst value, its CI from resampling people within both."""
-    accuracy = per_person_accuracy(people, correct)
+    and the gap between the best and the worst value, its CI from resampling people within both
+    (``accuracy``: per person, indexed by person)."""
     traits = survey.respondents.loc[accuracy.index]
     result = {}
     for trait in survey.traits:

@@ -18,6 +18,8 @@ in ``budget_options`` change how much or how a method trains, not what it is: th
 compares them as budgets, not as variants. Third-party methods register through the
 ``persona_bench.methods`` entry-point group or ``persona-bench run --import MODULE``; every
 sub-package of :mod:`persona_bench.methods` is imported, so a new built-in family is one folder.
+The built-in packages register through the same entry-point group (``builtin-baselines``,
+``builtin-steering`` in pyproject.toml): this module never names the packages built on it.
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ from .protocol import PROTOCOLS
 
 KINDS = ("reference", "prompting", "steering")
 SCORES_ARE = ("logits", "counts")  # logits or log-probabilities (softmax), or counts (normalised)
-BUILTIN_PACKAGES = ("persona_bench.baselines", "persona_bench.methods")
+BUILTIN_ENTRY_POINTS = ("builtin-baselines", "builtin-steering")
 ENTRY_POINT_GROUP = "persona_bench.methods"
 METHODS: dict[str, type["Method"]] = {}
 
@@ -111,10 +113,13 @@ def import_children(name: str) -> None:
 
 
 def load_methods(extra_modules: tuple[str, ...] = ()) -> dict[str, type[Method]]:
-    """Import the built-in methods, entry-point plugins and ``extra_modules``; return the registry."""
-    for package in BUILTIN_PACKAGES:
-        import_children(package)
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
+    """Import the built-in methods and entry-point plugins (the built-ins are entry points too) and
+    ``extra_modules``; return the registry."""
+    found = entry_points(group=ENTRY_POINT_GROUP)
+    if not set(BUILTIN_ENTRY_POINTS) <= set(found.names):
+        raise ConfigError("persona-bench's built-in methods are not registered: install the package (pip install -e . from a clone, "
+                          "or ./install.sh) rather than running it from a source folder")
+    for entry in found:
         try:
             entry.load()
         except Exception as exc:  # a broken third-party plugin must say which one it is

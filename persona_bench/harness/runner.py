@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 
 from ..version import __version__
 from .config import RunConfig
@@ -33,13 +34,14 @@ from .errors import ConfigError
 from .groups import alignment, disparity, option_distributions, population_distributions, weighted_macro_accuracy
 from .loaders import load_survey
 from .method import Method, build_options, get_method, resolve_config
-from .metrics import macro_score
+from .metrics import metric_summaries, per_person_accuracy, per_person_metrics
+from .record import TRAINING_FIELDS, MethodInfo, MetricValue, RunRecord, Training
 from .models import resolve_model
 from .personas import PersonaKind
 from .protocol import Split, make_split, scored_docs, survey_for
 from .store import (
-    CONFIG, SHARED, claim_or_wait, pseudonyms_for, read_results, read_samples, release, shared_dir, write_config, write_results,
-    write_samples,
+    CONFIG, SHARED, claim_or_wait, pseudonyms_for, read_results, read_samples, release, shared_dir, write_config, write_person_metrics,
+    write_results, write_samples,
 )
 from .survey import Survey
 
@@ -66,15 +68,15 @@ def shared_split(config: RunConfig, survey: Survey, folder: Path, world: World) 
     return split
 
 
-def check_scores(method: Method, scores: np.ndarray, docs) -> np.ndarray:
-    """Validate a method's option scores and return its predictions."""
+def checked_scores(method: Method, scores: np.ndarray, docs) -> np.ndarray:
+    """A method's option scores, validated, with ``-inf`` past each question's last option."""
     scores = np.asarray(scores, dtype=float)
     if scores.ndim != 2 or len(scores) != len(docs):
         raise ConfigError(f"method {method.name!r} returned scores of shape {scores.shape} for {len(docs)} docs")
     valid = np.arange(scores.shape[1])[None, :] < docs["n_options"].to_numpy()[:, None]
     if np.isnan(scores).any() or not np.isfinite(np.where(valid, scores, 0.0)).all():
         raise ConfigError(f"method {method.name!r} returned NaN or infinite scores for real options")
-    return np.where(valid, scores, -np.inf).argmax(axis=1)
+    return np.where(valid, scores, -np.inf)
 
 
 def checked(config: RunConfig) -> RunConfig:
@@ -149,7 +151,7 @@ def audit_finished_run(
         raise ConfigError(f"{run_dir}: no finished run here (no results.json)")
     try:
         saved = json.loads((run_dir / CONFIG).read_text())
-        config = checked(RunConfig(**{**saved, "waves": tuple(saved.get("waves", ()))}))
+        config = checked(RunConfig.from_dict(saved))
     except (OSError, json.JSONDecodeError, TypeError) as exc:
         raise ConfigError(f"{run_dir / CONFIG}: not a run configuration ({type(exc).__name__}: {exc})") from None
     method, context = method_in_context(config, run_dir.parent, log, device)
@@ -164,7 +166,7 @@ def audit_finished_run(
                           "(audit a run in the runs folder it was made in)")
     method.prepare(context)
     audit = method.membership or method.membership_audit(context)
-    updated = {**record, "membership_audit": audit}
+    updated = record.with_fields(training=replace(record.training or Training(), membership_audit=audit))
     write_results(run_dir, updated)
     return updated
 
@@ -172,7 +174,7 @@ def audit_finished_run(
 def evaluate(
     config: RunConfig, runs_dir: Path, force: bool = False, log: Callable[[str], None] = progress, device: str = "auto",
     device_map: str | None = None,
-) -> dict:
+) -> RunRecord:
     """Run (or reuse) one configuration and return its results record (``device`` and ``device_map``
     do not change it): once across the processes sharing ``runs_dir``. While another process is
     doing the same run, this one waits and then reuses its result (``force``: reruns it after)."""
@@ -192,7 +194,7 @@ def evaluate(
 def evaluate_here(
     config: RunConfig, runs_dir: Path, force: bool = False, log: Callable[[str], None] = progress, device: str = "auto",
     device_map: str | None = None,
-) -> dict:
+) -> RunRecord:
     """:func:`evaluate` in this process, whoever else is doing it (callers hold the run's claim)."""
     config = checked(config)
     world = World.current()
@@ -201,7 +203,7 @@ def evaluate_here(
     finished = read_results(run_dir)
     if finished is not None and not force:
         log(f"reusing finished run {run_dir}")
-        return with_group_figures(config, runs_dir, finished, log) if "groups" not in finished and world.is_main else finished
+        return with_group_figures(config, runs_dir, finished, log) if not finished.has_group_figures and world.is_main else finished
     started = time.perf_counter()
     if world.is_main:
         if not (Path(runs_dir) / SHARED).exists() and not config.data.startswith("demo"):  # no run has prepared here yet
@@ -212,58 +214,70 @@ def evaluate_here(
     docs = scored_docs(context._survey, context.split, config.users, config.max_eval_people, config.seed)  # targets: the harness's own
     log(f"{config.method}: scoring {len(docs)} docs of {docs['respondent'].nunique()} people" + (f" on {world.size} processes" if world.distributed else ""))
     scores = method.score(docs.drop(columns="target"), context)
-    results = None
+    record = None
     if world.is_main:
-        predictions = check_scores(method, scores, docs)
-        correct = predictions == docs["target"].to_numpy()
-        score = macro_score(docs["respondent"], correct, seed=config.seed)
-        write_samples(run_dir, docs, np.asarray(scores, dtype=float), predictions, pseudonyms_for(config.pseudonymize, runs_dir))
-        results = {
-            "run_id": config.run_id(),
-            **{k: v for k, v in config.as_dict().items() if k != "method_options"},
-            "method_options": config.method_options,
-            "method_info": method.describe(),
-            "options": asdict(method.options),
-            "variant": {k: v for k, v in config.method_options.items() if k not in method.budget_options},
-            **method.report(),
-            **score.as_dict(),
-            **group_figures(docs, np.asarray(scores, dtype=float), correct, context._survey, context.train_answers(), config.seed, method.scores_are),
-            "wall_seconds": round(time.perf_counter() - started, 2),
-            "processes": world.size,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "persona_bench_version": __version__,
-        }
-        write_results(run_dir, results)
-    return world.broadcast(results)
+        scores = checked_scores(method, scores, docs)
+        predictions = scores.argmax(axis=1)
+        names = pseudonyms_for(config.pseudonymize, runs_dir)
+        write_samples(run_dir, docs, scores, predictions, names)
+        per_person = per_person_metrics(docs["respondent"].to_numpy(), scores, option_distributions(scores, method.scores_are),
+                                        docs["target"].to_numpy(), option_values(docs, context._survey), context._survey.respondents["weight"])
+        write_person_metrics(run_dir, per_person, names)
+        summaries = metric_summaries(per_person, seed=config.seed)
+        accuracy = summaries.pop("accuracy")
+        report = method.report()
+        record = RunRecord(
+            run_id=config.run_id(), config=config, method_info=MethodInfo(**{**method.describe(), "protocols": tuple(method.protocols)}),
+            accuracy=accuracy["value"], ci95=tuple(accuracy["ci95"]), n_people=len(per_person), n_answers=len(docs),
+            options=asdict(method.options),
+            variant={k: v for k, v in config.method_options.items() if k not in method.budget_options},
+            training=Training(**{k: report.pop(k) for k in TRAINING_FIELDS if k in report}) if "budget" in report else None,
+            report=report, metrics={name: MetricValue(s["value"], tuple(s["ci95"]), s["higher_is_better"]) for name, s in summaries.items()},
+            **group_figures(docs, scores, per_person["accuracy"], context._survey, context.train_answers(), config.seed, method.scores_are),
+            wall_seconds=round(time.perf_counter() - started, 2), processes=world.size,
+            finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), persona_bench_version=__version__,
+        )
+        write_results(run_dir, record)
+    return world.broadcast(record)
 
 
-def group_figures(docs, scores: np.ndarray, correct: np.ndarray, survey: Survey, train_answers, seed: int, scores_are: str) -> dict:
-    """The group level of the same scores (:mod:`persona_bench.harness.groups`): aggregates only;
-    the group alignment again on each named question subset the data defines (e.g. disagreement)."""
+def option_values(docs, survey: Survey) -> np.ndarray:
+    """(docs, widest question) each doc's options' ordinal values in [0, 1], NaN past its last option."""
+    values = np.full((len(docs), max(len(q.options) for q in survey.questions.values())), np.nan)
+    for row, key in enumerate(docs["question"]):
+        option = survey.option_values(key)
+        values[row, : len(option)] = option
+    return values
+
+
+def group_figures(docs, scores: np.ndarray, accuracy: pd.Series, survey: Survey, train_answers, seed: int, scores_are: str) -> dict:
+    """The group level of the same scores (:mod:`persona_bench.harness.groups`) from the option
+    scores and each person's accuracy (the registered metric): aggregates only; the group
+    alignment again on each named question subset the data defines (e.g. disagreement)."""
     distributions = option_distributions(scores, scores_are)
     population = population_distributions(train_answers, survey)
     subsets = {name: docs["question"].isin(keys).to_numpy() for name, keys in survey.question_sets.items()}
     return {
-        "weighted_accuracy": weighted_macro_accuracy(docs["respondent"], correct, survey),
+        "weighted_accuracy": weighted_macro_accuracy(accuracy, survey),
         "groups": alignment(docs, distributions, survey, population, seed=seed),
         "question_sets": {name: alignment(docs[kept], distributions[kept], survey, population, seed=seed)
                           for name, kept in subsets.items() if kept.any()},
-        "disparity": disparity(docs["respondent"], correct, survey, seed=seed),
+        "disparity": disparity(accuracy, survey, seed=seed),
     }
 
 
-def with_group_figures(config: RunConfig, runs_dir: Path, finished: dict, log: Callable[[str], None]) -> dict:
+def with_group_figures(config: RunConfig, runs_dir: Path, finished: RunRecord, log: Callable[[str], None]) -> RunRecord:
     """A run finished before group figures existed gets them from its stored samples (no scoring)."""
     if config.pseudonymize:
         return finished  # its samples no longer name the people whose traits and weights they need
     log(f"{config.method}: adding group figures to the finished run from its samples")
     context = build_context(config, runs_dir)
-    survey, train_answers = context._survey, context.train_answers()
     samples = read_samples(Path(runs_dir) / config.run_id())
     width = int(samples["scores"].map(len).max())
     scores = np.array([row + [-np.inf] * (width - len(row)) for row in samples["scores"]], dtype=float)
-    updated = {**finished, **group_figures(samples, scores, samples["correct"].to_numpy(dtype=bool), survey, train_answers,
-                                           config.seed, get_method(config.method).scores_are)}
+    accuracy = per_person_accuracy(samples["respondent"], samples["correct"].to_numpy(dtype=bool))
+    updated = finished.with_fields(**group_figures(samples, scores, accuracy, context._survey, context.train_answers(),
+                                                   config.seed, finished.method_info.scores_are))
     write_results(Path(runs_dir) / config.run_id(), updated)
     return updated
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import ClassVar, Sequence
 
@@ -24,6 +25,7 @@ from .errors import ConfigError
 from .steering import Steering
 
 STEERERS: dict[str, type["Steerer"]] = {}
+STEERER_ENTRY_POINT_GROUP = "persona_bench.steerers"
 
 
 class PersonaMLP(torch.nn.Module):
@@ -110,21 +112,31 @@ def register_steerer(cls: type[Steerer]) -> type[Steerer]:
     return cls
 
 
+def steerer_class(family: str) -> type[Steerer] | None:
+    """The registered module of ``family``: registered already, else the ``persona_bench.steerers``
+    entry point of that name alone (no other method package is imported)."""
+    if family not in STEERERS:
+        for entry in entry_points(group=STEERER_ENTRY_POINT_GROUP, name=family):
+            try:
+                entry.load()
+            except Exception as exc:  # a broken plugin must say which one it is
+                raise ConfigError(f"steering family {family!r} ({entry.value}) failed to load: {type(exc).__name__}: {exc}") from None
+    return STEERERS.get(family)
+
+
 def load_steerer(folder: Path) -> Steerer:
     """Rebuild a saved steering module (safetensors + JSON; no pickle)."""
-    from .method import load_methods
-
     try:
         raw = json.loads((folder / "steerer.json").read_text())
         family, config = raw["family"], raw["config"]
         state = load_file(str(folder / "steerer.safetensors"))
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ConfigError(f"{folder}: not a saved steering module ({exc})") from None
-    if family not in STEERERS:
-        load_methods()
-    if family not in STEERERS:
-        raise ConfigError(f"{folder}: steering family {family!r} is not installed (known: {', '.join(sorted(STEERERS))})")
-    module = STEERERS[family].from_config(config)
+    found = steerer_class(family)
+    if found is None:
+        raise ConfigError(f"{folder}: steering family {family!r} is not installed (known: {', '.join(sorted(STEERERS))}; a third-party "
+                          "family registers its module through the persona_bench.steerers entry point or is imported with --import)")
+    module = found.from_config(config)
     module.load_state_dict(state)
     return module
 

@@ -3,8 +3,10 @@
     RUNS_DIR/<run-id>/config.json        the RunConfig
                       docs.jsonl          the lm-eval docs of LLM methods (real answers: stays here)
                       samples.jsonl.gz    per-doc option scores and predictions (real answers: stays here)
-                      results.json        aggregates only: accuracy, CI, counts, the method's
-                                          self-description, budget and recipe, provenance
+                      metrics.csv.gz      every registered metric per person (stays here too)
+                      results.json        a RunRecord (harness.record), aggregates only: accuracy,
+                                          metrics, CIs, counts, the method's self-description,
+                                          budget and recipe, provenance
     RUNS_DIR/_shared/<split-key>/         split, persona spaces and trained modules shared by runs
     RUNS_DIR/_shared/pseudonym-salt       the salt of --pseudonymize (respondent ids -> hashes;
                                           with it, no file of the folder holds a respondent id)
@@ -17,7 +19,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import math
 import os
 import socket
 import tempfile
@@ -31,8 +32,10 @@ import pandas as pd
 from .atomic import atomic_write_json, atomic_writer
 from .errors import PersonaBenchError
 from .pseudonyms import NO_PSEUDONYMS, Pseudonyms
+from .record import RecordError, RunRecord, upgrade
 
 CONFIG, DOCS, SAMPLES, RESULTS, CLAIM = "config.json", "docs.jsonl", "samples.jsonl.gz", "results.json", "claim.json"
+PERSON_METRICS = "metrics.csv.gz"
 SHARED = "_shared"
 
 
@@ -77,6 +80,27 @@ def write_samples(
         handle.write(gzip.compress(buffer.getvalue().encode(), mtime=0))
 
 
+def write_person_metrics(run_dir: Path, per_person: pd.DataFrame, names: Pseudonyms = NO_PSEUDONYMS) -> None:
+    """Every metric per person (rows: people as ``names`` writes them, in that order when they hide ids)."""
+    table = per_person.rename_axis("respondent").reset_index()
+    table["respondent"] = names.names(table["respondent"])
+    if names.hides_ids:
+        table = table.sort_values("respondent", kind="stable")
+    with atomic_writer(run_dir / PERSON_METRICS, binary=True) as handle:
+        handle.write(gzip.compress(table.to_csv(index=False, float_format="%.9g").encode(), mtime=0))
+
+
+def read_person_metrics(run_dir: Path) -> pd.DataFrame | None:
+    """A run's metrics per person, indexed by person (None for runs from before they were kept)."""
+    path = Path(run_dir) / PERSON_METRICS
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path, dtype={"respondent": str}).set_index("respondent")
+    except (OSError, ValueError, KeyError) as exc:
+        raise StoreError(f"{path}: not a readable per-person metrics file ({type(exc).__name__}: {exc})") from None
+
+
 def read_samples(run_dir: Path) -> pd.DataFrame:
     """A finished run's per-doc samples."""
     path = Path(run_dir) / SAMPLES
@@ -87,30 +111,29 @@ def read_samples(run_dir: Path) -> pd.DataFrame:
         raise StoreError(f"{path}: cannot read the run's samples ({type(exc).__name__}: {exc})") from None
 
 
-def write_results(run_dir: Path, results: dict) -> None:
-    atomic_write_json(run_dir / RESULTS, results)
+def write_results(run_dir: Path, record: RunRecord) -> None:
+    atomic_write_json(run_dir / RESULTS, record.as_dict())
 
 
-def read_results(run_dir: Path) -> dict | None:
-    """A run's results record (None while the run has not finished)."""
+def read_results(run_dir: Path) -> RunRecord | None:
+    """A run's results record, of any version (None while the run has not finished)."""
     path = Path(run_dir) / RESULTS
     if not path.is_file():
         return None
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise StoreError(f"{path}: not a readable results file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(record, dict) or not {"run_id", "method", "accuracy"} <= set(record):
-        raise StoreError(f"{path}: not a results record (needs run_id, method and accuracy)")
-    if record["run_id"] != Path(run_dir).name:  # a shared folder's record must not steer reads elsewhere
-        raise StoreError(f"{path}: run_id {str(record['run_id'])[:80]!r} is not its folder's name {Path(run_dir).name!r}")
-    figures = [record["accuracy"], *(record.get("ci95") or [])]
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in figures):
-        raise StoreError(f"{path}: accuracy and ci95 must be finite numbers, got {record['accuracy']!r} and {record.get('ci95')!r}")
+    try:
+        record = upgrade(raw)
+    except RecordError as exc:
+        raise StoreError(f"{path}: {exc}") from None
+    if record.run_id != Path(run_dir).name:  # a shared folder's record must not steer reads elsewhere
+        raise StoreError(f"{path}: run_id {str(record.run_id)[:80]!r} is not its folder's name {Path(run_dir).name!r}")
     return record
 
 
-def finished_runs(runs_dir: Path, skip_bad: bool = False) -> tuple[list[dict], list[str]]:
+def finished_runs(runs_dir: Path, skip_bad: bool = False) -> tuple[list[RunRecord], list[str]]:
     """Every finished run's results under ``runs_dir``, and the problems met (only when ``skip_bad``:
     otherwise the first unreadable results file raises :class:`StoreError`)."""
     records, problems = [], []

@@ -1,4 +1,8 @@
-"""Finished runs as one DataFrame, from their results.json files alone (no method needs to be installed).
+"""Finished runs as one DataFrame, from their RunRecords alone (no method needs to be installed;
+older layouts are upgraded by :func:`persona_bench.harness.record.upgrade`).
+
+Columns: every field of the record's results.json, ``score`` and ``score_ci95`` (the metric the
+leaderboard ranks by: ``accuracy`` unless ``--metric`` names another) and ``higher_is_better``.
 
 Derived columns: ``kind``, ``uses_persona`` (from the method's self-description), ``variant``
 (the options that change *what* a method is, e.g. ``k_context=3``, or a non-default CF space;
@@ -7,8 +11,7 @@ trained: ``1,000 answers x 3 epochs``, empty for methods that do not train), ``t
 ``epochs`` (numbers, for learning curves), ``recipe`` (the named preset, followed by any of its
 settings the run overrode, e.g. ``default, init=scaled``: two runs with one label trained alike;
 ``recipe_name`` and ``recipe_overrides`` hold the parts),
-``waves_label`` (``W26``, ``W26+W41``; ``all`` when no waves were chosen), ``protocol`` (``answers`` for
-runs from before protocols existed).
+``waves_label`` (``W26``, ``W26+W41``; ``all`` when no waves were chosen), ``untrained_control``.
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..harness.store import read_samples
+from ..harness.record import RunRecord
+from ..harness.store import read_person_metrics, read_samples
 
 KIND_ORDER = ("reference", "prompting", "steering")
 # Options of the shared trainer that set the size of a training (shown in the budget label) or how
@@ -44,10 +48,10 @@ def budget_label(budget: dict | None) -> str:
     return f"{budget['train_answers']:,} answers x {budget.get('epochs', 0)} epochs"
 
 
-def recipe_overrides(record: dict, variant: dict) -> dict:
+def recipe_overrides(record: RunRecord, variant: dict) -> dict:
     """The recipe settings a run overrode: options given that are neither what the method is
     (its variant) nor the size of its training."""
-    return {k: v for k, v in (record.get("method_options") or {}).items() if k not in variant and k not in NOT_RECIPE}
+    return {k: v for k, v in record.config.method_options.items() if k not in variant and k not in NOT_RECIPE}
 
 
 def recipe_label(name: str, overrides: dict) -> str:
@@ -55,33 +59,29 @@ def recipe_label(name: str, overrides: dict) -> str:
     return ", ".join(filter(None, [name, options_label(overrides)])) if name else ""
 
 
-def describe(record: dict) -> dict:
-    """The method's self-description stored in the run (older runs: inferred from the model)."""
-    info = record.get("method_info")
-    if info:
-        return info
-    return {"kind": "reference" if not record.get("model") else "prompting", "uses_persona": False}
-
-
-def results_frame(records: list[dict]) -> pd.DataFrame:
-    """One row per finished run with the derived columns of the module docstring."""
+def results_frame(records: list[RunRecord], metric: str = "accuracy") -> pd.DataFrame:
+    """One row per finished run with the derived columns of the module docstring; ``score`` is
+    ``metric`` (runs without it are left out)."""
     rows = []
     for record in records:
-        row = dict(record)
-        info = describe(record)
-        variant = dict(record.get("variant") if "variant" in record else record.get("method_options") or {})
-        if record.get("cf_solver", "als") != "als" or record.get("cf_dim", 16) != 16:
-            variant.update(cf_solver=record["cf_solver"], cf_dim=record["cf_dim"])  # a different persona space
+        if metric != "accuracy" and metric not in record.metrics:
+            continue
+        config, training = record.config, record.training
+        variant = dict(record.variant)
+        if config.cf_solver != "als" or config.cf_dim != 16:
+            variant.update(cf_solver=config.cf_solver, cf_dim=config.cf_dim)  # a different persona space
         overrides = recipe_overrides(record, variant)
+        score = record.metric(metric)
+        row = record.as_dict()
         row.update(
-            kind=info.get("kind", "reference"), uses_persona=bool(info.get("uses_persona")),
-            variant=options_label(variant), variant_options=variant,
-            budget_label=budget_label(record.get("budget")), train_answers=(record.get("budget") or {}).get("train_answers"),
-            epochs=(record.get("budget") or {}).get("epochs"),
-            recipe=recipe_label(record.get("recipe") or "", overrides), recipe_name=record.get("recipe") or "",
-            recipe_overrides=overrides, waves_label="+".join(record.get("waves") or []) or "all",
-            model=record.get("model") or "-", k=record.get("k") if record.get("users") == "unseen" else None,
-            finished_at=record.get("finished_at", ""), protocol=record.get("protocol", "answers"),
+            kind=record.kind, uses_persona=record.method_info.uses_persona,
+            variant=options_label(variant), variant_options=variant, untrained_control=record.untrained_control,
+            budget_label=budget_label(training.budget if training else None), train_answers=training.train_answers if training else None,
+            epochs=training.epochs if training else None,
+            recipe=recipe_label(training.recipe if training else "", overrides), recipe_name=training.recipe if training else "",
+            recipe_overrides=overrides, waves_label="+".join(config.waves) or "all",
+            model=config.model or "-", k=config.k if config.users == "unseen" else None, protocol=config.protocol,
+            metric=metric, score=score.value, score_ci95=list(score.ci95), higher_is_better=score.higher_is_better,
         )
         rows.append(row)
     return pd.DataFrame(rows)
@@ -102,3 +102,9 @@ def latest(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def samples(runs_dir: str, run_id: str) -> pd.DataFrame:
     """A run's per-doc samples (cached: tables compare the same references often)."""
     return read_samples(Path(runs_dir) / run_id)
+
+
+@lru_cache(maxsize=256)
+def person_metrics(runs_dir: str, run_id: str) -> pd.DataFrame | None:
+    """A run's metrics per person (None for runs from before they were kept)."""
+    return read_person_metrics(Path(runs_dir) / run_id)

@@ -54,24 +54,39 @@ def render_table(table: Table) -> str:
     return f"### {table.title}\n\n{body}\n" + (f"\n{table.note}\n" if table.note else "")
 
 
-def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad: bool = False) -> list[Path]:
+def metric_legend(metric: str, records: list) -> str:
+    """What the tables rank by when ``--metric`` names a metric other than accuracy."""
+    higher = next(r.metrics[metric].higher_is_better for r in records if metric in r.metrics)
+    return (f"Ranked by **{metric}** ({'higher' if higher else 'lower'} is better): its mean over people with its 95% "
+            f"bootstrap CI; bold and {NOT_SIGNIFICANT} as above, on the per-person values of {metric}. Learning curves, "
+            "plots and group tables stay in macro accuracy.")
+
+
+def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad: bool = False, metric: str = "accuracy") -> list[Path]:
     """Write the leaderboard markdown, its CSV and its plots next to it; return the written paths.
+    Main tables and sweeps rank, mark and test by ``metric`` (any registered metric the runs kept).
 
     An unreadable results.json stops it with the file named, unless ``skip_bad``: then the file
     is left out and named in the leaderboard's note."""
+    runs_dir, out = Path(runs_dir), Path(out)
     records, problems = finished_runs(runs_dir, skip_bad=skip_bad)
     if not records:
         raise ConfigError(f"{runs_dir}: no finished runs (results.json) found")
-    results = results_frame(records)
-    curves, curve_plots = learning_curves(results, out.parent)
-    plots = [*curve_plots, *write_plots(results, out.parent)]
-    main, sweeps, groups = main_tables(results, runs_dir), [*seed_tables(results), *sweep_tables(results)], group_tables(results)
+    kept = sorted({"accuracy", *(name for record in records for name in record.metrics)})
+    if metric not in kept:
+        raise ConfigError(f"--metric {metric}: no run in {runs_dir} has it (they have: {', '.join(kept)})")
+    accuracy = results_frame(records)
+    ranked = accuracy if metric == "accuracy" else results_frame(records, metric)
+    curves, curve_plots = learning_curves(accuracy, out.parent)
+    plots = [*curve_plots, *write_plots(accuracy, out.parent)]
+    main, sweeps, groups = main_tables(ranked, runs_dir), [*seed_tables(ranked), *sweep_tables(ranked)], group_tables(accuracy)
     skipped = ["Left out (unreadable, --skip-bad): " + "; ".join(problems) + "\n"] if problems else []
     sections = [
         "# persona-bench leaderboard\n",
         provenance.strip() + "\n" if provenance else "",
         *skipped,
         LEGEND + "\n",
+        metric_legend(metric, records) + "\n" if metric != "accuracy" else "",
         "## Main comparison (paper Table 3 layout)\n",
         *(render_table(t) for t in main),
         "## Group alignment and subgroup disparity\n" if groups else "",

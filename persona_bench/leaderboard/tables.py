@@ -3,7 +3,7 @@
 Main tables: one per (data, users[, K], persona kind); rows are models, columns methods (the
 no-LLM references first, then prompting, then steering methods; a method that ran there only in
 variants gets a column per trained variant); each cell is macro accuracy in
-percent with its 95% CI. The references are in every row; the best cell of a row is bold; ``°``
+percent with its 95% CI (or the metric ``--metric`` names, averaged over people, with its CI). The references are in every row; the best cell of a row is bold; ``°``
 marks a method that does not beat the table's best reference significantly (paired permutation test
 of the per-person difference on the same docs, p-values Holm-adjusted over the table's comparisons). Where a method has runs at
 several training budgets, the main table shows the largest and the budget sweep shows them all.
@@ -23,12 +23,13 @@ from pathlib import Path
 import pandas as pd
 
 from ..harness.audit import describe_audit
-from ..harness.metrics import holm, paired_comparison
-from .frame import latest, method_label, method_rank, samples
+from ..harness.metrics import holm, paired_comparison, paired_person_values
+from .frame import latest, method_label, method_rank, person_metrics, samples
 
 SCOPE = ["data", "waves_label", "protocol", "users", "k", "max_eval_people", "seed"]
 NOT_SIGNIFICANT = "°"
-CELL_FIELDS = ["model", "method", "kind", "persona", "users", "k", "variant", "budget_label", "recipe", "accuracy", "n_people", "n_answers", "run_id"]
+CELL_FIELDS = ["model", "method", "kind", "persona", "users", "k", "variant", "budget_label", "recipe", "accuracy", "metric", "score",
+               "n_people", "n_answers", "run_id"]
 
 
 @dataclass(frozen=True)
@@ -45,25 +46,47 @@ def percent(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
+def score_text(row: pd.Series, value: float) -> str:
+    """A value of the ranked metric: percent for accuracy, three decimals for other metrics."""
+    return percent(value) if row["metric"] == "accuracy" else f"{value:.3f}"
+
+
 def cell_text(row: pd.Series) -> str:
-    """``61.2 [58.3, 64.0]``."""
-    low, high = row["ci95"]
-    return f"{percent(row['accuracy'])} [{percent(low)}, {percent(high)}]"
+    """``61.2 [58.3, 64.0]`` (the ranked metric with its CI)."""
+    low, high = row["score_ci95"]
+    return f"{score_text(row, row['score'])} [{score_text(row, low)}, {score_text(row, high)}]"
 
 
 def cell_record(table: str, row: pd.Series, **extra) -> dict:
-    """One exported cell: the run's identity and its figures (accuracy in [0, 1])."""
-    record = {"table": table, **{k: row.get(k) for k in CELL_FIELDS}, "ci_low": row["ci95"][0], "ci_high": row["ci95"][1]}
+    """One exported cell: the run's identity and its figures (accuracy in [0, 1], CI of the ranked metric)."""
+    record = {"table": table, **{k: row.get(k) for k in CELL_FIELDS}, "ci_low": row["score_ci95"][0], "ci_high": row["score_ci95"][1]}
     return {**record, **extra}
 
 
+def best_of(frame: pd.DataFrame) -> pd.Series:
+    """The run with the best score (highest, or lowest for a metric where lower is better)."""
+    return frame.loc[frame["score"].idxmax() if frame["higher_is_better"].iloc[0] else frame["score"].idxmin()]
+
+
 def beats_after_holm(runs_dir: Path, challengers: list[pd.Series], reference: pd.Series, level: float = 0.05) -> list[bool]:
-    """Whether each run beats ``reference`` on the same docs: a positive paired difference whose
-    permutation p-value, Holm-adjusted over the table's comparisons, is below ``level``."""
-    comparisons = [paired_comparison(samples(str(runs_dir), run["run_id"]), samples(str(runs_dir), reference["run_id"]),
-                                     seed=int(run["seed"])) for run in challengers]
-    adjusted = holm([c.p_value for c in comparisons])
-    return [c.difference > 0 and p < level for c, p in zip(comparisons, adjusted)]
+    """Whether each run beats ``reference`` on the same people: a paired difference in the better
+    direction whose permutation p-value, Holm-adjusted over the table's comparisons, is below
+    ``level`` (accuracy: per person over the same docs; other metrics: their per-person values;
+    a run without them is not shown to beat it)."""
+    comparisons = [compared(runs_dir, run, reference) for run in challengers]
+    adjusted = holm([c.p_value if c else 1.0 for c in comparisons])
+    sign = 1 if reference["higher_is_better"] else -1
+    return [c is not None and sign * c.difference > 0 and p < level for c, p in zip(comparisons, adjusted)]
+
+
+def compared(runs_dir: Path, run: pd.Series, reference: pd.Series):
+    """The paired comparison of ``run`` with ``reference`` on the ranked metric (None where a run kept no per-person values)."""
+    if run["metric"] == "accuracy":
+        return paired_comparison(samples(str(runs_dir), run["run_id"]), samples(str(runs_dir), reference["run_id"]), seed=int(run["seed"]))
+    mine, theirs = person_metrics(str(runs_dir), run["run_id"]), person_metrics(str(runs_dir), reference["run_id"])
+    if mine is None or theirs is None or run["metric"] not in mine or run["metric"] not in theirs:
+        return None
+    return paired_person_values(mine[run["metric"]], theirs[run["metric"]], seed=int(run["seed"]))
 
 
 def main_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -71,7 +94,7 @@ def main_columns(frame: pd.DataFrame) -> pd.DataFrame:
     under its name; a method that ran in the scope only in variants (e.g. only ``spm [mode=prompt,
     ...]``) gets a column per variant, its untrained controls (``weights=random``) excepted."""
     plain = frame[frame["variant"] == ""]
-    trained = frame["variant_options"].map(lambda options: options.get("weights") != "random")
+    trained = ~frame["untrained_control"].astype(bool)
     variants = frame[(frame["variant"] != "") & trained & ~frame["method"].isin(plain["method"])]
     return pd.concat([plain.assign(column=plain["method"]), variants.assign(column=variant_label(variants))])
 
@@ -81,7 +104,7 @@ def main_table(frame: pd.DataFrame, runs_dir: Path, title: str) -> tuple[pd.Data
     chosen = latest(main_columns(frame), ["model", "column"])
     references = chosen[chosen["kind"] == "reference"]
     without_llm = chosen[chosen["model"] == "-"]
-    best_reference = references.loc[references["accuracy"].idxmax()] if len(references) else None
+    best_reference = best_of(references) if len(references) else None
     models = sorted(m for m in chosen["model"].unique() if m != "-") or ["-"]
     kinds = dict(zip(chosen["column"], chosen["kind"]))
     methods = sorted(kinds, key=lambda m: method_rank(kinds[m], m))
@@ -94,12 +117,12 @@ def main_table(frame: pd.DataFrame, runs_dir: Path, title: str) -> tuple[pd.Data
     rows, cells = [], []
     for model in models:
         in_model = [(method, run) for m, method, run in placed if m == model]
-        top = max(run["accuracy"] for _, run in in_model)
+        top = best_of(pd.DataFrame([run for _, run in in_model]))["score"]
         row = {"model": model, **{method: "" for method in methods}}
         for method, run in in_model:
             significant = verdicts.get(run["run_id"]) if run["kind"] != "reference" else None
             text = cell_text(run) + ("" if significant in (None, True) else NOT_SIGNIFICANT)
-            row[method] = f"**{text}**" if run["accuracy"] == top else text
+            row[method] = f"**{text}**" if run["score"] == top else text
             cells.append(cell_record(title, run, row_model=model, beats_best_reference=significant))
         rows.append(row)
     return pd.DataFrame(rows), cells
@@ -225,10 +248,11 @@ def seed_tables(results: pd.DataFrame) -> list[Table]:
         table = sweep(plain, ["model", "method"], plain["seed"].astype(int), title,
                       "Macro accuracy per split seed (its own people and held-out answers), then the mean over seeds, their "
                       "standard deviation and range: how much of a difference between methods the split alone can make.")
-        spread = plain.groupby(["model", "method"])["accuracy"].agg(["mean", "std", "min", "max"])
+        spread = plain.groupby(["model", "method"])["score"].agg(["mean", "std", "min", "max"])
         frame = table.frame.merge(spread.reset_index(), on=["model", "method"])
-        frame["mean"], frame["sd"] = frame["mean"].map(percent), frame["std"].map(percent)
-        frame["range"] = (frame["max"] - frame["min"]).map(percent)
+        shown = plain.iloc[0]
+        frame["mean"], frame["sd"] = frame["mean"].map(lambda v: score_text(shown, v)), frame["std"].map(lambda v: score_text(shown, v))
+        frame["range"] = (frame["max"] - frame["min"]).map(lambda v: score_text(shown, v))
         tables.append(Table(title, table.note, frame.drop(columns=["std", "min", "max"]), table.cells))
     return tables
 

@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..harness.config import RunConfig
-from ..harness.learned import MAX_VALIDATION, VALIDATION_SHARE, LearnedSteering
-from ..harness.loaders import load_survey
-from ..harness.method import build_options, get_method
-from ..harness.models import ModelUnavailable, parameter_counts, resolve_model
-from ..harness.protocol import SplitConfig, make_split, scored_docs, survey_for
-from ..harness.runner import build_context
+from .config import RunConfig
+from .learned import MAX_VALIDATION, VALIDATION_SHARE, LearnedSteering
+from .loaders import load_survey
+from .method import build_options, get_method
+from .models import ModelUnavailable, parameter_counts, resolve_model
+from .protocol import SplitConfig, make_split, scored_docs, survey_for
+from .runner import build_context
 from ..tasks.prompts import PROMPTS, scored_prompt
 
 GPUS = {"h100": 989e12, "a100": 312e12, "l40s": 362e12}  # dense bf16 peak FLOP/s (vendor figures)

@@ -24,9 +24,9 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from tabulate import tabulate
 
-from ..harness.atomic import atomic_write_text, atomic_writer
-from ..harness.errors import ConfigError
-from ..harness.survey import Survey
+from .atomic import atomic_write_text, atomic_writer
+from .errors import ConfigError
+from .survey import Survey
 
 POPULATION = "population"
 KEY_TRAITS = ("POLPARTY", "POLIDEOLOGY", "AGE", "EDUCATION", "RELIGATTEND")
