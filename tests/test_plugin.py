@@ -1,6 +1,7 @@
-"""An outside plugin: a package persona-bench has never heard of, found through the
-``persona_bench.methods`` entry point, runs through the command line and reaches the leaderboard;
-the leaderboard renders again once the plugin is gone; no file of persona-bench is touched."""
+"""Outside plugins: packages persona-bench has never heard of, found through its entry points
+(a method; a data source and a metric), run through the command line and reach the leaderboard;
+the leaderboard renders again once the plugin is gone; no file of persona-bench is touched. A
+metric registered in code reaches results.json, the leaderboard and its CSV the same way."""
 from __future__ import annotations
 
 import hashlib
@@ -9,6 +10,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import persona_bench
 
@@ -50,6 +53,7 @@ def cli(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "persona_bench", *args], capture_output=True, text=True, env=env, timeout=600)
 
 
+@pytest.mark.slow  # ~27 s of subprocesses; the built-in methods register through the same entry point in every run
 def test_an_outside_plugin_runs_and_its_runs_render_without_it(tmp_path):
     before = package_digest()
     site = tmp_path / "site"
@@ -108,7 +112,18 @@ def load_json_survey(argument, waves):
 '''
 
 
-def test_an_outside_data_source_runs_and_the_leaderboard_names_it(tmp_path):
+METRIC_PLUGIN = '''
+"""A per-person metric persona-bench has never heard of: how sure the method was of its top answer."""
+from persona_bench import register_metric
+
+
+@register_metric("top_probability", description="mean probability the method put on its top answer")
+def top_probability(person):
+    return float(person.probabilities.max(axis=1).mean())
+'''
+
+
+def test_an_outside_package_s_data_source_and_metric_run_and_rank_without_persona_bench_edits(tmp_path):
     from persona_bench import load_survey
 
     demo = load_survey("demo:300")
@@ -123,87 +138,56 @@ def test_an_outside_data_source_runs_and_the_leaderboard_names_it(tmp_path):
     survey_file.write_text(json.dumps(data))
     before = package_digest()
     site = tmp_path / "site"
-    (site / "outside_loader").mkdir(parents=True)
-    (site / "outside_loader" / "__init__.py").write_text(LOADER_PLUGIN)
-    info = site / "outside_loader-0.1.dist-info"
+    for name, code in (("outside_loader", LOADER_PLUGIN), ("outside_metric", METRIC_PLUGIN)):
+        (site / name).mkdir(parents=True)
+        (site / name / "__init__.py").write_text(code)
+    info = site / "outside_extras-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: outside-loader\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[persona_bench.loaders]\njsonsurvey = outside_loader\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: outside-extras\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[persona_bench.loaders]\njsonsurvey = outside_loader\n\n"
+                                           "[persona_bench.metrics]\ntop_probability = outside_metric\n")
     env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": str(site), "PERSONA_BENCH_CACHE": str(tmp_path / "cache")}
 
-    spec = f"jsonsurvey:{survey_file}"
-    summary = cli("data", "summary", "--data", spec, env=env)
-    assert summary.returncode == 0, summary.stderr
-    runs = tmp_path / "runs"
+    spec, runs = f"jsonsurvey:{survey_file}", tmp_path / "runs"
     ran = cli("run", "--method", "majority", "--data", spec, "--max-eval-people", "20", "--out", str(runs), env=env)
     assert ran.returncode == 0, ran.stderr
     record = json.loads(next(runs.glob("majority-*/results.json")).read_text())
     assert record["data"] == spec and record["n_people"] == 20
+    assert 0 < record["metrics"]["top_probability"]["value"] <= 1 and record["metrics"]["top_probability"]["higher_is_better"]
+    without = {**env, "PYTHONPATH": ""}  # the package gone: its runs still render, ranked by its stored metric
     board = tmp_path / "board.md"
-    drawn = cli("leaderboard", "--runs", str(runs), "--out", str(board), env=env)
+    drawn = cli("leaderboard", "--runs", str(runs), "--out", str(board), "--metric", "top_probability", env=without)
     assert drawn.returncode == 0, drawn.stderr
-    assert spec in board.read_text()
-    unknown = cli("data", "summary", "--data", "jsonsurvey:x", env={**env, "PYTHONPATH": ""})
+    assert spec in board.read_text() and "Ranked by **top_probability** (higher is better)" in board.read_text()
+    assert "top_probability" in (tmp_path / "board.csv").read_text()
+    unknown = cli("data", "summary", "--data", "jsonsurvey:x", env=without)
     assert unknown.returncode == 2 and "unknown kind 'jsonsurvey'" in unknown.stderr
     assert package_digest() == before
 
 
-METRIC_PLUGIN = '''
-"""A per-person metric persona-bench has never heard of: how sure the method was of its top answer."""
-from persona_bench import register_metric
-
-
-@register_metric("top_probability", description="mean probability the method put on its top answer")
-def top_probability(person):
-    return float(person.probabilities.max(axis=1).mean())
-'''
-
-
-def test_a_metric_registered_in_code_or_by_an_outside_package_is_computed_ranked_and_exported(tmp_path, monkeypatch):
+def test_a_metric_registered_in_code_is_computed_ranked_and_exported(tmp_path, capsys):
     import csv
 
     from persona_bench.app.cli import main
     from persona_bench.harness.metrics import METRICS, register_metric
 
-    @register_metric("always_one_answer", higher_is_better=False, description="test: share of answers that are the first option")
+    @register_metric("first_option_share", higher_is_better=False, description="test: share of answers predicted as the first option")
     def first_option_share(person):
         return float((person.prediction == 0).mean())
 
     runs = tmp_path / "runs"
     try:
+        assert main(["metrics"]) == 0 and "first_option_share" in capsys.readouterr().out
         assert main(["run", "--method", "cf", "--data", "demo:300", "--max-eval-people", "20", "--out", str(runs)]) == 0
         record = json.loads(next(runs.glob("cf-*/results.json")).read_text())
-        assert record["metrics"]["always_one_answer"]["higher_is_better"] is False
-        assert 0 <= record["metrics"]["always_one_answer"]["value"] <= 1 and len(record["metrics"]["always_one_answer"]["ci95"]) == 2
-        assert main(["leaderboard", "--runs", str(runs), "--out", str(tmp_path / "in-code.md"), "--metric", "always_one_answer"]) == 0
+        assert record["metrics"]["first_option_share"]["higher_is_better"] is False
+        assert 0 <= record["metrics"]["first_option_share"]["value"] <= 1 and len(record["metrics"]["first_option_share"]["ci95"]) == 2
+        assert main(["leaderboard", "--runs", str(runs), "--out", str(tmp_path / "board.md"), "--metric", "first_option_share"]) == 0
     finally:
-        METRICS.pop("always_one_answer", None)
-    board = (tmp_path / "in-code.md").read_text()
-    assert "Ranked by **always_one_answer** (lower is better)" in board
-    cells = list(csv.DictReader((tmp_path / "in-code.csv").open()))
-    assert {c["metric"] for c in cells if c["metric"]} == {"always_one_answer"}
-
-    site = tmp_path / "site"
-    (site / "outside_metric").mkdir(parents=True)
-    (site / "outside_metric" / "__init__.py").write_text(METRIC_PLUGIN)
-    info = site / "outside_metric-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: outside-metric\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[persona_bench.metrics]\ntop_probability = outside_metric\n")
-    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": str(site), "PERSONA_BENCH_CACHE": str(tmp_path / "cache")}
-    before = package_digest()
-    listed = cli("metrics", env=env)
-    assert listed.returncode == 0 and "top_probability" in listed.stdout
-    outside = tmp_path / "outside-runs"
-    ran = cli("run", "--method", "majority", "--data", "demo:300", "--max-eval-people", "20", "--out", str(outside), env=env)
-    assert ran.returncode == 0, ran.stderr
-    record = json.loads(next(outside.glob("majority-*/results.json")).read_text())
-    assert 0 < record["metrics"]["top_probability"]["value"] <= 1
-    without = {**env, "PYTHONPATH": ""}  # the plugin gone: its stored values still rank the tables
-    drawn = cli("leaderboard", "--runs", str(outside), "--out", str(tmp_path / "outside.md"), "--metric", "top_probability", env=without)
-    assert drawn.returncode == 0, drawn.stderr
-    assert "Ranked by **top_probability** (higher is better)" in (tmp_path / "outside.md").read_text()
-    assert "top_probability" in (tmp_path / "outside.csv").read_text()
-    missing = cli("leaderboard", "--runs", str(outside), "--out", str(tmp_path / "x.md"), "--metric", "nope", env=without)
-    assert missing.returncode == 2 and "--metric nope: no run" in missing.stderr
-    assert package_digest() == before
+        METRICS.pop("first_option_share", None)
+    board = (tmp_path / "board.md").read_text()
+    assert "Ranked by **first_option_share** (lower is better)" in board
+    cells = list(csv.DictReader((tmp_path / "board.csv").open()))
+    assert {c["metric"] for c in cells if c["metric"]} == {"first_option_share"}
+    assert main(["leaderboard", "--runs", str(runs), "--out", str(tmp_path / "x.md"), "--metric", "nope"]) == 2
+    assert "--metric nope: no run" in capsys.readouterr().err
