@@ -124,3 +124,9 @@ def test_one_answer_cue_ends_every_scored_prompt():
     template = yaml.load((TASKS_DIR / "_opinionqa_persona_template.yaml").read_text(), Loader=Tagged)
     assert template["gen_prefix"] == ANSWER_CUE == "\nAnswer:"
     assert scored_prompt("Question: Is it?") == "Question: Is it?\nAnswer:"
+
+
+def test_output_piped_into_a_reader_that_leaves_is_not_an_error(tmp_path):
+    shell = f"{sys.executable} -m persona_bench methods | true"  # `true` leaves before anything is written
+    done = subprocess.run(shell, shell=True, capture_output=True, text=True, timeout=120)
+    assert done.stderr == ""

@@ -21,6 +21,7 @@ or arguments print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import typing
 from dataclasses import MISSING, fields, replace
@@ -634,6 +635,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"persona-bench: error: {exc}", file=sys.stderr)
         mark_failed()
         return 2
+    except BrokenPipeError:  # the reader of our output left (e.g. `| head`): nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 1
     except OSError as exc:  # the environment (a file where a folder belongs, no space, no permission): its reason, exit 1
         print(f"persona-bench: error: {exc.filename or ''}: {exc.strerror or exc} (finished work is kept; rerun to resume)", file=sys.stderr)
         mark_failed()
