@@ -32,6 +32,7 @@ import numpy as np
 from tabulate import tabulate
 
 from ..harness.errors import ConfigError, PersonaBenchError
+from ..harness.options import flag, help_text
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {}
 
@@ -76,9 +77,29 @@ def seeds_arg(text: str) -> list[int]:
     return seeds
 
 
+# RunConfig fields whose flags are generated as declared (method, data, waves, users and the
+# method's options have flags of their own shape)
+RUN_FLAGS = ("model", "persona", "k", "max_eval_people", "seed", "protocol", "cf_solver", "cf_dim", "dtype", "pseudonymize")
+
+
+def config_flag(parser: argparse.ArgumentParser, name: str, **overrides) -> None:
+    """The flag of RunConfig field ``name`` from its declaration (type, default, choices, help); ``overrides`` win."""
+    from ..harness.config import RunConfig
+    from ..harness.options import allowed_types
+
+    item = next(f for f in fields(RunConfig) if f.name == name)
+    kind = next(t for t in allowed_types(typing.get_type_hints(RunConfig)[name], item.default) if t is not type(None))
+    settings = {"default": item.default, "help": help_text(item, choices=False)}
+    if kind is bool:
+        settings["action"] = "store_true"
+    else:
+        settings.update(type=kind, choices=item.metadata.get("choices"))
+    parser.add_argument(flag(name), dest=name, **{**settings, **overrides})
+
+
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """--data, --waves and --metadata, shared by every data-reading command."""
-    parser.add_argument("--data", default="demo", help="demo (embedded), opinionqa:PATH, pew:PATH or KIND:... of a registered loader (default: demo)")
+    config_flag(parser, "data")
     parser.add_argument("--waves", type=waves_arg, default=None, help="comma-separated waves (default: all with answers)")
     parser.add_argument("--metadata", default=None, help="pew: only; OpinionQA folder with info.csv per wave")
 
@@ -128,7 +149,8 @@ def build_parser(run_defaults: Mapping[str, object] | None = None) -> argparse.A
     membership.add_argument("--max-train-answers", type=int, default=None,
                             help="for an untrained control: the budget of the trained run it controls (whose training set is audited)")
 
-    sub.add_parser("methods", help="list registered methods and their options")
+    methods = sub.add_parser("methods", help="list registered methods and their options (METHOD: its options in full)")
+    methods.add_argument("name", nargs="?", default=None, metavar="METHOD", help="a method whose options to describe")
     sub.add_parser("metrics", help="list registered per-person metrics (every run computes each)")
     board = sub.add_parser("leaderboard", help="render the leaderboard markdown and plots from a runs folder")
     board.add_argument("--runs", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
@@ -188,31 +210,17 @@ def add_run_args(run: argparse.ArgumentParser, defaults: Mapping[str, object] | 
 
     run.add_argument("--preset", choices=sorted(PRESETS), default=None,
                      help="named settings, overridden by explicit flags (see `persona-bench methods`); quick: the README's main job")
-    run.add_argument("--model", default=None, help="language model alias or folder (LLM methods; default smollm2-135m)")
     add_data_args(run)
-    run.add_argument("--persona", default="individual", help="individual | cluster | cluster:K | demographic:TRAIT[xTRAIT]")
-    run.add_argument("--users", choices=("seen", "unseen"), default=None, help="seen (default) or unseen people (cross-wave: unseen)")
-    run.add_argument("--k", type=int, default=None, help="unseen users: answers folded in per person")
-    run.add_argument("--max-eval-people", type=int, default=None, help="score a seeded subset of people")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--protocol", choices=("answers", "heldout-questions", "cross-wave"), default="answers",
-                     help="answers: score each person's held-out answers (default); heldout-questions: score answers to questions no "
-                          "learner saw answered; cross-wave: score panelists on a later wave (--from, --to) from their earlier answers")
+    for name in RUN_FLAGS:  # the run settings' flags, generated from RunConfig's declarations
+        config_flag(run, name)
+    config_flag(run, "users", default=None, help="seen (default) or unseen people (cross-wave: unseen)")
     run.add_argument("--from", dest="from_wave", default=None, help="cross-wave: the wave personas come from, e.g. W26")
     run.add_argument("--to", dest="to_wave", default=None, help="cross-wave: the wave people are scored on, e.g. W41")
-    run.add_argument("--cf-solver", choices=("als", "adam"), default="als", help="CF behind the personas (default: als)")
-    run.add_argument("--cf-dim", type=int, default=16, help="CF embedding size d (default: 16)")
     run.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1, ...")
     run.add_argument("--device-map", default=None, help="auto: spread a model larger than one GPU over the GPUs (transformers/accelerate big-model loading)")
-    run.add_argument("--dtype", default="auto", help="auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16")
     run.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
-    run.add_argument("--pseudonymize", action="store_true", help="write salted hashes instead of respondent ids in docs and samples")
     run.add_argument("--import", dest="imports", action="append", default=[], help="module that registers extra methods")
     run.set_defaults(**(defaults or {}))
-
-
-def option_flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def option_type(options: type, name: str, default: object) -> type:
@@ -232,9 +240,9 @@ def method_options(method: type, argv: list[str], parser: argparse.ArgumentParse
         default = (preset or {}).get(f.name, None if f.default is MISSING else f.default)
         kind = option_type(method.Options, f.name, default)
         if kind is bool:
-            own.add_argument(option_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=default)
+            own.add_argument(flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text(f))
         else:
-            own.add_argument(option_flag(f.name), dest=f.name, type=kind, default=default, help=f"default: {default}")
+            own.add_argument(flag(f.name), dest=f.name, type=kind, default=default, help=help_text(f))
     values, unknown = own.parse_known_args(argv)
     if unknown:
         parser.error(f"unrecognized arguments for method {method.name}: {' '.join(unknown)}")
@@ -370,17 +378,32 @@ def personas_analyze(args: argparse.Namespace, extra: list[str]) -> int:
 
 @command("methods")
 def list_methods(args: argparse.Namespace, extra: list[str]) -> int:
-    from ..harness.method import load_methods
+    from ..harness.method import get_method, load_methods
     from ..harness.presets import PRESETS
 
+    if args.name is not None:
+        return describe_method(get_method(args.name))
     rows = []
     for name, method in sorted(load_methods().items()):
-        options = ", ".join(f"{option_flag(f.name)} ({f.default})" for f in fields(method.Options)) or "-"
+        options = ", ".join(f"{flag(f.name)} ({f.default})" for f in fields(method.Options)) or "-"
         rows.append([name, method.kind, "yes" if method.needs_model else "no", "yes" if method.uses_persona else "no", options, method.description])
     print(tabulate(rows, headers=["method", "kind", "LLM", "persona", "options", "description"], tablefmt="github"))
     presets = [[name, preset.flags(), preset.description] for name, preset in sorted(PRESETS.items())]
     print("\nPresets (`--preset NAME` on run, train and curve; a method takes the options it has; explicit flags win):\n")
     print(tabulate(presets, headers=["preset", "stands for", "description"], tablefmt="github"))
+    return 0
+
+
+def describe_method(method: type) -> int:
+    """One method's options: flag, role, declared choices and help (``persona-bench methods NAME``)."""
+    from ..harness.options import role
+
+    rows = [[flag(f.name), role(f), "/".join(map(str, f.metadata.get("choices") or ())) or "-",
+             None if f.default is MISSING else f.default, f.metadata.get("help", "")] for f in fields(method.Options)]
+    print(f"{method.name} ({method.kind}): {method.description}\n")
+    print(tabulate(rows, headers=["flag", "role", "choices", "default", "help"], tablefmt="github") if rows else "no options")
+    print("\nRoles: shape = what the method is (a variant); budget, recipe = how much and how it trains (a recipe fills the "
+          "ones left unset); operational = how it runs (same result).")
     return 0
 
 

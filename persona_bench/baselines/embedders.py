@@ -144,6 +144,7 @@ class OpenAIEmbedder(Embedder):
 
 
 EMBEDDERS: dict[str, type[Embedder]] = {"minilm": MiniLMEmbedder, "wordllama": WordLlamaEmbedder, "openai": OpenAIEmbedder}
+EMBEDDER_NAMES = tuple(EMBEDDERS)
 
 
 def get_embedder(name: str) -> Embedder:

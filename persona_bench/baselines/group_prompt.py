@@ -21,6 +21,7 @@ from ..harness.context import RunContext
 from ..harness.errors import ConfigError
 from ..harness.loaders.model_input import STEERING_STYLES
 from ..harness.method import register_method
+from ..harness.options import option
 from ..tasks.prompts import NON_VALUES, group_context
 from .prompting import PromptMethod
 
@@ -38,16 +39,10 @@ class GroupPrompt(PromptMethod):
 
     @dataclass(frozen=True)
     class Options(PromptMethod.Options):
-        trait: str = "POLPARTY"  # the trait whose groups are steered toward
-        style: str = "portray"  # qa | bio | portray (OpinionQA's steer-*.csv)
-        contexts: str = "auto"  # opinionqa (model_input/steer-*.csv) | generated (from the trait's name) | auto (opinionqa where the data has it)
-
-    @classmethod
-    def check(cls, options: "GroupPrompt.Options") -> None:
-        if options.style not in STEERING_STYLES:
-            raise ConfigError(f"--style {options.style!r}: choose from {', '.join(STEERING_STYLES)}")
-        if options.contexts not in CONTEXT_SOURCES:
-            raise ConfigError(f"--contexts {options.contexts!r}: choose from {', '.join(CONTEXT_SOURCES)}")
+        trait: str = option("POLPARTY", "the trait whose groups are steered toward")
+        style: str = option("portray", "OpinionQA's steering style (steer-qa, steer-bio, steer-portray)", choices=STEERING_STYLES)
+        contexts: str = option("auto", "opinionqa: model_input/steer-*.csv; generated: written from the trait's name; auto: "
+                                       "opinionqa where the data has it", choices=CONTEXT_SOURCES)
 
     def contexts(self, context: RunContext) -> dict[str, str]:
         """The trait's value -> steering text."""

@@ -20,6 +20,8 @@ from ..harness.errors import ConfigError
 from ..harness.lm import LetterScoringLM
 from ..harness.method import Method, register_method
 from ..harness.context import RunContext
+from ..harness.options import option
+from .embedders import EMBEDDER_NAMES
 from .retrieval import QuestionSimilarity, answers_by_person, nearest
 
 
@@ -32,7 +34,7 @@ class PromptMethod(Method):
 
     @dataclass(frozen=True)
     class Options:
-        chat_template: bool = False  # wrap the prompt in the model's chat template
+        chat_template: bool = option(False, "wrap the prompt in the model's chat template")
 
     def doc_fields(self, docs: pd.DataFrame, context: RunContext) -> list[dict] | None:
         """Extra fields each doc needs for this prompt style (none for Raw Q)."""
@@ -71,8 +73,8 @@ class Context(PromptMethod):
 
     @dataclass(frozen=True)
     class Options(PromptMethod.Options):
-        k_context: int = 5  # earlier answers shown (paper: 3, 5, 8, 10)
-        embedder: str = "minilm"  # minilm | wordllama | openai (text-embedding-ada-002)
+        k_context: int = option(5, "the person's earlier answers shown, most similar questions first (paper: 3, 5, 8, 10)")
+        embedder: str = option("minilm", "question embedder (openai: text-embedding-ada-002, needs OPENAI_API_KEY)", choices=EMBEDDER_NAMES)
 
     def doc_fields(self, docs: pd.DataFrame, context: RunContext) -> list[dict]:
         questions = context.survey.questions

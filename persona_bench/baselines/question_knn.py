@@ -17,6 +17,8 @@ import pandas as pd
 
 from ..harness.context import RunContext
 from ..harness.method import Method, register_method
+from ..harness.options import option
+from .embedders import EMBEDDER_NAMES
 from .retrieval import QuestionSimilarity, answers_by_person, nearest
 
 
@@ -30,8 +32,8 @@ class QuestionKNN(Method):
 
     @dataclass(frozen=True)
     class Options:
-        k_neighbours: int = 5  # similar answered questions averaged
-        embedder: str = "minilm"  # minilm | wordllama | openai
+        k_neighbours: int = option(5, "the person's answers to this many most similar questions, averaged")
+        embedder: str = option("minilm", "question embedder (openai needs OPENAI_API_KEY)", choices=EMBEDDER_NAMES)
 
     def score(self, docs: pd.DataFrame, context: RunContext) -> np.ndarray:
         questions = context.survey.questions

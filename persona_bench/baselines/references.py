@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from ..harness.method import Method, register_method
+from ..harness.options import option
 from ..harness.personas import trait_groups
 from ..harness.context import RunContext
 
@@ -67,7 +68,7 @@ class DemographicMajority(Method):
 
     @dataclass(frozen=True)
     class Options:
-        traits: str = "POLPARTY"  # one trait or a combination, e.g. EDUCATIONxPOLPARTY
+        traits: str = option("POLPARTY", "one trait or a combination, e.g. EDUCATIONxPOLPARTY")
 
     def group_of(self, context: RunContext, people: pd.Series) -> np.ndarray:
         groups = trait_groups(context.survey.respondents, tuple(self.options.traits.split("x")))

@@ -13,31 +13,14 @@ from dataclasses import asdict, dataclass, field, fields
 
 from .errors import ConfigError
 from .personas import PersonaKind
-from .protocol import USERS, SplitConfig
+from .options import check_choices, check_types, option
+from .protocol import PROTOCOLS, USERS, SplitConfig
 
 DEFAULT_MODEL = "smollm2-135m"
 CF_SOLVERS = ("als", "adam")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-TEXT, WHOLE, NUMBER, OPTIONAL_TEXT, OPTIONAL_WHOLE = (
-    ((str,), "text"), ((int,), "a whole number"), ((float, int), "a number"),
-    ((str, type(None)), "text or nothing"), ((int, type(None)), "a whole number or nothing"),
-)
-FIELD_TYPES = {
-    "method": TEXT, "model": OPTIONAL_TEXT, "data": TEXT, "persona": TEXT, "users": TEXT, "k": OPTIONAL_WHOLE,
-    "max_eval_people": OPTIONAL_WHOLE, "seed": WHOLE, "people_train": NUMBER, "answers_train": NUMBER,
-    "cf_solver": TEXT, "cf_dim": WHOLE, "dtype": TEXT, "method_options": ((dict,), "a mapping of option names to values"),
-    "pseudonymize": ((bool,), "true or false"), "protocol": TEXT,
-}
 # Fields a run id leaves out while they hold their default, so ids from before they existed stay valid.
 OMITTED_AT_DEFAULT = {"pseudonymize": False, "protocol": "answers"}
-
-
-def accepts(allowed: tuple[type, ...], value: object) -> bool:
-    """Whether ``value`` fits ``allowed`` (run settings and method options alike): an int is a
-    float, a bool is not a number."""
-    if isinstance(value, bool):
-        return bool in allowed
-    return isinstance(value, allowed) or (float in allowed and isinstance(value, int))
 
 
 @dataclass(frozen=True)
@@ -45,22 +28,24 @@ class RunConfig:
     """Everything that defines a run (see module docstring)."""
 
     method: str
-    model: str | None = None
-    data: str = "demo"
+    model: str | None = option(None, "language model alias or folder (LLM methods; default smollm2-135m)")
+    data: str = option("demo", "demo (embedded), opinionqa:PATH, pew:PATH or KIND:... of a registered loader")
     waves: tuple[str, ...] = ()
-    persona: str = "individual"
-    users: str = "seen"
-    k: int | None = None
-    max_eval_people: int | None = None
-    seed: int = 0
-    people_train: float = 0.8
-    answers_train: float = 0.8
-    cf_solver: str = "als"
-    cf_dim: int = 16
-    dtype: str = "auto"
+    persona: str = option("individual", "individual | cluster | cluster:K | demographic:TRAIT[xTRAIT]")
+    users: str = option("seen", "seen people (their held-out answers) or unseen people (K answers folded in)", choices=USERS)
+    k: int | None = option(None, "unseen users: answers folded in per person")
+    max_eval_people: int | None = option(None, "score a seeded subset of people")
+    seed: int = option(0, "the split's seed (and every other random choice)")
+    people_train: float = option(0.8, "share of people in the train group")
+    answers_train: float = option(0.8, "share of each person's answers in the train part")
+    cf_solver: str = option("als", "CF behind the personas", choices=CF_SOLVERS)
+    cf_dim: int = option(16, "CF embedding size d")
+    dtype: str = option("auto", "auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16", choices=DTYPES)
     method_options: dict = field(default_factory=dict)
-    pseudonymize: bool = False  # respondent ids in docs and samples replaced by salted hashes
-    protocol: str = "answers"  # answers | heldout-questions | cross-wave (waves: from, to) (harness.protocol)
+    pseudonymize: bool = option(False, "write salted hashes instead of respondent ids in every file of the runs folder")
+    protocol: str = option("answers", "answers: score each person's held-out answers; heldout-questions: answers to questions no "
+                                      "learner saw answered; cross-wave: panelists on a later wave from their earlier answers",
+                           choices=PROTOCOLS)
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
@@ -74,17 +59,11 @@ class RunConfig:
 
     def check(self) -> "RunConfig":
         """Validate types and protocol arguments; return self (raises :class:`ConfigError`)."""
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if item.name in FIELD_TYPES:
-                types, description = FIELD_TYPES[item.name]
-                if not accepts(types, value):
-                    raise ConfigError(f"{item.name}: expected {description}, got {value!r}")
+        check_types(self)
         if not all(isinstance(w, str) for w in self.waves):
             raise ConfigError(f"waves: expected wave names such as W26, got {list(self.waves)!r}")
         PersonaKind.parse(self.persona)
-        if self.users not in USERS:
-            raise ConfigError(f"--users {self.users!r}: expected one of {', '.join(USERS)}")
+        check_choices(self)
         if self.protocol == "cross-wave":
             if len(self.waves) != 2 or self.waves[0] == self.waves[1] or self.users != "unseen":
                 raise ConfigError("--protocol cross-wave needs --from WAVE --to WAVE (two different waves) and scores unseen users")
@@ -96,12 +75,8 @@ class RunConfig:
             raise ConfigError("--k applies to --users unseen only")
         if self.max_eval_people is not None and self.max_eval_people < 1:
             raise ConfigError("--max-eval-people must be at least 1")
-        if self.cf_solver not in CF_SOLVERS:
-            raise ConfigError(f"--cf-solver {self.cf_solver!r}: choose from {', '.join(CF_SOLVERS)}")
         if self.cf_dim < 1:
             raise ConfigError("--cf-dim must be at least 1")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"--dtype {self.dtype!r}: choose from {', '.join(DTYPES)}")
         try:
             self.split_config()
         except ValueError as exc:

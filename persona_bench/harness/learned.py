@@ -40,7 +40,8 @@ from .lm import LetterScoringLM, SteeredLM
 from .method import Method
 from .steerer import Steerer, load_steerer
 from .store import claim_or_wait, release
-from .training import Examples, TrainOptions, build_examples, train_steerer
+from .options import option
+from .training import SCHEDULES, Examples, TrainOptions, build_examples, train_steerer
 
 VALIDATION_SHARE, MAX_VALIDATION = 0.1, 2000
 LONG_ON_CPU = 30_000  # answers x epochs above which a CPU run warns before training (hours at 5-25 answers/s)
@@ -54,26 +55,37 @@ class LearnedSteering(Method):
     kind = "steering"
     needs_model = True
     uses_persona = True
-    budget_options = frozenset({"recipe", "max_train_answers", *TRAINER_SETTINGS, *OPERATIONAL})
-    untrained_options = frozenset({"recipe"})  # a recipe may set the initialisation
     quick_options = {"epochs": 1, "max_train_answers": 200}
-    recipes: ClassVar[dict[str, dict]] = {"paper": asdict(TrainOptions())}
+    recipes: ClassVar[dict[str, dict]] = {"paper": {k: v for k, v in asdict(TrainOptions()).items() if k in TRAINER_SETTINGS}}
     default_recipe: ClassVar[str] = "paper"
 
     @dataclass(frozen=True)
     class Options:
-        recipe: str = ""  # named preset of every setting below left unset ("" = the family's default)
-        max_train_answers: int = 0  # answers trained on (0 = all train answers); validation is extra
-        epochs: int | None = None
-        lr: float | None = None
-        weight_decay: float | None = None
-        batch_size: int | None = None
-        patience: int | None = None
-        warmup: float | None = None
-        schedule: str | None = None
-        weights: str = "trained"  # trained | random (the untrained control, paper Table 4)
-        checkpoint_minutes: float = 5.0  # mid-epoch checkpoints (0: at epoch ends only)
-        gradient_checkpointing: bool = False  # less memory for large models (same gradients, more compute)
+        recipe: str = option("", "named preset of every training setting left unset (empty: the family's default)",
+                             role="recipe", untrained=True)  # a recipe may set the initialisation
+        max_train_answers: int = option(0, "answers trained on (0: every train answer; validation is extra)", role="budget")
+        epochs: int | None = option(None, "passes over the train answers (an upper bound with early stopping)", role="budget")
+        lr: float | None = option(None, "peak learning rate", role="recipe")
+        weight_decay: float | None = option(None, "AdamW weight decay", role="recipe")
+        batch_size: int | None = option(None, "answers per optimiser step", role="recipe")
+        patience: int | None = option(None, "validations without improvement before stopping", role="recipe")
+        warmup: float | None = option(None, "share of the steps warming the learning rate up", role="recipe")
+        schedule: str | None = option(None, "learning-rate schedule after warm-up", role="recipe", choices=SCHEDULES)
+        weights: str = option("trained", "random: the untrained control, the module as training starts (paper Table 4)",
+                              choices=("trained", "random"))
+        checkpoint_minutes: float = option(5.0, "minutes between mid-epoch checkpoints (0: at epoch ends only)", role="operational")
+        gradient_checkpointing: bool = option(False, "less memory for large models (same gradients, more compute)", role="operational")
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        """A recipe is a partial Options: it may set only the options a run leaves unset (default None),
+        and every setting the trainer needs (checked as the family is defined)."""
+        super().__init_subclass__(**kwargs)
+        fillable = {item.name for item in fields(cls.Options) if item.default is None}
+        for name, recipe in cls.recipes.items():
+            unknown = sorted(set(recipe) - fillable)
+            if unknown:
+                raise ConfigError(f"recipe {name!r} of {cls.__name__} sets {', '.join(unknown)}: not an option of {cls.__name__}.Options "
+                                  "that a run leaves to its recipe (default None)")
 
     # ------------------------------------------------------------ what a family provides
     def build_steerer(self, lm: LetterScoringLM, persona_dim: int, settings: dict) -> Steerer:
@@ -92,8 +104,6 @@ class LearnedSteering(Method):
         recipe = options.recipe or cls.default_recipe
         if recipe not in cls.recipes:
             raise ConfigError(f"--recipe {recipe!r}: {cls.name} knows {', '.join(sorted(cls.recipes))}")
-        if options.weights not in ("trained", "random"):
-            raise ConfigError(f"--weights {options.weights!r}: choose trained or random")
         if options.max_train_answers < 0:
             raise ConfigError("--max-train-answers must be 0 (all) or more")
         TrainOptions(**{k: v for k, v in cls.resolve(options).items() if k in TRAINER_SETTINGS})

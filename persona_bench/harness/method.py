@@ -12,10 +12,13 @@ A method describes itself, and the run's ``results.json`` keeps that description
 can be drawn without the method installed: ``kind`` (``reference``: no language model;
 ``prompting``: a frozen LM prompted with text; ``steering``: a frozen LM steered by a learned
 module), ``uses_persona``, ``needs_model``, and :meth:`Method.report` (training budget, recipe).
-Options are a dataclass ``Options`` on the class; the command line turns each field into a flag
-(``k_context`` -> ``--k-context``) and the values are part of the run's identity. Options named
-in ``budget_options`` change how much or how a method trains, not what it is: the leaderboard
-compares them as budgets, not as variants. Third-party methods register through the
+Options are a dataclass ``Options`` on the class, each field declared once with
+:func:`persona_bench.harness.options.option` (default, help, role, choices); the command line
+turns each field into a flag (``k_context`` -> ``--k-context``) with that help, declared choices
+are checked before any work, and the values given are part of the run's identity. Options whose
+role is budget, recipe or operational change how much or how a method trains, not what it is
+(``budget_options``, derived from the declarations): the leaderboard compares them as budgets,
+not as variants. Third-party methods register through the
 ``persona_bench.methods`` entry-point group or ``persona-bench run --import MODULE``; every
 sub-package of :mod:`persona_bench.methods` is imported, so a new built-in family is one folder.
 The built-in packages register through the same entry-point group (``builtin-baselines``,
@@ -35,9 +38,10 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from .config import DEFAULT_MODEL, RunConfig, accepts
+from .config import DEFAULT_MODEL, RunConfig
 from .context import RunContext
 from .errors import ConfigError
+from .options import NOT_WHAT_IT_IS, accepts, allowed_types, check_choices, shaping_the_untrained, type_names, with_roles
 from .protocol import PROTOCOLS
 
 KINDS = ("reference", "prompting", "steering")
@@ -55,8 +59,8 @@ class Method(ABC):
     kind: ClassVar[str] = ""  # reference | prompting | steering: every method declares it
     needs_model: ClassVar[bool] = False  # True: --model names the language model it uses
     uses_persona: ClassVar[bool] = False  # True: --persona changes its predictions
-    budget_options: ClassVar[frozenset[str]] = frozenset()  # options that set how it trains, not what it is
-    untrained_options: ClassVar[frozenset[str]] = frozenset()  # budget options that also shape the untrained model
+    budget_options: ClassVar[frozenset[str]] = frozenset()  # derived: options that set how it trains, not what it is
+    untrained_options: ClassVar[frozenset[str]] = frozenset()  # derived: budget options that also shape the untrained model
     quick_options: ClassVar[dict] = {}  # options that keep the shared conformance suite fast
     protocols: ClassVar[tuple[str, ...]] = PROTOCOLS  # the split protocols it can score under (harness.protocol)
     scores_are: ClassVar[str] = "logits"  # logits | counts: how its scores become an answer distribution (harness.groups)
@@ -64,6 +68,14 @@ class Method(ABC):
     @dataclass(frozen=True)
     class Options:
         """No options."""
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        """Derive the option roles from the Options declarations (a class that sets them itself keeps its own)."""
+        super().__init_subclass__(**kwargs)
+        if "budget_options" not in cls.__dict__:
+            cls.budget_options = with_roles(cls.Options, *NOT_WHAT_IT_IS)
+        if "untrained_options" not in cls.__dict__:
+            cls.untrained_options = shaping_the_untrained(cls.Options)
 
     def __init__(self, options: "Method.Options | None" = None):
         self.options = options or self.Options()
@@ -140,16 +152,6 @@ def get_method(name: str) -> type[Method]:
     return methods[name]
 
 
-def allowed_types(hint: object, default: object) -> tuple[type, ...]:
-    """The plain types an option's annotation allows (``int | None`` -> int, NoneType); from the
-    default's type where the annotation says nothing usable."""
-    members = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
-    plain = tuple(t for t in members if isinstance(t, type))
-    if plain and len(plain) == len(members):
-        return plain
-    return (type(default),) if default is not None else ()
-
-
 def build_options(method: type[Method], values: dict) -> Method.Options:
     """The method's Options from a dict, rejecting unknown keys and values of the wrong type."""
     known = {f.name: f for f in fields(method.Options)}
@@ -160,9 +162,9 @@ def build_options(method: type[Method], values: dict) -> Method.Options:
     for key, value in values.items():
         allowed = allowed_types(hints.get(key), known[key].default)
         if allowed and not accepts(allowed, value):
-            names = " or ".join("nothing" if t is type(None) else t.__name__ for t in allowed)
-            raise ConfigError(f"method {method.name!r} option {key}: expected {names}, got {value!r}")
+            raise ConfigError(f"method {method.name!r} option {key}: expected {type_names(allowed)}, got {value!r}")
     options = method.Options(**values)
+    check_choices(options)
     method.check(options)
     return options
 

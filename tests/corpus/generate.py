@@ -246,7 +246,7 @@ def grid_value_of_the_wrong_type(folder: Path) -> dict:
 
 @case
 def grid_option_of_the_wrong_type(folder: Path) -> dict:
-    return grid(folder, "grid:\n  - method: spm\n    options: {epochs: three}\n", "option epochs: expected int or nothing, got 'three'")
+    return grid(folder, "grid:\n  - method: spm\n    options: {epochs: three}\n", "option epochs: expected a whole number or nothing, got 'three'")
 
 
 @case

@@ -13,6 +13,7 @@ from typing import ClassVar
 from ...harness.learned import LearnedSteering
 from ...harness.lm import LetterScoringLM
 from ...harness.method import register_method
+from ...harness.options import option
 from ...harness.steerer import Steerer
 from .model import ActivationSteerer, parse_layers
 
@@ -30,9 +31,9 @@ class ActivationSteering(LearnedSteering):
 
     @dataclass(frozen=True)
     class Options(LearnedSteering.Options):
-        layers: str = "middle"  # middle | all | indices such as 4,8,12
-        scale: float = 1.0  # one output unit = scale x the layer's residual RMS
-        hidden: int = 32
+        layers: str = option("middle", "decoder layers steered: middle, all, or indices such as 4,8,12")
+        scale: float = option(1.0, "one output unit = scale x the layer's residual RMS")
+        hidden: int = option(32, "hidden units of the persona MLP")
 
     @classmethod
     def check(cls, options: "ActivationSteering.Options") -> None:

@@ -18,8 +18,9 @@ from typing import ClassVar
 from ...harness.learned import LearnedSteering
 from ...harness.lm import LetterScoringLM
 from ...harness.method import register_method
+from ...harness.options import option
 from ...harness.steerer import Steerer
-from .model import SoftPromptModel
+from .model import INITS, MODES, PLACEMENTS, SoftPromptModel
 
 ANSWER_CUE_TOKENS = 3  # "\nAnswer:" in byte-level BPE tokenizers (SmolLM2, GPT-2 family): a planning estimate
 
@@ -40,17 +41,17 @@ class SoftPromptSteering(LearnedSteering):
         "default": {**PAPER, "lr": 1e-2, "warmup": 0.1, "schedule": "cosine", "init": "sink"},
     }
     default_recipe = "default"
-    budget_options = LearnedSteering.budget_options | {"init"}
-    untrained_options = LearnedSteering.untrained_options | {"init"}
     quick_options = {**LearnedSteering.quick_options, "virtual_tokens": 4}
 
     @dataclass(frozen=True)
     class Options(LearnedSteering.Options):
-        mode: str = "prefix"  # prefix (prefix-tuning) | prompt (prompt-tuning)
-        virtual_tokens: int = 1
-        hidden: int = 32
-        init: str | None = None  # paper | scaled | sink (set by the recipe)
-        placement: str | None = None  # start (before the prompt, the paper's) | answer (before "Answer:"); set by the recipe
+        mode: str = option("prefix", "prefix: key/values at every layer (prefix-tuning); prompt: virtual input embeddings "
+                                     "(prompt-tuning)", choices=MODES)
+        virtual_tokens: int = option(1, "virtual tokens the persona becomes")
+        hidden: int = option(32, "hidden units of the persona MLP")
+        init: str | None = option(None, "how the module starts (set by the recipe)", role="recipe", choices=INITS, untrained=True)
+        placement: str | None = option(None, "start: before the prompt (the paper's); answer: just before the answer cue "
+                                             "(set by the recipe)", choices=PLACEMENTS)
 
     @classmethod
     def check(cls, options: "SoftPromptSteering.Options") -> None:
