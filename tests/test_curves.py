@@ -9,6 +9,7 @@ import pytest
 
 from persona_bench.app.cli import main
 from persona_bench.harness.config import RunConfig
+from persona_bench.harness.method import get_method
 from persona_bench.harness.record import MethodInfo, RunRecord, Training
 from persona_bench.leaderboard.curves import crossing
 
@@ -47,11 +48,14 @@ def test_curve_budgets_must_be_answer_counts(text, tmp_path):
         main(["curve", "--budgets", text, "--out", str(tmp_path)])
 
 
+SPM_ROLES = get_method("spm").describe()["option_roles"]
+
+
 def spm_record(run_id: str, finished: str, accuracy: float, train_answers: int = 0, epochs: int | None = None, **options) -> RunRecord:
     """A minimal record of an spm run on one scope."""
     return RunRecord(
         run_id=run_id, config=RunConfig(method="spm", model="m", max_eval_people=10, method_options=options),
-        method_info=MethodInfo("steering", uses_persona=True), accuracy=accuracy, ci95=(accuracy - 0.05, accuracy + 0.05),
+        method_info=MethodInfo("steering", uses_persona=True, option_roles=SPM_ROLES), accuracy=accuracy, ci95=(accuracy - 0.05, accuracy + 0.05),
         n_people=10, n_answers=50, options={"weights": "trained", **options}, variant={k: v for k, v in options.items() if k == "weights"},
         training=Training(recipe=options.get("recipe", "default"),
                           budget={"train_answers": train_answers, "epochs": (1 if train_answers else 0) if epochs is None else epochs}),

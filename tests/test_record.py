@@ -60,7 +60,9 @@ def test_a_trained_run_has_a_typed_training_and_keeps_its_own_report_fields():
                                        TRAINED["membership_audit"])
     assert record.training.train_answers == 100 and record.report == {"unsteered_docs": 0}
     assert record.method_info.protocols == ("answers",) and record.has_group_figures
+    assert record.method_info.option_roles == {"max_train_answers": "budget"}  # from before options declared their roles
     written = record.as_dict()
+    assert written["method_info"].pop("option_roles") == {"max_train_answers": "budget"}
     assert {k: v for k, v in written.items() if k not in ("schema_version", "metrics")} == TRAINED
     control = upgrade({**TRAINED, "method_options": {"weights": "random"}})
     assert control.untrained_control

@@ -41,7 +41,7 @@ import pandas as pd
 from .config import DEFAULT_MODEL, RunConfig
 from .context import RunContext
 from .errors import ConfigError
-from .options import NOT_WHAT_IT_IS, accepts, allowed_types, check_choices, shaping_the_untrained, type_names, with_roles
+from .options import NOT_WHAT_IT_IS, accepts, allowed_types, check_choices, role, shaping_the_untrained, type_names, with_roles
 from .protocol import PROTOCOLS
 
 KINDS = ("reference", "prompting", "steering")
@@ -100,7 +100,8 @@ class Method(ABC):
     def describe(cls) -> dict:
         """The method's self-description, stored in every results.json."""
         return {"kind": cls.kind, "uses_persona": cls.uses_persona, "needs_model": cls.needs_model, "description": cls.description,
-                "scores_are": cls.scores_are, "protocols": list(cls.protocols)}
+                "scores_are": cls.scores_are, "protocols": list(cls.protocols),
+                "option_roles": {item.name: role(item) for item in fields(cls.Options)}}
 
 
 def register_method(cls: type[Method]) -> type[Method]:

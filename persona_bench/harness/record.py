@@ -8,7 +8,11 @@ command line and the tests read typed records only:
   themselves (no ``method_info``: a run with a model was prompting, one without a reference),
   before variants (``variant`` missing: every option given was the variant), before protocols
   (``answers``), before group figures (none), before the resolved ``options`` (the options given).
-* schema 2: ``schema_version`` and ``metrics`` (every registered per-person metric with its CI).
+  Runs from before options declared their roles get the roles the built-in trainer's options had
+  (``LEGACY_ROLES``): any option given that is not in the variant is a recipe setting, except
+  the recipe's name, the budget (answers, epochs) and how training runs.
+* schema 2: ``schema_version``, ``metrics`` (every registered per-person metric with its CI) and
+  the method's ``option_roles``.
 
 The untrained control of a steering method (its module left at initialisation) is
 :attr:`RunRecord.untrained_control`, the one place that knows it is written ``weights=random``.
@@ -26,6 +30,8 @@ SCHEMA_VERSION = 2
 UNTRAINED = {"weights": "random"}  # the method option that makes a steering method its own untrained control
 TRAINING_FIELDS = ("recipe", "settings", "budget", "training_history", "membership_audit")
 GROUP_FIELDS = ("weighted_accuracy", "groups", "question_sets", "disparity")
+LEGACY_ROLES = {"recipe": "recipe", "max_train_answers": "budget", "epochs": "budget", "checkpoint_minutes": "operational",
+                "gradient_checkpointing": "operational"}
 
 
 class RecordError(PersonaBenchError, ValueError):
@@ -42,6 +48,11 @@ class MethodInfo:
     description: str = ""
     scores_are: str = "logits"
     protocols: tuple[str, ...] = ()
+    option_roles: dict = field(default_factory=dict)  # option -> shape | budget | recipe | operational (harness.options)
+
+    def recipe_settings(self) -> frozenset[str]:
+        """The options a recipe sets and a run may override (not the recipe's name itself)."""
+        return frozenset(name for name, role in self.option_roles.items() if role == "recipe" and name != "recipe")
 
 
 @dataclass(frozen=True)
@@ -190,7 +201,10 @@ def upgrade(raw: dict) -> RunRecord:
     try:
         config = RunConfig.from_dict(raw)
         info = raw.get("method_info") or {"kind": "reference" if not raw.get("model") else "prompting"}
-        method_info = MethodInfo(**{**info, "protocols": tuple(info.get("protocols", ()))})
+        variant = raw["variant"] if "variant" in raw else raw.get("method_options") or {}
+        roles = info.get("option_roles") or {name: LEGACY_ROLES.get(name, "shape" if name in variant else "recipe")
+                                             for name in raw.get("method_options") or {}}
+        method_info = MethodInfo(**{**info, "protocols": tuple(info.get("protocols", ())), "option_roles": roles})
         training = Training(**{k: raw[k] for k in TRAINING_FIELDS if k in raw}) if "budget" in raw else None
         metrics = {name: MetricValue(float(m["value"]), tuple(m["ci95"]), bool(m.get("higher_is_better", True)))
                    for name, m in (raw.get("metrics") or {}).items()}
@@ -201,7 +215,7 @@ def upgrade(raw: dict) -> RunRecord:
         run_id=raw["run_id"], config=config, method_info=method_info, accuracy=float(raw["accuracy"]), ci95=ci95,
         n_people=int(raw.get("n_people", 0)), n_answers=int(raw.get("n_answers", 0)),
         options=dict(raw.get("options") or raw.get("method_options") or {}),
-        variant=dict(raw["variant"] if "variant" in raw else raw.get("method_options") or {}),
+        variant=dict(variant),
         training=training, report={k: v for k, v in raw.items() if k not in KNOWN}, metrics=metrics,
         **{name: raw.get(name) for name in GROUP_FIELDS},
         wall_seconds=raw.get("wall_seconds"), processes=int(raw.get("processes", 1)), finished_at=raw.get("finished_at", ""),

@@ -24,9 +24,6 @@ from ..harness.record import RunRecord
 from ..harness.store import read_person_metrics, read_samples
 
 KIND_ORDER = ("reference", "prompting", "steering")
-# Options of the shared trainer that set the size of a training (shown in the budget label) or how
-# it runs (same result): not part of the recipe label. Named here so the leaderboard stays free of torch.
-NOT_RECIPE = frozenset({"recipe", "max_train_answers", "epochs", "checkpoint_minutes", "gradient_checkpointing"})
 
 
 def options_label(options: dict) -> str:
@@ -49,9 +46,10 @@ def budget_label(budget: dict | None) -> str:
 
 
 def recipe_overrides(record: RunRecord, variant: dict) -> dict:
-    """The recipe settings a run overrode: options given that are neither what the method is
-    (its variant) nor the size of its training."""
-    return {k: v for k, v in record.config.method_options.items() if k not in variant and k not in NOT_RECIPE}
+    """The recipe settings a run overrode: options given whose declared role is a recipe setting
+    (neither what the method is, its variant, nor the size of its training or how it runs)."""
+    settings = record.method_info.recipe_settings()
+    return {k: v for k, v in record.config.method_options.items() if k not in variant and k in settings}
 
 
 def recipe_label(name: str, overrides: dict) -> str:
