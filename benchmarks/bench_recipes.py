@@ -58,12 +58,12 @@ def run_setting(name: str, args: argparse.Namespace) -> tuple[dict, dict[str, di
     return read_results(args.out / config.run_id()), others
 
 
-def comparison(result: dict, other: dict, runs: Path) -> str:
+def comparison(result, other, runs: Path) -> str:
     """Paired difference in points with its 95% CI."""
     from persona_bench.harness.metrics import paired_comparison
     from persona_bench.harness.store import read_samples
 
-    return paired_comparison(read_samples(runs / result["run_id"]), read_samples(runs / other["run_id"])).in_points()
+    return paired_comparison(read_samples(runs / result.run_id), read_samples(runs / other.run_id)).in_points()
 
 
 def main() -> None:
@@ -83,12 +83,12 @@ def main() -> None:
     rows, references = [], {}
     for name in names:
         result, others = run_setting(name, args)
-        history = result.get("training_history", [])
+        history = result.training.training_history if result.training else []
         raw = others["raw (unsteered LM)"]
-        lo, hi = result["ci95"]
+        lo, hi = result.ci95
         rows.append([
             name, SETTINGS[name][0], " / ".join(f"{h['val_accuracy']:.3f}" for h in history),
-            f"{100 * result['accuracy']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]", comparison(result, raw, args.out),
+            f"{100 * result.accuracy:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]", comparison(result, raw, args.out),
             comparison(result, others["spm untrained"], args.out),
             f"{sum(h['seconds'] for h in history):.0f}",
         ])
@@ -98,7 +98,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    print("\nReferences: " + ", ".join(f"{label} {100 * r['accuracy']:.1f}% [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}]"
+    print("\nReferences: " + ", ".join(f"{label} {100 * r.accuracy:.1f}% [{100 * r.ci95[0]:.1f}, {100 * r.ci95[1]:.1f}]"
                                        for label, r in references.items()))
 
 

@@ -58,7 +58,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as runs:
         for method in ("majority", "demographic-majority", "cf"):
             result = evaluate(RunConfig(method=method, data=args.data), Path(runs), log=lambda message: None)
-            stage(f"run {method} (all eval people)", f"{result['n_people']:,} people, {result['n_answers']:,} docs, accuracy {100 * result['accuracy']:.1f}%")
+            stage(f"run {method} (all eval people)", f"{result.n_people:,} people, {result.n_answers:,} docs, accuracy {100 * result.accuracy:.1f}%")
     print(f"{args.data}: CPU cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
     print(tabulate(rows, headers=["stage", "seconds", "peak RSS MiB (so far)", "detail"], tablefmt="github"))
 

@@ -13,48 +13,46 @@ repository root:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pandas as pd
 from tabulate import tabulate
 
 from persona_bench.harness.metrics import paired_comparison
-from persona_bench.harness.store import read_samples
+from persona_bench.harness.record import RunRecord
+from persona_bench.harness.store import finished_runs, read_samples
 from persona_bench.leaderboard.frame import budget_label, options_label, recipe_overrides
 
 
-def runs_of(folder: Path) -> list[tuple[dict, pd.DataFrame]]:
-    """(results.json, samples) of every finished run in ``folder``."""
-    found = []
-    for results in sorted(folder.glob("*/results.json")):
-        found.append((json.loads(results.read_text()), read_samples(results.parent)))
-    return found
+def runs_of(folder: Path) -> list[tuple[RunRecord, pd.DataFrame]]:
+    """(record, samples) of every finished run in ``folder``."""
+    return [(record, read_samples(folder / record.run_id)) for record in finished_runs(folder)[0]]
 
 
-def run_label(record: dict) -> str:
+def run_label(record: RunRecord) -> str:
     """``spm mode=prompt, ... lr=0.003 10,000 answers x 1 epochs``: method, variant, recipe overrides, budget."""
-    variant = record.get("variant") or {}
-    parts = [record["method"], options_label(variant), options_label(recipe_overrides(record, variant)), budget_label(record.get("budget"))]
+    variant = record.variant
+    budget = record.training.budget if record.training else None
+    parts = [record.method, options_label(variant), options_label(recipe_overrides(record, variant)), budget_label(budget)]
     return " ".join(filter(None, parts))
 
 
-def agreement_rows(runs: list[tuple[dict, pd.DataFrame]]) -> list[dict]:
+def agreement_rows(runs: list[tuple[RunRecord, pd.DataFrame]]) -> list[dict]:
     """One row per run that shares its docs with the folder's majority run."""
-    majority = next((samples for record, samples in runs if record["method"] == "majority"), None)
+    majority = next((samples for record, samples in runs if record.method == "majority"), None)
     if majority is None:
         raise SystemExit("no majority run in the folder: run `persona-bench run --method majority` with the same split")
     majority_prediction = majority.set_index("doc_id")["prediction"].rename("majority")
     rows = []
     for record, samples in runs:
-        if record["method"] == "majority" or not samples["doc_id"].isin(majority_prediction.index).all():
+        if record.method == "majority" or not samples["doc_id"].isin(majority_prediction.index).all():
             continue
         joined = samples.join(majority_prediction, on="doc_id")
         usual = joined["target"] == joined["majority"]
         departs = joined["prediction"] != joined["majority"]
         rows.append({
             "run": run_label(record),
-            "macro acc %": round(100 * record["accuracy"], 1),
+            "macro acc %": round(100 * record.accuracy, 1),
             "vs majority (points, paired)": paired_comparison(samples, majority).in_points(),
             "agrees with majority %": round(100 * (~departs).mean(), 1),
             "acc where it departs from majority's %": round(100 * joined.loc[departs, "correct"].mean(), 1) if departs.any() else "",

@@ -5,7 +5,7 @@ The library's public names, loaded on first use (``import persona_bench`` stays 
     from persona_bench import RunConfig, evaluate, write_leaderboard
 
     record = evaluate(RunConfig(method="majority", data="demo"), runs_dir="runs")
-    print(record["accuracy"], record["ci95"])
+    print(record.accuracy, record.ci95)
     write_leaderboard("runs", "leaderboard")
 """
 from __future__ import annotations

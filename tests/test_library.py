@@ -130,3 +130,14 @@ def test_output_piped_into_a_reader_that_leaves_is_not_an_error(tmp_path):
     shell = f"{sys.executable} -m persona_bench methods | true"  # `true` leaves before anything is written
     done = subprocess.run(shell, shell=True, capture_output=True, text=True, timeout=120)
     assert done.stderr == ""
+
+
+def test_an_unseen_run_s_persona_space_folds_in_its_k_answers_only(tmp_path):
+    import copy
+
+    context = context_of(tmp_path, users="unseen", k=5)
+    values = context.personas.values
+    revealed_later = context.split.fold_in_answers(None)
+    beyond_k = set(zip(*revealed_later[revealed_later["rank"] >= 5][["respondent", "question"]].to_numpy().T))
+    assert beyond_k and not beyond_k & set(values.index)
+    assert copy.copy(context.survey).questions is context.survey.questions and not hasattr(context.survey, "_private")

@@ -26,6 +26,7 @@ own audit (``persona-bench audit membership`` on the control run) is the null to
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -77,6 +78,7 @@ def audit_membership(
     """The audit of the module docstring. ``train`` and ``validation`` are the answers (respondent,
     question, option rows) the steerer was trained and validated on; ``examples(answers,
     personas)`` tokenises answers as training did."""
+    from .personas import answer_values
     from .training import example_losses
 
     rng = np.random.default_rng(context.seed)
@@ -92,7 +94,8 @@ def audit_membership(
         people, vectors = space.people, space.vectors
     else:
         source, candidates = "eval people (personas folded in)", context._answers_of(context.split.fold_in_answers(None))
-        people, vectors = space.fold_in(candidates[["respondent", "question"]])
+        whole = replace(space, values=answer_values(context._survey))  # the audit's own: every fold-in answer of the eval people
+        people, vectors = whole.fold_in(candidates[["respondent", "question"]])
         candidates = candidates[candidates["respondent"].isin(people)]
     chosen = np.sort(rng.choice(candidates["respondent"].unique(), min(len(members), candidates["respondent"].nunique()), replace=False))
     outsider_answers = pd.concat([

@@ -40,6 +40,8 @@ class SurveyWithoutAnswers:
         self._survey = survey
 
     def __getattr__(self, name: str):
+        if name.startswith("_"):  # copy, pickle and hasattr ask for these: plain AttributeError
+            raise AttributeError(name)
         if name in self.VISIBLE:
             return getattr(self._survey, name)
         raise HeldOutAnswerError(
@@ -118,7 +120,7 @@ class RunContext:
     @cached_property
     def personas(self) -> PersonaSpace:
         """CF fitted on the train split, shared across runs (fitted once, then loaded); it folds in
-        from train and revealed answers only (no held-out answer is in it)."""
+        from train and revealed answers only (no held-out answer, and no more than K of an unseen person's)."""
         folder = self.shared_dir / f"personas-{self.config.cf_solver}-d{self.config.cf_dim}"
         if (folder / "personas.json").is_file():
             space = PersonaSpace.load(folder, self._survey, self.names)
@@ -126,7 +128,7 @@ class RunContext:
             space = fit_personas(self._survey, self.split, self.config.cf_solver, self.config.cf_dim, self.seed)
             if self.world.is_main:
                 space.save(folder, self.names)
-        foldable = pd.concat([self.split.train_answers(), self.split.fold_in_answers(None)])
+        foldable = pd.concat([self.split.train_answers(), self.revealed_pairs()])
         space.values = space.values.reindex(pd.MultiIndex.from_frame(foldable[["respondent", "question"]]))
         return space
 

@@ -101,7 +101,8 @@ class Method(ABC):
         """The method's self-description, stored in every results.json."""
         return {"kind": cls.kind, "uses_persona": cls.uses_persona, "needs_model": cls.needs_model, "description": cls.description,
                 "scores_are": cls.scores_are, "protocols": list(cls.protocols),
-                "option_roles": {item.name: role(item) for item in fields(cls.Options)}}
+                "option_roles": {item.name: role(item) if "role" in item.metadata else "recipe" if item.name in cls.budget_options else "shape"
+                                 for item in fields(cls.Options)}}
 
 
 def register_method(cls: type[Method]) -> type[Method]:

@@ -216,7 +216,7 @@ def upgrade(raw: dict) -> RunRecord:
         n_people=int(raw.get("n_people", 0)), n_answers=int(raw.get("n_answers", 0)),
         options=dict(raw.get("options") or raw.get("method_options") or {}),
         variant=dict(variant),
-        training=training, report={k: v for k, v in raw.items() if k not in KNOWN}, metrics=metrics,
+        training=training, report={k: v for k, v in raw.items() if k not in KNOWN or (k in TRAINING_FIELDS and training is None)}, metrics=metrics,
         **{name: raw.get(name) for name in GROUP_FIELDS},
         wall_seconds=raw.get("wall_seconds"), processes=int(raw.get("processes", 1)), finished_at=raw.get("finished_at", ""),
         persona_bench_version=raw.get("persona_bench_version", ""), schema_version=SCHEMA_VERSION,

@@ -114,7 +114,7 @@ def register_steerer(cls: type[Steerer]) -> type[Steerer]:
 
 def steerer_class(family: str) -> type[Steerer] | None:
     """The registered module of ``family``: registered already, else the ``persona_bench.steerers``
-    entry point of that name alone (no other method package is imported)."""
+    entry point of that name alone."""
     if family not in STEERERS:
         for entry in entry_points(group=STEERER_ENTRY_POINT_GROUP, name=family):
             try:
@@ -133,6 +133,11 @@ def load_steerer(folder: Path) -> Steerer:
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ConfigError(f"{folder}: not a saved steering module ({exc})") from None
     found = steerer_class(family)
+    if found is None:  # a family registered only by its method package (persona_bench.methods entry point)
+        from .method import load_methods
+
+        load_methods()
+        found = STEERERS.get(family)
     if found is None:
         raise ConfigError(f"{folder}: steering family {family!r} is not installed (known: {', '.join(sorted(STEERERS))}; a third-party "
                           "family registers its module through the persona_bench.steerers entry point or is imported with --import)")
