@@ -141,3 +141,14 @@ def test_an_unseen_run_s_persona_space_folds_in_its_k_answers_only(tmp_path):
     beyond_k = set(zip(*revealed_later[revealed_later["rank"] >= 5][["respondent", "question"]].to_numpy().T))
     assert beyond_k and not beyond_k & set(values.index)
     assert copy.copy(context.survey).questions is context.survey.questions and not hasattr(context.survey, "_private")
+
+
+def test_a_broken_plugin_stops_with_one_line_naming_it():
+    from importlib.metadata import EntryPoint
+
+    from persona_bench.harness.plugins import load_plugins
+
+    broken = EntryPoint(name="broken", value="no_such_module_anywhere", group="persona_bench.metrics")
+    with pytest.raises(persona_bench.ConfigError, match=r"^metric plugin 'broken' \(no_such_module_anywhere\) failed to load: ModuleNotFoundError"):
+        load_plugins([broken], "metric plugin")
+    load_plugins([broken], "metric plugin", skip={"broken"})  # registered already: not imported again

@@ -32,7 +32,6 @@ import types
 import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields, replace
-from importlib.metadata import entry_points
 from typing import ClassVar
 
 import numpy as np
@@ -41,6 +40,7 @@ import pandas as pd
 from .config import DEFAULT_MODEL, RunConfig
 from .context import RunContext
 from .errors import ConfigError
+from .plugins import load_plugins, plugins
 from .options import NOT_WHAT_IT_IS, accepts, allowed_types, check_choices, role, shaping_the_untrained, type_names, with_roles
 from .protocol import PROTOCOLS
 
@@ -129,15 +129,11 @@ def import_children(name: str) -> None:
 def load_methods(extra_modules: tuple[str, ...] = ()) -> dict[str, type[Method]]:
     """Import the built-in methods and entry-point plugins (the built-ins are entry points too) and
     ``extra_modules``; return the registry."""
-    found = entry_points(group=ENTRY_POINT_GROUP)
-    if not set(BUILTIN_ENTRY_POINTS) <= set(found.names):
+    found = plugins(ENTRY_POINT_GROUP)
+    if not set(BUILTIN_ENTRY_POINTS) <= {entry.name for entry in found}:
         raise ConfigError("persona-bench's built-in methods are not registered: install the package (pip install -e . from a clone, "
                           "or ./install.sh) rather than running it from a source folder")
-    for entry in found:
-        try:
-            entry.load()
-        except Exception as exc:  # a broken third-party plugin must say which one it is
-            raise ConfigError(f"method plugin {entry.name!r} ({entry.value}) failed to load: {type(exc).__name__}: {exc}") from None
+    load_plugins(found, "method plugin")
     for module in extra_modules:
         try:
             importlib.import_module(module)

@@ -14,13 +14,13 @@ ranks, marks and tests by any of them (``persona-bench leaderboard --metric NAME
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from importlib.metadata import entry_points
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from .errors import ConfigError
+from .plugins import load_plugins, plugins
 
 BOOTSTRAP_SAMPLES = 2000
 ENTRY_POINT_GROUP = "persona_bench.metrics"
@@ -77,12 +77,7 @@ def register_metric(name: str, higher_is_better: bool = True, description: str =
 
 def registered_metrics() -> dict[str, Metric]:
     """Every registered metric, the entry-point plugins' included (``accuracy`` first)."""
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        if entry.name not in METRICS:
-            try:
-                entry.load()
-            except Exception as exc:  # a broken plugin must say which one it is
-                raise ConfigError(f"metric plugin {entry.name!r} ({entry.value}) failed to load: {type(exc).__name__}: {exc}") from None
+    load_plugins(plugins(ENTRY_POINT_GROUP), "metric plugin", skip=METRICS)
     return METRICS
 
 

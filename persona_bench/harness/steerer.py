@@ -13,7 +13,6 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import ClassVar, Sequence
 
@@ -22,6 +21,7 @@ from safetensors.torch import load_file, save
 
 from .atomic import atomic_write_bytes, atomic_write_json
 from .errors import ConfigError
+from .plugins import load_plugins, plugins
 from .steering import Steering
 
 STEERERS: dict[str, type["Steerer"]] = {}
@@ -115,12 +115,7 @@ def register_steerer(cls: type[Steerer]) -> type[Steerer]:
 def steerer_class(family: str) -> type[Steerer] | None:
     """The registered module of ``family``: registered already, else the ``persona_bench.steerers``
     entry point of that name alone."""
-    if family not in STEERERS:
-        for entry in entry_points(group=STEERER_ENTRY_POINT_GROUP, name=family):
-            try:
-                entry.load()
-            except Exception as exc:  # a broken plugin must say which one it is
-                raise ConfigError(f"steering family {family!r} ({entry.value}) failed to load: {type(exc).__name__}: {exc}") from None
+    load_plugins(plugins(STEERER_ENTRY_POINT_GROUP, family), "steering family", skip=STEERERS)
     return STEERERS.get(family)
 
 

@@ -10,10 +10,10 @@ its bundles to the Survey (question subsets, steering contexts) and raises
 """
 from __future__ import annotations
 
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Callable
 
+from ..plugins import load_plugins, plugins
 from ..survey import Survey, SurveyError
 
 ENTRY_POINT_GROUP = "persona_bench.loaders"
@@ -38,12 +38,7 @@ def register_loader(kind: str) -> Callable[[Loader], Loader]:
 
 def loaders() -> dict[str, Loader]:
     """Every registered loader, the entry-point plugins' included."""
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        if entry.name not in LOADERS:
-            try:
-                entry.load()
-            except Exception as exc:  # a broken plugin must say which one it is
-                raise SurveyError(f"data loader plugin {entry.name!r} ({entry.value}) failed to load: {type(exc).__name__}: {exc}") from None
+    load_plugins(plugins(ENTRY_POINT_GROUP), "data loader plugin", skip=LOADERS, error=SurveyError)
     return LOADERS
 
 
