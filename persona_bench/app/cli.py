@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import typing
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
 from typing import Callable, Mapping
@@ -32,7 +31,7 @@ import numpy as np
 from tabulate import tabulate
 
 from ..harness.errors import ConfigError, PersonaBenchError
-from ..harness.options import flag, help_text
+from ..harness.options import flag, help_text, value_type
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {}
 
@@ -85,10 +84,9 @@ RUN_FLAGS = ("model", "persona", "k", "max_eval_people", "seed", "protocol", "cf
 def config_flag(parser: argparse.ArgumentParser, name: str, **overrides) -> None:
     """The flag of RunConfig field ``name`` from its declaration (type, default, choices, help); ``overrides`` win."""
     from ..harness.config import RunConfig
-    from ..harness.options import allowed_types
 
     item = next(f for f in fields(RunConfig) if f.name == name)
-    kind = next(t for t in allowed_types(typing.get_type_hints(RunConfig)[name], item.default) if t is not type(None))
+    kind = value_type(RunConfig, name, item.default)
     settings = {"default": item.default, "help": help_text(item, choices=False)}
     if kind is bool:
         settings["action"] = "store_true"
@@ -223,22 +221,13 @@ def add_run_args(run: argparse.ArgumentParser, defaults: Mapping[str, object] | 
     run.set_defaults(**(defaults or {}))
 
 
-def option_type(options: type, name: str, default: object) -> type:
-    """The value type of an Options field (``int | None`` -> int)."""
-    if default is not None:
-        return type(default)
-    hint = typing.get_type_hints(options).get(name, str)
-    candidates = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
-    return candidates[0] if isinstance(candidates[0], type) else str
-
-
 def method_options(method: type, argv: list[str], parser: argparse.ArgumentParser, preset: dict | None = None) -> dict:
     """Parse a method's own flags (one per field of its Options dataclass) from ``argv``; values
     of ``preset`` fill the flags not given. Returns the options that differ from the defaults."""
     own = argparse.ArgumentParser(prog=f"persona-bench run --method {method.name}", add_help=False, allow_abbrev=False)
     for f in fields(method.Options):
         default = (preset or {}).get(f.name, None if f.default is MISSING else f.default)
-        kind = option_type(method.Options, f.name, default)
+        kind = value_type(method.Options, f.name, default)
         if kind is bool:
             own.add_argument(flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text(f))
         else:

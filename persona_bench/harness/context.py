@@ -77,7 +77,7 @@ class RunContext:
     def with_answers(self, pairs: pd.DataFrame) -> pd.DataFrame:
         """(respondent, question) rows joined with the chosen ``option`` and its ``value``; every
         pair must be a train answer or a revealed one (:meth:`known_answers`)."""
-        visible = pd.concat([self.split.train_answers(), self.revealed_pairs()])[["respondent", "question"]].drop_duplicates()
+        visible = self.visible_pairs().drop_duplicates()
         outside = pairs[["respondent", "question"]].merge(visible, how="left", indicator=True)["_merge"] == "left_only"
         if outside.any():
             respondent, question = pairs[["respondent", "question"]].iloc[int(np.argmax(outside.to_numpy()))]
@@ -89,6 +89,10 @@ class RunContext:
     def _answers_of(self, pairs: pd.DataFrame) -> pd.DataFrame:
         """:meth:`with_answers` unchecked: the harness's own (targets, the membership audit), never a method's."""
         return pairs.merge(self._survey.responses, on=["respondent", "question"], how="left", validate="one_to_one")
+
+    def visible_pairs(self) -> pd.DataFrame:
+        """Every (respondent, question) pair whose answer a method may see: train and revealed answers."""
+        return pd.concat([self.split.train_answers(), self.revealed_pairs()])[["respondent", "question"]]
 
     def revealed_pairs(self) -> pd.DataFrame:
         """The scored people's revealed (respondent, question) pairs (none beyond train answers for seen users)."""
@@ -128,8 +132,7 @@ class RunContext:
             space = fit_personas(self._survey, self.split, self.config.cf_solver, self.config.cf_dim, self.seed)
             if self.world.is_main:
                 space.save(folder, self.names)
-        foldable = pd.concat([self.split.train_answers(), self.revealed_pairs()])
-        space.values = space.values.reindex(pd.MultiIndex.from_frame(foldable[["respondent", "question"]]))
+        space.values = space.values.reindex(pd.MultiIndex.from_frame(self.visible_pairs()))
         return space
 
     def individual_vectors(self) -> tuple[pd.Index, np.ndarray]:

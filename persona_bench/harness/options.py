@@ -75,6 +75,12 @@ def allowed_types(hint: object, default: object) -> tuple[type, ...]:
     return (type(default),) if default is not None else ()
 
 
+def value_type(options: type, name: str, default: object) -> type:
+    """The type a flag parses a field's value as (``int | None`` -> int; text where nothing says)."""
+    found = [t for t in allowed_types(typing.get_type_hints(options).get(name), default) if t is not type(None)]
+    return found[0] if found else str
+
+
 def accepts(allowed: tuple[type, ...], value: object) -> bool:
     """Whether ``value`` fits ``allowed`` (run settings and method options alike): an int is a
     float, a bool is not a number."""

@@ -34,7 +34,7 @@ from .errors import ConfigError
 from .groups import alignment, disparity, option_distributions, population_distributions, weighted_macro_accuracy
 from .loaders import load_survey
 from .method import Method, build_options, get_method, resolve_config
-from .metrics import metric_summaries, per_person_accuracy, per_person_metrics
+from .metrics import metric_summaries, per_person_accuracy, per_person_metrics, registered_metrics
 from .record import TRAINING_FIELDS, MethodInfo, MetricValue, RunRecord, Training
 from .models import resolve_model
 from .personas import PersonaKind
@@ -220,10 +220,12 @@ def evaluate_here(
         predictions = scores.argmax(axis=1)
         names = pseudonyms_for(config.pseudonymize, runs_dir)
         write_samples(run_dir, docs, scores, predictions, names)
+        metrics = registered_metrics()
         per_person = per_person_metrics(docs["respondent"].to_numpy(), scores, option_distributions(scores, method.scores_are),
-                                        docs["target"].to_numpy(), option_values(docs, context._survey), context._survey.respondents["weight"])
+                                        docs["target"].to_numpy(), option_values(docs, context._survey), context._survey.respondents["weight"],
+                                        metrics)
         write_person_metrics(run_dir, per_person, names)
-        summaries = metric_summaries(per_person, seed=config.seed)
+        summaries = metric_summaries(per_person, seed=config.seed, metrics=metrics)
         accuracy = summaries.pop("accuracy")
         report = method.report()
         record = RunRecord(
