@@ -24,7 +24,7 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from persona_bench.harness.lm import ScoreCache  # noqa: E402
+from persona_bench.harness.scoring.lm import ScoreCache  # noqa: E402
 
 
 def writer(path: str, worker: int, rounds: int, batch: int, start, results) -> None:

@@ -1,4 +1,4 @@
-"""Benchmark the collaborative-filtering fit (persona_bench.harness.cf) for speed and memory.
+"""Benchmark the collaborative-filtering fit (persona_bench.harness.personas.cf) for speed and memory.
 
 For each solver (ALS and the paper's Adam path, both with their default settings) it measures:
 
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from persona_bench.harness.cf import SOLVERS, Ratings
+from persona_bench.harness.personas.cf import SOLVERS, Ratings
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "opinionqa"
 FULL = dict(n_people=18_339, n_questions=1_476, n_answers=2_000_000)
@@ -119,9 +119,9 @@ def run_synthetic(solver: str, size: dict, threads: int | None) -> dict:
 
 
 def run_real(solver: str, threads: int | None) -> dict:
-    from persona_bench.harness.loaders import load_survey
-    from persona_bench.harness.personas import fit_personas
-    from persona_bench.harness.protocol import make_split
+    from persona_bench.harness.data.loaders import load_survey
+    from persona_bench.harness.personas.space import fit_personas
+    from persona_bench.harness.data.protocol import make_split
 
     threads = set_threads(threads)
     survey = load_survey(f"opinionqa:{DATA}", waves=["W26", "W41"])

@@ -27,8 +27,8 @@ import torch  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
-from persona_bench.harness.models import model_config, parameter_counts  # noqa: E402
-from persona_bench.harness.steering import Steering, checkpointed, kv_shapes, token_logprobs  # noqa: E402
+from persona_bench.harness.scoring.models import model_config, parameter_counts  # noqa: E402
+from persona_bench.harness.scoring.steering import Steering, checkpointed, kv_shapes, token_logprobs  # noqa: E402
 
 GIB = 2**30
 LAYER_FIELDS = ("num_hidden_layers", "n_layer")
@@ -98,7 +98,7 @@ def activations_per_row(name: str, tokens: int, checkpointing: bool) -> int:
 
 def measured(name: str, batches: list[int], tokens: int, checkpointing: bool, steps: int = 5) -> dict[int, tuple[float, float]]:
     """On a GPU: the full model's peak GiB and training examples/s per batch size."""
-    from persona_bench.harness.models import random_model
+    from persona_bench.harness.scoring.models import random_model
 
     model = random_model(name, device="cuda", dtype="bfloat16")
     found = {}

@@ -27,11 +27,11 @@ def worker(people: int, method: str, out: Path) -> None:
     """One rank: prepare everything, then time the scoring only."""
     import torch
 
-    from persona_bench.harness.config import RunConfig
-    from persona_bench.harness.distributed import World
-    from persona_bench.harness.loaders import load_survey
-    from persona_bench.harness.method import build_options, get_method, resolve_config
-    from persona_bench.harness.protocol import make_split, scored_docs
+    from persona_bench.harness.runs.config import RunConfig
+    from persona_bench.harness.core.distributed import World
+    from persona_bench.harness.data.loaders import load_survey
+    from persona_bench.harness.method.base import build_options, get_method, resolve_config
+    from persona_bench.harness.data.protocol import make_split, scored_docs
     from persona_bench.harness.runner import build_context
 
     torch.set_num_threads(1)
@@ -57,7 +57,7 @@ def worker(people: int, method: str, out: Path) -> None:
 
 def launch(processes: int, people: int, method: str) -> dict:
     """Run the workers with a fresh cache (the converted model linked in, no scores) and read rank 0's timing."""
-    from persona_bench.harness.models import cache_root, smollm2_folder
+    from persona_bench.harness.scoring.models import cache_root, smollm2_folder
 
     smollm2_folder()
     out = Path(tempfile.mkdtemp()) / "result.json"

@@ -47,7 +47,7 @@ def run_setting(name: str, args: argparse.Namespace) -> tuple[dict, dict[str, di
     from persona_bench.app.cli import build_parser, run_config
     from persona_bench.app.cli import main as cli
     from persona_bench.harness.runner import companions
-    from persona_bench.harness.store import read_results
+    from persona_bench.harness.runs.store import read_results
 
     argv = setting_argv(name, args)
     if cli(argv) != 0:
@@ -60,8 +60,8 @@ def run_setting(name: str, args: argparse.Namespace) -> tuple[dict, dict[str, di
 
 def comparison(result, other, runs: Path) -> str:
     """Paired difference in points with its 95% CI."""
-    from persona_bench.harness.metrics import paired_comparison
-    from persona_bench.harness.store import read_samples
+    from persona_bench.harness.metrics.registry import paired_comparison
+    from persona_bench.harness.runs.store import read_samples
 
     return paired_comparison(read_samples(runs / result.run_id), read_samples(runs / other.run_id)).in_points()
 

@@ -23,10 +23,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from tabulate import tabulate  # noqa: E402
 
 from persona_bench import evaluate  # noqa: E402
-from persona_bench.harness.config import RunConfig  # noqa: E402
-from persona_bench.harness.loaders import load_survey  # noqa: E402
-from persona_bench.harness.personas import PersonaKind, fit_personas, persona_vectors  # noqa: E402
-from persona_bench.harness.protocol import SplitConfig, make_split  # noqa: E402
+from persona_bench.harness.runs.config import RunConfig  # noqa: E402
+from persona_bench.harness.data.loaders import load_survey  # noqa: E402
+from persona_bench.harness.personas.space import PersonaKind, fit_personas, persona_vectors  # noqa: E402
+from persona_bench.harness.data.protocol import SplitConfig, make_split  # noqa: E402
 
 
 def peak_mib() -> float:

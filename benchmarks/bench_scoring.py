@@ -37,14 +37,14 @@ from lm_eval.tasks import TaskManager  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from persona_bench.baselines.prompting import Context, Demographics, RawQuestion  # noqa: E402
-from persona_bench.harness.evaluation import task_records  # noqa: E402
-from persona_bench.harness.lm import LetterScoringLM  # noqa: E402
-from persona_bench.harness.loaders import load_survey  # noqa: E402
-from persona_bench.harness.models import resolve_model  # noqa: E402
-from persona_bench.harness.protocol import make_split, scored_docs  # noqa: E402
-from persona_bench.harness.config import RunConfig  # noqa: E402
+from persona_bench.harness.scoring.evaluation import task_records  # noqa: E402
+from persona_bench.harness.scoring.lm import LetterScoringLM  # noqa: E402
+from persona_bench.harness.data.loaders import load_survey  # noqa: E402
+from persona_bench.harness.scoring.models import resolve_model  # noqa: E402
+from persona_bench.harness.data.protocol import make_split, scored_docs  # noqa: E402
+from persona_bench.harness.runs.config import RunConfig  # noqa: E402
 from persona_bench.harness.runner import build_context  # noqa: E402
-from persona_bench.harness.method import resolve_config  # noqa: E402
+from persona_bench.harness.method.base import resolve_config  # noqa: E402
 from persona_bench.tasks import TASKS_DIR  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "opinionqa"

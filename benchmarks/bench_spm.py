@@ -24,10 +24,10 @@ import torch  # noqa: E402
 from lm_eval.api.instance import Instance  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
-from persona_bench.harness.lm import LetterScoringLM, SteeredLM  # noqa: E402
-from persona_bench.harness.loaders import load_survey  # noqa: E402
-from persona_bench.harness.steering import body_of, token_batch  # noqa: E402
-from persona_bench.harness.training import build_examples, length_bucketed_batches, letter_logprobs  # noqa: E402
+from persona_bench.harness.scoring.lm import LetterScoringLM, SteeredLM  # noqa: E402
+from persona_bench.harness.data.loaders import load_survey  # noqa: E402
+from persona_bench.harness.scoring.steering import body_of, token_batch  # noqa: E402
+from persona_bench.harness.training.loop import build_examples, length_bucketed_batches, letter_logprobs  # noqa: E402
 from persona_bench.methods.spm.model import SoftPromptModel  # noqa: E402
 from persona_bench.tasks.prompts import ANSWER_PREFIX, LETTERS, raw_prompt  # noqa: E402
 

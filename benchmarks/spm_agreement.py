@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from persona_bench.harness.metrics import paired_comparison
-from persona_bench.harness.record import RunRecord
-from persona_bench.harness.store import finished_runs, read_samples
+from persona_bench.harness.metrics.registry import paired_comparison
+from persona_bench.harness.runs.record import RunRecord
+from persona_bench.harness.runs.store import finished_runs, read_samples
 from persona_bench.leaderboard.frame import budget_label, options_label, recipe_overrides
 
 

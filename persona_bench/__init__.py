@@ -17,41 +17,43 @@ from .version import __version__
 
 # public name -> the module (under persona_bench) that defines it
 PUBLIC = {
-    "RunConfig": "harness.config",
+    "RunConfig": "harness.runs.config",
     "evaluate": "harness.runner",
     "companions": "harness.runner",
     "build_context": "harness.runner",
-    "RunContext": "harness.context",
-    "load_survey": "harness.loaders",
-    "register_loader": "harness.loaders",
-    "Survey": "harness.survey",
-    "Question": "harness.survey",
-    "Method": "harness.method",
-    "register_method": "harness.method",
-    "LearnedSteering": "harness.learned",
-    "Steerer": "harness.steerer",
-    "register_steerer": "harness.steerer",
-    "register_metric": "harness.metrics",
-    "PersonDocs": "harness.metrics",
-    "RunRecord": "harness.record",
+    "RunContext": "harness.method.context",
+    "load_survey": "harness.data.loaders",
+    "register_loader": "harness.data.loaders",
+    "Survey": "harness.data.survey",
+    "Question": "harness.data.survey",
+    "Method": "harness.method.base",
+    "register_method": "harness.method.base",
+    "option": "harness.core.options",
+    "LearnedSteering": "harness.training.learned",
+    "Steerer": "harness.scoring.steerer",
+    "register_steerer": "harness.scoring.steerer",
+    "register_metric": "harness.metrics.registry",
+    "PersonDocs": "harness.metrics.registry",
+    "RunRecord": "harness.runs.record",
     "write_leaderboard": "leaderboard.render",
-    "ConfigError": "harness.errors",
-    "PersonaBenchError": "harness.errors",
+    "ConfigError": "harness.core.errors",
+    "PersonaBenchError": "harness.core.errors",
 }
 __all__ = ["__version__", *PUBLIC]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time each name loads on first use
-    from .harness.config import RunConfig
-    from .harness.context import RunContext
-    from .harness.errors import ConfigError, PersonaBenchError
-    from .harness.learned import LearnedSteering
-    from .harness.loaders import load_survey, register_loader
-    from .harness.method import Method, register_method
-    from .harness.metrics import PersonDocs, register_metric
-    from .harness.record import RunRecord
+    from .harness.core.errors import ConfigError, PersonaBenchError
+    from .harness.core.options import option
+    from .harness.data.loaders import load_survey, register_loader
+    from .harness.data.survey import Question, Survey
+    from .harness.method.base import Method, register_method
+    from .harness.method.context import RunContext
+    from .harness.metrics.registry import PersonDocs, register_metric
     from .harness.runner import build_context, companions, evaluate
-    from .harness.steerer import Steerer, register_steerer
-    from .harness.survey import Question, Survey
+    from .harness.runs.config import RunConfig
+    from .harness.runs.record import RunRecord
+    from .harness.scoring.steerer import Steerer, register_steerer
+    from .harness.training.learned import LearnedSteering
     from .leaderboard.render import write_leaderboard
 
 

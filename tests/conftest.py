@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from persona_bench.harness.loaders.demo import generate_demo
-from persona_bench.harness.protocol import make_split
-from persona_bench.harness.survey import Survey
+from persona_bench.harness.data.loaders.demo import generate_demo
+from persona_bench.harness.data.protocol import make_split
+from persona_bench.harness.data.survey import Survey
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 OPINIONQA = SHARED_DATA / "opinionqa"

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from persona_bench.app.cli import main
-from persona_bench.harness.errors import ConfigError
-from persona_bench.harness.lm import LetterScoringLM
-from persona_bench.harness.steering import Steering, steered_hidden, token_batch
-from persona_bench.harness.training import TrainOptions, evaluate, train_steerer
+from persona_bench.harness.core.errors import ConfigError
+from persona_bench.harness.scoring.lm import LetterScoringLM
+from persona_bench.harness.scoring.steering import Steering, steered_hidden, token_batch
+from persona_bench.harness.training.loop import TrainOptions, evaluate, train_steerer
 from persona_bench.methods.activation.model import ActivationSteerer, parse_layers
 
 from .test_spm import planted_examples, tiny_models  # noqa: F401  (fixture)

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persona_bench.harness.analysis import (
+from persona_bench.harness.personas.analysis import (
     POPULATION,
     answer_distributions,
     cell,
@@ -17,9 +17,9 @@ from persona_bench.harness.analysis import (
     total_variation,
     write_analysis,
 )
-from persona_bench.harness.errors import ConfigError
-from persona_bench.harness.personas import fit_personas, kmeans
-from persona_bench.harness.survey import Question, Survey, responses_frame
+from persona_bench.harness.core.errors import ConfigError
+from persona_bench.harness.personas.space import fit_personas, kmeans
+from persona_bench.harness.data.survey import Question, Survey, responses_frame
 
 PEOPLE = ["p1", "p2", "p3", "p4", "p5"]
 LABELS = np.array([0, 0, 1, 1, 1])

@@ -6,7 +6,9 @@ an import made by name at run time: a string naming one of the package's modules
 those with a name computed at run time, which only the known mechanisms may make; all read with
 the standard library's ast. Layers, lowest first: ``tasks`` (prompts, lm-eval hooks),
 ``harness`` (the library), ``baselines`` / ``methods`` / ``leaderboard`` (built on it), ``app``
-(command line, orchestration, sweeps). An import may only go to the same or a lower layer;
+(command line, orchestration, sweeps). Inside ``harness`` the rooms are layers too, lowest first:
+core, data, personas, metrics, scoring, runs, method, training, then the pipeline's own modules
+(runner, plan, conformance) at its top. An import may only go to the same or a lower layer;
 ``__main__`` modules are entry points and may import the application.
 """
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "persona_bench"
 LAYERS = {"tasks": 0, "harness": 1, "baselines": 2, "methods": 2, "leaderboard": 2, "app": 3}
+HARNESS_ROOMS = {"core": 0, "data": 1, "personas": 2, "metrics": 3, "scoring": 4, "runs": 5, "method": 6, "training": 7}
+HARNESS_TOP = {"runner", "plan", "conformance"}  # the pipeline, above every room
 
 
 def module_name(path: Path) -> str:
@@ -71,9 +75,22 @@ def import_graph() -> dict[str, set[str]]:
     return {name: imported_modules(path, set(files)) for name, path in files.items()}
 
 
-def layer(module: str) -> int | None:
+def layer(module: str) -> tuple[int, int] | None:
+    """(package layer, room layer inside harness); None for the package root."""
     parts = module.split(".")
-    return LAYERS.get(parts[1]) if len(parts) > 1 else None
+    if len(parts) < 2 or parts[1] not in LAYERS:
+        return None
+    room = 0
+    if parts[1] == "harness" and len(parts) > 2:
+        room = HARNESS_ROOMS.get(parts[2], len(HARNESS_ROOMS))
+    return LAYERS[parts[1]], room
+
+
+def test_every_harness_module_lives_in_a_room():
+    """A newcomer reads the data flow in harness/'s folder names: nothing new lands loose beside the pipeline."""
+    loose = sorted(m for m in import_graph() if m.startswith("persona_bench.harness.")
+                   and m.split(".")[2] not in HARNESS_ROOMS and m.split(".")[2] not in HARNESS_TOP)
+    assert loose == []
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -132,13 +149,14 @@ def test_imports_by_computed_name_are_the_known_mechanisms():
     assert computed == [
         "persona_bench",  # the public names' lazy import (PUBLIC, a table of its own modules)
         "persona_bench.app.executors",  # a Ray / submitit worker importing the user's --import modules
-        "persona_bench.harness.method",  # import_children (a package's own children) and the user's --import modules
+        "persona_bench.harness.method.base",  # import_children (a package's own children) and the user's --import modules
     ]
 
 
 def test_the_checks_can_fail(tmp_path):
     assert cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
-    assert layer("persona_bench.harness.lm") < layer("persona_bench.app.cli")
+    assert layer("persona_bench.harness.scoring.lm") < layer("persona_bench.app.cli")
+    assert layer("persona_bench.harness.scoring.steerer") < layer("persona_bench.harness.method.base") < layer("persona_bench.harness.runner")
     by_name = tmp_path / "by_name_probe.py"
     by_name.write_text('import importlib\nimportlib.import_module("persona_bench.app.cli")\nimportlib.import_module(f"x{1}")\n')
     assert imported_modules(by_name, {"persona_bench.app.cli"}) == {"persona_bench.app.cli"} and computes_import_names(by_name)

@@ -1,4 +1,4 @@
-"""The membership audit of trained steerers (persona_bench.harness.audit): a planted over-fitted
+"""The membership audit of trained steerers (persona_bench.harness.training.audit): a planted over-fitted
 module is caught (AUC well above 0.5, a warning in the output, on the leaderboard), the untrained
 control is not, and the audit of a normal demo SPM run is in its record and its printed output."""
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 
 from persona_bench.app.cli import main
 from persona_bench.harness.runner import method_in_context
-from persona_bench.harness.audit import AUDIT_FILE, auc_with_ci, leaks
-from persona_bench.harness.config import RunConfig
-from persona_bench.harness.training import TrainOptions, train_steerer
+from persona_bench.harness.training.audit import AUDIT_FILE, auc_with_ci, leaks
+from persona_bench.harness.runs.config import RunConfig
+from persona_bench.harness.training.loop import TrainOptions, train_steerer
 
 
 def test_auc_with_ci_separates_and_does_not_separate():

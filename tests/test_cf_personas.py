@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persona_bench.harness.cf import AdamFactorizer, ALSFactorizer, Ratings
-from persona_bench.harness.errors import ConfigError
-from persona_bench.harness.personas import (
+from persona_bench.harness.personas.cf import AdamFactorizer, ALSFactorizer, Ratings
+from persona_bench.harness.core.errors import ConfigError
+from persona_bench.harness.personas.space import (
     PersonaKind,
     PersonaSpace,
     fit_personas,

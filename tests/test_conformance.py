@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from persona_bench.harness.conformance import ConformanceError, check_method
-from persona_bench.harness.method import METHODS, Method, load_methods, register_method
+from persona_bench.harness.method.base import METHODS, Method, load_methods, register_method
 
 BUILT_IN = sorted(load_methods())
 

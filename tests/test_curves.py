@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 
 from persona_bench.app.cli import main
-from persona_bench.harness.config import RunConfig
-from persona_bench.harness.method import get_method
-from persona_bench.harness.record import MethodInfo, RunRecord, Training
+from persona_bench.harness.runs.config import RunConfig
+from persona_bench.harness.method.base import get_method
+from persona_bench.harness.runs.record import MethodInfo, RunRecord, Training
 from persona_bench.leaderboard.curves import crossing
 
 

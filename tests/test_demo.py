@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from persona_bench.harness.loaders import load_survey
-from persona_bench.harness.loaders.demo import generate_demo
+from persona_bench.harness.data.loaders import load_survey
+from persona_bench.harness.data.loaders.demo import generate_demo
 
 
 def test_default_demo_shape():

@@ -99,7 +99,7 @@ def test_lm_eval_cli_splits_requests_across_ranks(launched, tiny_model_path, tmp
 
 RANK_DIES = """
 import time
-from persona_bench.harness.distributed import World
+from persona_bench.harness.core.distributed import World
 world = World.current()
 if world.rank == 1:
     raise RuntimeError("rank 1 fails")

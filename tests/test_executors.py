@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from persona_bench.harness.store import claim, claim_holder, release
+from persona_bench.harness.runs.store import claim, claim_holder, release
 
 GRID = """
 defaults:

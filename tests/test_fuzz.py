@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from persona_bench.app.sweep import load_grid
-from persona_bench.harness.errors import PersonaBenchError
-from persona_bench.harness.loaders import load_survey
+from persona_bench.harness.core.errors import PersonaBenchError
+from persona_bench.harness.data.loaders import load_survey
 
 from .test_opinionqa_loader import INFO, METADATA, RESPONSES, write_wave
 

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from persona_bench.harness.groups import (
+from persona_bench.harness.metrics.groups import (
     Scales, alignment, disparity, option_distributions, rep_tv, total_variation, wasserstein, weighted_macro_accuracy,
 )
-from persona_bench.harness.metrics import per_person_accuracy
-from persona_bench.harness.survey import Question, Survey
+from persona_bench.harness.metrics.registry import per_person_accuracy
+from persona_bench.harness.data.survey import Question, Survey
 
 WORLDDANGER = (1.0, 2.0, 1.5)  # W26's unordered scale: the third option lies between the first two
 
@@ -84,7 +84,7 @@ def test_a_run_finished_before_group_figures_gets_the_same_ones_from_its_samples
     import json
 
     from persona_bench import evaluate
-    from persona_bench.harness.config import RunConfig
+    from persona_bench.harness.runs.config import RunConfig
 
     config = RunConfig(method="majority", data="demo:300", max_eval_people=60)
     first = evaluate(config, tmp_path, log=lambda _: None)
@@ -109,7 +109,7 @@ def test_a_nominal_question_counts_for_total_variation_only():
 
 def test_steerability_table_shows_every_method_per_value_of_the_steered_trait(tmp_path):
     from persona_bench import evaluate
-    from persona_bench.harness.config import RunConfig
+    from persona_bench.harness.runs.config import RunConfig
     from persona_bench.leaderboard.frame import results_frame
     from persona_bench.leaderboard.groups import group_tables
 

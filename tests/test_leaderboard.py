@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from persona_bench.app.cli import main
-from persona_bench.harness.errors import ConfigError
-from persona_bench.harness.method import METHODS, Method, register_method
+from persona_bench.harness.core.errors import ConfigError
+from persona_bench.harness.method.base import METHODS, Method, register_method
 from persona_bench.app.sweep import expand, load_grid
 from persona_bench.leaderboard import write_leaderboard
 

@@ -12,8 +12,8 @@ import pytest
 
 import persona_bench
 from persona_bench.app.cli import main
-from persona_bench.harness.errors import HeldOutAnswerError
-from persona_bench.harness.method import METHODS
+from persona_bench.harness.core.errors import HeldOutAnswerError
+from persona_bench.harness.method.base import METHODS
 from persona_bench.harness.runner import build_context
 
 
@@ -22,7 +22,7 @@ def test_public_names_load_on_first_use_and_import_stays_light():
             "print(heavy); print(persona_bench.evaluate.__module__, persona_bench.RunConfig.__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0] == "[]", "import persona_bench loads nothing heavy"
-    assert out[1] == "persona_bench.harness.runner persona_bench.harness.config"
+    assert out[1] == "persona_bench.harness.runner persona_bench.harness.runs.config"
     for name in persona_bench.__all__:
         assert getattr(persona_bench, name) is not None
     with pytest.raises(AttributeError):
@@ -78,7 +78,7 @@ CHEAT = textwrap.dedent('''
     """A method that reads the answers it is scored on."""
     import numpy as np
 
-    from persona_bench.harness.method import Method, register_method
+    from persona_bench.harness.method.base import Method, register_method
 
 
     @register_method
@@ -146,7 +146,7 @@ def test_an_unseen_run_s_persona_space_folds_in_its_k_answers_only(tmp_path):
 def test_a_broken_plugin_stops_with_one_line_naming_it():
     from importlib.metadata import EntryPoint
 
-    from persona_bench.harness.plugins import load_plugins
+    from persona_bench.harness.core.plugins import load_plugins
 
     broken = EntryPoint(name="broken", value="no_such_module_anywhere", group="persona_bench.metrics")
     with pytest.raises(persona_bench.ConfigError, match=r"^metric plugin 'broken' \(no_such_module_anywhere\) failed to load: ModuleNotFoundError"):

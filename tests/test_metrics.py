@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from persona_bench.harness.metrics import bootstrap_ci, macro_score, paired_comparison, per_person_accuracy
+from persona_bench.harness.metrics.registry import bootstrap_ci, macro_score, paired_comparison, per_person_accuracy
 
 
 def test_macro_accuracy_weights_people_not_answers():
@@ -48,7 +48,7 @@ def test_paired_comparison_needs_the_same_docs():
 
 
 def test_holm_adjusts_step_down_and_stays_monotone():
-    from persona_bench.harness.metrics import holm
+    from persona_bench.harness.metrics.registry import holm
 
     # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> monotone 0.06
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])

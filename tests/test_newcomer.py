@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from persona_bench.app.cli import main, parse_command_line, run_config
-from persona_bench.harness.errors import ConfigError
-from persona_bench.harness.presets import PRESETS, Preset, get_preset, register_preset
+from persona_bench.harness.core.errors import ConfigError
+from persona_bench.harness.runs.presets import PRESETS, Preset, get_preset, register_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN_JOB_FLAGS = ["--mode", "prompt", "--virtual-tokens", "4", "--placement", "answer", "--max-train-answers", "3000",
@@ -79,7 +79,7 @@ def test_readme_examples_leave_a_checkout_clean(tmp_path, monkeypatch):
 
 
 def test_data_example_writes_the_opinionqa_layout_that_loads_back_as_the_same_survey(tmp_path, capsys):
-    from persona_bench.harness.loaders import load_survey
+    from persona_bench.harness.data.loaders import load_survey
 
     folder = tmp_path / "my-survey"
     assert main(["data", "example", str(folder), "--people", "60", "--questions", "6"]) == 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from persona_bench.app.cli import main
-from persona_bench.harness import atomic
+from persona_bench.harness.core import atomic
 
 TIMING = ("wall_seconds", "finished_at", "seconds")
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from persona_bench.harness.loaders import load_survey
-from persona_bench.harness.survey import SurveyError
+from persona_bench.harness.data.loaders import load_survey
+from persona_bench.harness.data.survey import SurveyError
 
 INFO = """\
 ,Unnamed: 0,key,option_mapping,question,references,option_ordinal

@@ -8,10 +8,10 @@ from typing import ClassVar
 import pytest
 
 from persona_bench.app.cli import main
-from persona_bench.harness.errors import ConfigError
-from persona_bench.harness.learned import LearnedSteering
-from persona_bench.harness.method import Method, build_options, get_method
-from persona_bench.harness.options import option, with_roles
+from persona_bench.harness.core.errors import ConfigError
+from persona_bench.harness.training.learned import LearnedSteering
+from persona_bench.harness.method.base import Method, build_options, get_method
+from persona_bench.harness.core.options import option, with_roles
 
 
 def test_roles_come_from_the_declarations():

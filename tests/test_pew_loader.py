@@ -7,10 +7,10 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from persona_bench.harness.loaders import load_survey
-from persona_bench.harness.loaders.opinionqa import load_opinionqa
-from persona_bench.harness.loaders.pew import income_bracket, load_pew, trait_label
-from persona_bench.harness.survey import SurveyError
+from persona_bench.harness.data.loaders import load_survey
+from persona_bench.harness.data.loaders.opinionqa import load_opinionqa
+from persona_bench.harness.data.loaders.pew import income_bracket, load_pew, trait_label
+from persona_bench.harness.data.survey import SurveyError
 
 from .conftest import SHARED_DATA
 

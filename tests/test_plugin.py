@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from persona_bench.harness.method import Method, register_method
+from persona_bench.harness.method.base import Method, register_method
 
 
 @register_method
@@ -93,7 +93,7 @@ from pathlib import Path
 import pandas as pd
 
 from persona_bench import Question, Survey, register_loader
-from persona_bench.harness.survey import SurveyError, responses_frame
+from persona_bench.harness.data.survey import SurveyError, responses_frame
 
 
 @register_loader("jsonsurvey")
@@ -169,7 +169,7 @@ def test_a_metric_registered_in_code_is_computed_ranked_and_exported(tmp_path, c
     import csv
 
     from persona_bench.app.cli import main
-    from persona_bench.harness.metrics import METRICS, register_metric
+    from persona_bench.harness.metrics.registry import METRICS, register_metric
 
     @register_metric("first_option_share", higher_is_better=False, description="test: share of answers predicted as the first option")
     def first_option_share(person):

@@ -13,9 +13,9 @@ from lm_eval.api.model import LM
 
 from persona_bench.baselines.prompting import Context
 from persona_bench.app.cli import main
-from persona_bench.harness.evaluation import evaluate_records
-from persona_bench.harness.lm import LetterScoringLM
-from persona_bench.harness.models import ModelUnavailable, resolve_model
+from persona_bench.harness.scoring.evaluation import evaluate_records
+from persona_bench.harness.scoring.lm import LetterScoringLM
+from persona_bench.harness.scoring.models import ModelUnavailable, resolve_model
 from persona_bench.tasks.prompts import context_prompt, demographics_prompt, raw_prompt
 
 DOC = {
@@ -181,8 +181,8 @@ def test_lm_eval_cli_runs_the_task_with_our_model(tiny_model_path, tmp_path):
 
 
 def test_steering_contexts_are_read_from_the_model_input_folder(tmp_path):
-    from persona_bench.harness.loaders.model_input import steering_contexts
-    from persona_bench.harness.survey import SurveyError
+    from persona_bench.harness.data.loaders.model_input import steering_contexts
+    from persona_bench.harness.data.survey import SurveyError
     from persona_bench.tasks.prompts import steered_prompt
 
     folder = tmp_path / "opinionqa"

@@ -6,9 +6,9 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from persona_bench.harness.loaders.demo import generate_demo
-from persona_bench.harness.protocol import Split, SplitConfig, make_split, scored_docs
-from persona_bench.harness.survey import SurveyError
+from persona_bench.harness.data.loaders.demo import generate_demo
+from persona_bench.harness.data.protocol import Split, SplitConfig, make_split, scored_docs
+from persona_bench.harness.data.survey import SurveyError
 
 
 def test_people_are_split_per_wave_and_disjoint(demo_split, demo_survey):
@@ -88,7 +88,7 @@ def test_config_rejects_bad_shares():
 
 
 def test_heldout_questions_split_the_questions_not_the_answers(demo_survey):
-    from persona_bench.harness.protocol import SplitConfig, make_split
+    from persona_bench.harness.data.protocol import SplitConfig, make_split
 
     split = make_split(demo_survey, SplitConfig(seed=3, protocol="heldout-questions"))
     train_questions = set(split.train_answers()["question"])
@@ -122,7 +122,7 @@ def test_heldout_questions_run_with_its_own_reference_and_a_clear_refusal(tiny_m
 
 def two_wave_survey():
     """Panelists 1 and 2 answered W1 and W2; 3 only W1, 4 only W2."""
-    from persona_bench.harness.survey import Question, Survey
+    from persona_bench.harness.data.survey import Question, Survey
 
     questions = {f"Q{i}_{w}": Question(f"Q{i}_{w}", w, "text", ("a", "b"), (1.0, 2.0)) for w in ("W1", "W2") for i in (1, 2)}
     people = {"W1:1": "W1", "W1:2": "W1", "W1:3": "W1", "W2:1": "W2", "W2:2": "W2", "W2:4": "W2"}

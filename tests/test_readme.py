@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from persona_bench.app.cli import main
-from persona_bench.harness.method import METHODS
-from persona_bench.harness.steerer import STEERERS
+from persona_bench.harness.method.base import METHODS
+from persona_bench.harness.scoring.steerer import STEERERS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -124,7 +124,7 @@ def test_every_flag_the_readme_names_is_accepted_by_the_cli(tmp_path, monkeypatc
     options; the README's worked examples are imported for theirs); any other flag must belong to
     some persona-bench command or method, or to a tool in FOREIGN_FLAGS."""
     from persona_bench.app.cli import build_parser
-    from persona_bench.harness.method import load_methods
+    from persona_bench.harness.method.base import load_methods
 
     readme_module(tmp_path, monkeypatch, "my_methods")
     readme_module(tmp_path, monkeypatch, "my_steering")

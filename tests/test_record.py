@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from persona_bench import write_leaderboard
-from persona_bench.harness.config import RunConfig
-from persona_bench.harness.record import SCHEMA_VERSION, MethodInfo, MetricValue, RecordError, RunRecord, Training, upgrade
-from persona_bench.harness.store import StoreError, read_results, write_samples
+from persona_bench.harness.runs.config import RunConfig
+from persona_bench.harness.runs.record import SCHEMA_VERSION, MethodInfo, MetricValue, RecordError, RunRecord, Training, upgrade
+from persona_bench.harness.runs.store import StoreError, read_results, write_samples
 
 CONFIG = {"method": "cf", "model": None, "data": "demo", "waves": [], "persona": "individual", "users": "seen", "k": None,
           "max_eval_people": 20, "seed": 0, "people_train": 0.8, "answers_train": 0.8, "cf_solver": "als", "cf_dim": 16,

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from persona_bench.app.cli import main
-from persona_bench.harness.errors import ConfigError
+from persona_bench.harness.core.errors import ConfigError
 from persona_bench import evaluate
-from persona_bench.harness.config import RunConfig
-from persona_bench.harness.method import resolve_config
-from persona_bench.harness.store import read_samples
+from persona_bench.harness.runs.config import RunConfig
+from persona_bench.harness.method.base import resolve_config
+from persona_bench.harness.runs.store import read_samples
 
 REQUIRED = {"method", "model", "data", "persona", "users", "k", "seed", "accuracy", "ci95", "n_people", "n_answers", "wall_seconds"}
 quiet = lambda message: None  # noqa: E731
@@ -27,8 +27,8 @@ def runs(tmp_path_factory):
 def test_majority_predicts_each_questions_most_common_train_answer(runs):
     result = evaluate(RunConfig(method="majority", data="demo:600"), runs, log=quiet)
     samples = read_samples(runs / result.run_id)
-    from persona_bench.harness.loaders import load_survey
-    from persona_bench.harness.protocol import Split
+    from persona_bench.harness.data.loaders import load_survey
+    from persona_bench.harness.data.protocol import Split
 
     survey = load_survey("demo:600")
     split = Split.load(next((runs / "_shared").iterdir()), survey)

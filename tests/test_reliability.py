@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from persona_bench.app.cli import main
-from persona_bench.harness.lm import LetterScoringLM, SteeredLM
+from persona_bench.harness.scoring.lm import LetterScoringLM, SteeredLM
 from persona_bench.methods.spm.model import SoftPromptModel
 
 
@@ -48,7 +48,7 @@ def test_steered_scoring_and_training_use_no_deprecated_argument(tiny_model_path
         warnings.simplefilter("always")
         steered.loglikelihood(requests)
         steering = spm.steering(torch.zeros(1, 3))
-        from persona_bench.harness.steering import token_batch, token_logprobs
+        from persona_bench.harness.scoring.steering import token_batch, token_logprobs
 
         ids, mask = token_batch([lm.tok_encode("Question: Safe?\nAnswer:")], 0, "cpu")
         picked, _ = token_logprobs(lm.model, ids, mask, steering, torch.tensor([0]), torch.tensor([ids.shape[1] - 1]), torch.tensor([[5]]))
@@ -71,9 +71,9 @@ def test_pseudonymize_leaves_no_respondent_id_in_any_file_and_keeps_the_scores(t
     """Every method family with its companions (references, raw, untrained control): no file of
     the runs folder (run folders and _shared: split, personas, trained steerers, checkpoints)
     holds a survey respondent id, runs still pair person by person, and the scores are the plain run's."""
-    from persona_bench.harness.loaders import load_survey
-    from persona_bench.harness.metrics import paired_comparison
-    from persona_bench.harness.store import read_samples
+    from persona_bench.harness.data.loaders import load_survey
+    from persona_bench.harness.metrics.registry import paired_comparison
+    from persona_bench.harness.runs.store import read_samples
 
     base = ["run", "--model", str(tiny_model_path), "--data", "demo:300", "--max-eval-people", "8"]
     spm = ["--method", "spm", "--max-train-answers", "200", "--epochs", "1"]

@@ -8,8 +8,8 @@ import pytest
 from lm_eval.api.instance import Instance
 
 from persona_bench.app.cli import main
-from persona_bench.harness.lm import LetterScoringLM
-from persona_bench.harness.loaders import load_survey
+from persona_bench.harness.scoring.lm import LetterScoringLM
+from persona_bench.harness.data.loaders import load_survey
 from persona_bench.tasks.prompts import demographics_prompt, raw_prompt
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,7 @@ def w26(opinionqa_path):
 def test_smollm2_letter_scores_equal_stock_hflm(w26):
     from lm_eval.models.huggingface import HFLM
 
-    from persona_bench.harness.models import resolve_model
+    from persona_bench.harness.scoring.models import resolve_model
 
     folder = resolve_model("smollm2-135m")
     person = w26.respondents.iloc[0][list(w26.traits)].to_dict()
@@ -57,7 +57,7 @@ def test_pew_and_opinionqa_give_the_same_reference_accuracy(opinionqa_path, tmp_
 
 def independent_group_figures(run_dir, survey, scores_are: str, seed: int = 0, halves: int = 10) -> dict[str, dict]:
     """Rep and TV per group recomputed from a run's samples with plain loops and scipy, following the
-    definitions in harness/groups.py (the split-half draws follow its documented order)."""
+    definitions in harness/metrics/groups.py (the split-half draws follow its documented order)."""
     import gzip
 
     import pandas as pd

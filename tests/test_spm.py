@@ -13,10 +13,10 @@ from lm_eval.api.instance import Instance
 from transformers import DynamicCache
 
 from persona_bench.app.cli import main
-from persona_bench.harness import training
-from persona_bench.harness.lm import LetterScoringLM, SteeredLM
-from persona_bench.harness.steering import cache_argument
-from persona_bench.harness.training import TrainOptions, build_examples, evaluate, train_steerer
+from persona_bench.harness.training import loop as training
+from persona_bench.harness.scoring.lm import LetterScoringLM, SteeredLM
+from persona_bench.harness.scoring.steering import cache_argument
+from persona_bench.harness.training.loop import TrainOptions, build_examples, evaluate, train_steerer
 from persona_bench.methods.spm.model import SoftPromptModel
 
 from .tiny_models import ARCHITECTURES, make_tiny_model, training_architectures
@@ -215,8 +215,8 @@ def test_train_command_trains_once_and_run_reuses_it(tiny_model_path, tmp_path, 
 
 def test_untrained_control_keeps_the_initialisation_and_drops_the_budget():
     from persona_bench.harness.runner import companions
-    from persona_bench.harness.config import RunConfig
-    from persona_bench.harness.method import resolve_config
+    from persona_bench.harness.runs.config import RunConfig
+    from persona_bench.harness.method.base import resolve_config
 
     for options, kept in [({"recipe": "paper", "epochs": 3, "max_train_answers": 900}, {"recipe": "paper"}),
                           ({"init": "scaled", "lr": 3e-3, "mode": "prompt"}, {"init": "scaled", "mode": "prompt"})]:
@@ -226,7 +226,7 @@ def test_untrained_control_keeps_the_initialisation_and_drops_the_budget():
 
 
 def test_a_checkpoint_becomes_current_only_when_complete(tmp_path, tiny_models):
-    from persona_bench.harness.training import Checkpoint
+    from persona_bench.harness.training.loop import Checkpoint
 
     lm = LetterScoringLM(pretrained=str(tiny_models["llama"]), device="cpu", score_cache=None)
     spm = SoftPromptModel.for_model(lm.model, 2)

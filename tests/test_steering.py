@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from persona_bench.harness.lm import LetterScoringLM
-from persona_bench.harness.steering import Steering, checkpointed, decoder_layers, kv_shapes, prefix_cache, token_batch, token_logprobs
+from persona_bench.harness.scoring.lm import LetterScoringLM
+from persona_bench.harness.scoring.steering import Steering, checkpointed, decoder_layers, kv_shapes, prefix_cache, token_batch, token_logprobs
 
 from .test_spm import tiny_models  # noqa: F401  (fixture)
 
@@ -64,7 +64,7 @@ def test_a_device_map_scores_like_a_device(tiny_model_path):
 
 def own_states(lm: LetterScoringLM, tokens: list[int], start: int, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per layer, the keys/values the model itself computes at positions start .. start+count-1 of ``tokens``."""
-    from persona_bench.harness.steering import output_cache
+    from persona_bench.harness.scoring.steering import output_cache
 
     with torch.no_grad():
         cache = output_cache(lm.model.base_model(input_ids=torch.tensor([tokens]), use_cache=True))

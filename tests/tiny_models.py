@@ -12,7 +12,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
-from persona_bench.harness.loaders.demo import generate_demo
+from persona_bench.harness.data.loaders.demo import generate_demo
 from persona_bench.tasks.prompts import LETTERS, demographics_prompt, question_block
 
 ARCHITECTURES = {

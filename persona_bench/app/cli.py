@@ -30,8 +30,8 @@ from typing import Callable, Mapping
 import numpy as np
 from tabulate import tabulate
 
-from ..harness.errors import ConfigError, PersonaBenchError
-from ..harness.options import flag, help_text, value_type
+from ..harness.core.errors import ConfigError, PersonaBenchError
+from ..harness.core.options import flag, help_text, value_type
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {}
 
@@ -83,7 +83,7 @@ RUN_FLAGS = ("model", "persona", "k", "max_eval_people", "seed", "protocol", "cf
 
 def config_flag(parser: argparse.ArgumentParser, name: str, **overrides) -> None:
     """The flag of RunConfig field ``name`` from its declaration (type, default, choices, help); ``overrides`` win."""
-    from ..harness.config import RunConfig
+    from ..harness.runs.config import RunConfig
 
     item = next(f for f in fields(RunConfig) if f.name == name)
     kind = value_type(RunConfig, name, item.default)
@@ -104,7 +104,7 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 def load_data(args: argparse.Namespace):
     """The survey named by the data arguments."""
-    from ..harness.loaders import data_kind, load_survey
+    from ..harness.data.loaders import data_kind, load_survey
 
     if args.metadata is None:
         return load_survey(args.data, args.waves)
@@ -204,7 +204,7 @@ def build_parser(run_defaults: Mapping[str, object] | None = None) -> argparse.A
 
 def add_run_args(run: argparse.ArgumentParser, defaults: Mapping[str, object] | None = None) -> None:
     """Flags shared by ``run``, ``train`` and ``curve`` (``defaults``: a preset's run settings)."""
-    from ..harness.presets import PRESETS
+    from ..harness.runs.presets import PRESETS
 
     run.add_argument("--preset", choices=sorted(PRESETS), default=None,
                      help="named settings, overridden by explicit flags (see `persona-bench methods`); quick: the README's main job")
@@ -260,8 +260,8 @@ RESULT_HEADERS = ["method", "variant", "model", "persona", "users", "K", "answer
 
 def comparison_line(result, other, label: str, runs_dir: Path, seed: int) -> str:
     """``spm vs raw (unsteered LM): +11.0 points, 95% CI [+8.1, +13.9], p = 0.0001: above``."""
-    from ..harness.metrics import paired_comparison
-    from ..harness.store import read_samples
+    from ..harness.metrics.registry import paired_comparison
+    from ..harness.runs.store import read_samples
 
     comparison = paired_comparison(read_samples(runs_dir / result.run_id), read_samples(runs_dir / other.run_id), seed=seed)
     verdict = "not significantly different" if not comparison.significant else "above" if comparison.difference > 0 else "below"
@@ -279,8 +279,8 @@ def data_summary(args: argparse.Namespace, extra: list[str]) -> int:
 
 @command("data example")
 def data_example(args: argparse.Namespace, extra: list[str]) -> int:
-    from ..harness.loaders import load_survey
-    from ..harness.loaders.export import write_opinionqa
+    from ..harness.data.loaders import load_survey
+    from ..harness.data.loaders.export import write_opinionqa
 
     if args.people < 10 or args.questions < 2:
         raise ConfigError("data example: --people must be at least 10 and --questions at least 2")
@@ -294,7 +294,7 @@ def data_example(args: argparse.Namespace, extra: list[str]) -> int:
 
 @command("audit membership")
 def audit_membership_command(args: argparse.Namespace, extra: list[str]) -> int:
-    from ..harness.models import pick_device
+    from ..harness.scoring.models import pick_device
     from ..harness.runner import audit_finished_run
 
     record = audit_finished_run(args.run_dir, log=stderr_log, device=pick_device(args.device), max_train_answers=args.max_train_answers)
@@ -316,8 +316,8 @@ def parse_ks(text: str) -> tuple[int, ...]:
 
 def fitted_personas(args: argparse.Namespace):
     """Survey, split and persona space for the personas commands (the split is saved in --out)."""
-    from ..harness.personas import fit_personas
-    from ..harness.protocol import SplitConfig, make_split
+    from ..harness.personas.space import fit_personas
+    from ..harness.data.protocol import SplitConfig, make_split
 
     survey = load_data(args)
     split = make_split(survey, SplitConfig(seed=args.seed))
@@ -328,8 +328,8 @@ def fitted_personas(args: argparse.Namespace):
 
 @command("personas fit")
 def personas_fit(args: argparse.Namespace, extra: list[str]) -> int:
-    from ..harness.atomic import atomic_write_text
-    from ..harness.personas import elbow_curve, kmeans, pick_elbow
+    from ..harness.core.atomic import atomic_write_text
+    from ..harness.personas.space import elbow_curve, kmeans, pick_elbow
 
     survey, split, space = fitted_personas(args)
     space.save(args.out)
@@ -354,8 +354,8 @@ def personas_fit(args: argparse.Namespace, extra: list[str]) -> int:
 
 @command("personas analyze")
 def personas_analyze(args: argparse.Namespace, extra: list[str]) -> int:
-    from ..harness.analysis import write_analysis
-    from ..harness.personas import elbow_curve, kmeans, pick_elbow
+    from ..harness.personas.analysis import write_analysis
+    from ..harness.personas.space import elbow_curve, kmeans, pick_elbow
 
     survey, split, space = fitted_personas(args)
     k = args.k or pick_elbow(elbow_curve(space, split, seed=args.seed))
@@ -367,8 +367,8 @@ def personas_analyze(args: argparse.Namespace, extra: list[str]) -> int:
 
 @command("methods")
 def list_methods(args: argparse.Namespace, extra: list[str]) -> int:
-    from ..harness.method import get_method, load_methods
-    from ..harness.presets import PRESETS
+    from ..harness.method.base import get_method, load_methods
+    from ..harness.runs.presets import PRESETS
 
     if args.name is not None:
         return describe_method(get_method(args.name))
@@ -385,7 +385,7 @@ def list_methods(args: argparse.Namespace, extra: list[str]) -> int:
 
 def describe_method(method: type) -> int:
     """One method's options: flag, role, declared choices and help (``persona-bench methods NAME``)."""
-    from ..harness.options import role
+    from ..harness.core.options import role
 
     rows = [[flag(f.name), role(f), "/".join(map(str, f.metadata.get("choices") or ())) or "-",
              None if f.default is MISSING else f.default, f.metadata.get("help", "")] for f in fields(method.Options)]
@@ -398,7 +398,7 @@ def describe_method(method: type) -> int:
 
 @command("metrics")
 def list_metrics(args: argparse.Namespace, extra: list[str]) -> int:
-    from ..harness.metrics import registered_metrics
+    from ..harness.metrics.registry import registered_metrics
 
     rows = [[name, "higher" if metric.higher_is_better else "lower", metric.description] for name, metric in registered_metrics().items()]
     print(tabulate(rows, headers=["metric", "better", "description"], tablefmt="github"))
@@ -432,7 +432,7 @@ def leaderboard_command(args: argparse.Namespace, extra: list[str]) -> int:
 
 @command("sweep")
 def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
-    from ..harness.method import load_methods
+    from ..harness.method.base import load_methods
     from .sweep import sweep
 
     load_methods(tuple(args.imports))
@@ -476,7 +476,7 @@ def plan_command(args: argparse.Namespace) -> int:
 
 @command("models list")
 def list_models(args: argparse.Namespace, extra: list[str]) -> int:
-    from ..harness.models import ALIASES, model_status
+    from ..harness.scoring.models import ALIASES, model_status
 
     rows = [[a.name, a.hub_id or "-", model_status(a.name), a.description] for a in ALIASES.values()]
     print(tabulate(rows, headers=["alias", "hub id", "status", "description"], tablefmt="github"))
@@ -486,10 +486,10 @@ def list_models(args: argparse.Namespace, extra: list[str]) -> int:
 
 def run_config(args: argparse.Namespace, extra: list[str]):
     """The RunConfig described by ``run``/``train`` arguments (method flags parsed from ``extra``)."""
-    from ..harness.config import RunConfig
-    from ..harness.method import get_method, load_methods
-    from ..harness.models import pick_device
-    from ..harness.presets import get_preset
+    from ..harness.runs.config import RunConfig
+    from ..harness.method.base import get_method, load_methods
+    from ..harness.scoring.models import pick_device
+    from ..harness.runs.presets import get_preset
     from ..harness.runner import checked
 
     pick_device(args.device)  # a device that does not exist here is refused before any work
@@ -534,7 +534,7 @@ def train_command(args: argparse.Namespace, extra: list[str]) -> int:
 
 @command("run")
 def run_command(args: argparse.Namespace, extra: list[str]) -> int:
-    from ..harness.distributed import World
+    from ..harness.core.distributed import World
 
     config = run_config(args, extra)
     seeds = args.seeds or [config.seed]
@@ -547,7 +547,7 @@ def run_command(args: argparse.Namespace, extra: list[str]) -> int:
 
 def run_with_companions(config, args: argparse.Namespace) -> dict:
     """One run and the runs it is read beside; print their table and paired comparisons."""
-    from ..harness.distributed import World
+    from ..harness.core.distributed import World
     from ..harness.runner import REFERENCES, companions, evaluate
 
     result = evaluate(config, args.out, force=args.force, log=stderr_log, **placement(args))
@@ -572,7 +572,7 @@ def run_with_companions(config, args: argparse.Namespace) -> dict:
 
 def membership_line(audit: dict) -> str:
     """What the membership audit of a run's trained module found, in one line."""
-    from ..harness.audit import describe_audit, leaks
+    from ..harness.training.audit import describe_audit, leaks
 
     verdict = "its people can be told from others (a CI above 0.5)" if leaks(audit) else "no leak found (each CI includes 0.5 or lies below)"
     return (f"Membership audit of the trained module ({audit['members']} members vs {audit['non_members']} {audit['non_member_source']}): "
@@ -591,7 +591,7 @@ def seed_summary(by_seed: list[dict], seeds: list[int]) -> list[dict]:
 
 @command("curve")
 def curve_command(args: argparse.Namespace, extra: list[str]) -> int:
-    from ..harness.distributed import World
+    from ..harness.core.distributed import World
     from ..leaderboard.curves import CROSSED, crossing
     from ..harness.runner import companions, evaluate
 
@@ -618,7 +618,7 @@ def parse_command_line(argv: list[str] | None) -> tuple[argparse.ArgumentParser,
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if getattr(args, "preset", None):
-        from ..harness.presets import get_preset
+        from ..harness.runs.presets import get_preset
 
         parser = build_parser(get_preset(args.preset).run)
         args, extra = parser.parse_known_args(argv)
@@ -627,14 +627,14 @@ def parse_command_line(argv: list[str] | None) -> tuple[argparse.ArgumentParser,
 
 def mark_failed() -> None:
     """Tell a data-parallel launch this rank failed (only where one was started: --help stays free of torch)."""
-    distributed = sys.modules.get("persona_bench.harness.distributed")
+    distributed = sys.modules.get("persona_bench.harness.core.distributed")
     if distributed is not None:
         distributed.mark_failed()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``persona-bench`` console script."""
-    from ..harness.models import enforce_offline
+    from ..harness.scoring.models import enforce_offline
 
     enforce_offline()
     parser, args, extra = parse_command_line(argv)

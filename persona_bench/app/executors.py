@@ -3,7 +3,7 @@ as a SLURM job array through submitit (``slurm``). No scheduling of our own: Ray
 the work; persona-bench only says what each run needs.
 
 Every executor calls :func:`run_claimed` once per run. It claims the run folder atomically
-first (see :func:`persona_bench.harness.store.claim`), so two sweeps on the same grid and runs
+first (see :func:`persona_bench.harness.runs.store.claim`), so two sweeps on the same grid and runs
 folder, or a sweep and a stray Ray task, never do a run twice; a finished run is reused; a
 failure releases the claim, is reported with its error, and is retried by the next sweep.
 
@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..harness.config import RunConfig
-from ..harness.errors import ConfigError, PersonaBenchError
-from ..harness.method import get_method, load_methods
-from ..harness.record import RunRecord
-from ..harness.store import claim, claim_holder, holder_alive, read_results, release
+from ..harness.core.errors import ConfigError, PersonaBenchError
+from ..harness.method.base import get_method, load_methods
 from ..harness.runner import evaluate_here
+from ..harness.runs.config import RunConfig
+from ..harness.runs.record import RunRecord
+from ..harness.runs.store import claim, claim_holder, holder_alive, read_results, release
 
 EXECUTORS = ("local", "ray", "slurm")
 

@@ -15,9 +15,9 @@ import sys
 
 from lm_eval.__main__ import cli_evaluate
 
-from ..harness import lm  # noqa: F401  (registers persona-bench-lm and persona-bench-steered)
-from ..harness.method import load_methods
-from ..harness.models import enforce_offline
+from ..harness.method.base import load_methods
+from ..harness.scoring import lm  # noqa: F401  (registers persona-bench-lm and persona-bench-steered)
+from ..harness.scoring.models import enforce_offline
 from ..tasks import TASKS_DIR
 
 

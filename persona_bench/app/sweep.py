@@ -24,9 +24,9 @@ from typing import Callable
 
 import yaml
 
-from ..harness.config import RunConfig
-from ..harness.errors import ConfigError
-from ..harness.method import resolve_config
+from ..harness.core.errors import ConfigError
+from ..harness.method.base import resolve_config
+from ..harness.runs.config import RunConfig
 from .executors import describe, execute
 
 CONFIG_FIELDS = {f.name for f in fields(RunConfig)} - {"method_options"}

@@ -21,9 +21,9 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
-from ..harness.atomic import atomic_write_bytes
-from ..harness.errors import ConfigError, warn
-from ..harness.models import cache_root
+from ..harness.core.atomic import atomic_write_bytes
+from ..harness.core.errors import ConfigError, warn
+from ..harness.scoring.models import cache_root
 
 
 class Embedder(ABC):

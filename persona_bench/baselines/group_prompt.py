@@ -17,11 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 import pandas as pd
 
-from ..harness.context import RunContext
-from ..harness.errors import ConfigError
-from ..harness.loaders.model_input import STEERING_STYLES
-from ..harness.method import register_method
-from ..harness.options import option
+from ..harness.core.errors import ConfigError
+from ..harness.core.options import option
+from ..harness.data.loaders.model_input import STEERING_STYLES
+from ..harness.method.base import register_method
+from ..harness.method.context import RunContext
 from ..tasks.prompts import NON_VALUES, group_context
 from .prompting import PromptMethod
 

@@ -16,11 +16,11 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from ..harness.errors import ConfigError
-from ..harness.lm import LetterScoringLM
-from ..harness.method import Method, register_method
-from ..harness.context import RunContext
-from ..harness.options import option
+from ..harness.core.errors import ConfigError
+from ..harness.core.options import option
+from ..harness.method.base import Method, register_method
+from ..harness.method.context import RunContext
+from ..harness.scoring.lm import LetterScoringLM
 from .embedders import EMBEDDER_NAMES
 from .retrieval import QuestionSimilarity, answers_by_person, nearest
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..harness.context import RunContext
-from ..harness.method import Method, register_method
-from ..harness.options import option
+from ..harness.core.options import option
+from ..harness.method.base import Method, register_method
+from ..harness.method.context import RunContext
 from .embedders import EMBEDDER_NAMES
 from .retrieval import QuestionSimilarity, answers_by_person, nearest
 

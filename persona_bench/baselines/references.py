@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..harness.method import Method, register_method
-from ..harness.options import option
-from ..harness.personas import trait_groups
-from ..harness.context import RunContext
+from ..harness.core.options import option
+from ..harness.method.base import Method, register_method
+from ..harness.method.context import RunContext
+from ..harness.personas.space import trait_groups
 
 
 def option_counts(answers: pd.DataFrame, keys: list[str], width: int) -> pd.DataFrame:

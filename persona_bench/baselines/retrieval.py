@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..harness.survey import Survey
+from ..harness.data.survey import Survey
 from .embedders import get_embedder
 
 

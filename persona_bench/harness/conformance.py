@@ -23,12 +23,12 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from .config import RunConfig
-from .errors import HeldOutAnswerError
-from .method import build_options, get_method, resolve_config
-from .protocol import Split, scored_docs
+from .core.errors import HeldOutAnswerError
+from .data.protocol import Split, scored_docs
+from .data.survey import Survey
+from .method.base import build_options, get_method, resolve_config
 from .runner import build_context
-from .survey import Survey
+from .runs.config import RunConfig
 
 
 class ConformanceError(AssertionError):

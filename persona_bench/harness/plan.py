@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import RunConfig
-from .learned import MAX_VALIDATION, VALIDATION_SHARE, LearnedSteering
-from .loaders import load_survey
-from .method import build_options, get_method
-from .models import ModelUnavailable, parameter_counts, resolve_model
-from .protocol import SplitConfig, make_split, scored_docs, survey_for
-from .runner import build_context
 from ..tasks.prompts import PROMPTS, scored_prompt
+from .data.loaders import load_survey
+from .data.protocol import SplitConfig, make_split, scored_docs, survey_for
+from .method.base import build_options, get_method
+from .runner import build_context
+from .runs.config import RunConfig
+from .scoring.models import ModelUnavailable, parameter_counts, resolve_model
+from .training.learned import MAX_VALIDATION, VALIDATION_SHARE, LearnedSteering
 
 GPUS = {"h100": 989e12, "a100": 312e12, "l40s": 362e12}  # dense bf16 peak FLOP/s (vendor figures)
 UTILISATION = {"scoring": 0.35, "training": 0.25}  # assumed share of the peak a run achieves
@@ -151,7 +151,7 @@ def calibrate(seconds: float = 5.0) -> float:
     import torch
 
     try:
-        from ..harness.models import load_model
+        from .scoring.models import load_model
 
         model, _ = load_model("smollm2-135m", "cpu", "float32")
         active = active_parameters("smollm2-135m")

@@ -1,9 +1,9 @@
 """The library's pipeline: one run = (data, split, method, model, persona kind, users, K) ->
 scored docs -> results.json, through :func:`evaluate` (what ``persona-bench run``, sweeps, the
 executors, the benchmarks and the tests call); :func:`build_context` is the one place a
-:class:`~persona_bench.harness.context.RunContext` is made.
+:class:`~persona_bench.harness.method.context.RunContext` is made.
 
-Artifacts live in ``RUNS_DIR/<run-id>/`` (see :mod:`persona_bench.harness.store`); the split,
+Artifacts live in ``RUNS_DIR/<run-id>/`` (see :mod:`persona_bench.harness.runs.store`); the split,
 the CF persona space and trained steering modules are shared by every run on the same data and
 seed under ``RUNS_DIR/_shared/``. A finished run is not recomputed (``force`` to redo it), and
 an interrupted one starts again from its config, reusing what was saved (checkpoints, scores).
@@ -27,23 +27,23 @@ import numpy as np
 import pandas as pd
 
 from ..version import __version__
-from .config import RunConfig
-from .context import RunContext
-from .distributed import World
-from .errors import ConfigError
-from .groups import alignment, disparity, option_distributions, population_distributions, weighted_macro_accuracy
-from .loaders import load_survey
-from .method import Method, build_options, get_method, resolve_config
-from .metrics import metric_summaries, per_person_accuracy, per_person_metrics, registered_metrics
-from .record import TRAINING_FIELDS, MethodInfo, MetricValue, RunRecord, Training
-from .models import resolve_model
-from .personas import PersonaKind
-from .protocol import Split, make_split, scored_docs, survey_for
-from .store import (
+from .core.distributed import World
+from .core.errors import ConfigError
+from .data.loaders import load_survey
+from .data.protocol import Split, make_split, scored_docs, survey_for
+from .data.survey import Survey
+from .method.base import Method, build_options, get_method, resolve_config
+from .method.context import RunContext
+from .metrics.groups import alignment, disparity, option_distributions, population_distributions, weighted_macro_accuracy
+from .metrics.registry import metric_summaries, per_person_accuracy, per_person_metrics, registered_metrics
+from .personas.space import PersonaKind
+from .runs.config import RunConfig
+from .runs.record import TRAINING_FIELDS, MethodInfo, MetricValue, RunRecord, Training
+from .runs.store import (
     CONFIG, SHARED, claim_or_wait, pseudonyms_for, read_results, read_samples, release, shared_dir, write_config, write_person_metrics,
     write_results, write_samples,
 )
-from .survey import Survey
+from .scoring.models import resolve_model
 
 # The no-LLM references a run is read beside, per protocol (under heldout-questions no train answer
 # to a scored question exists, so a text-based reference replaces majority and cf).
@@ -139,11 +139,11 @@ def build_context(
 def audit_finished_run(
     run_dir: Path, log: Callable[[str], None] = progress, device: str = "auto", max_train_answers: int | None = None
 ) -> dict:
-    """The membership audit of a finished steering run's module (:mod:`persona_bench.harness.audit`),
+    """The membership audit of a finished steering run's module (:mod:`persona_bench.harness.training.audit`),
     added to the run's results record, which is returned. For an untrained control (which has no
     budget of its own) the members are the people a training of ``max_train_answers`` answers
     (the budget of the trained run it controls; default: every train answer) would train on."""
-    from .learned import LearnedSteering
+    from .training.learned import LearnedSteering
 
     run_dir = Path(run_dir)
     record = read_results(run_dir)
@@ -253,7 +253,7 @@ def option_values(docs, survey: Survey) -> np.ndarray:
 
 
 def group_figures(docs, scores: np.ndarray, accuracy: pd.Series, survey: Survey, train_answers, seed: int, scores_are: str) -> dict:
-    """The group level of the same scores (:mod:`persona_bench.harness.groups`) from the option
+    """The group level of the same scores (:mod:`persona_bench.harness.metrics.groups`) from the option
     scores and each person's accuracy (the registered metric): aggregates only; the group
     alignment again on each named question subset the data defines (e.g. disagreement)."""
     distributions = option_distributions(scores, scores_are)

@@ -1,5 +1,5 @@
 """Finished runs as one DataFrame, from their RunRecords alone (no method needs to be installed;
-older layouts are upgraded by :func:`persona_bench.harness.record.upgrade`).
+older layouts are upgraded by :func:`persona_bench.harness.runs.record.upgrade`).
 
 Columns: every field of the record's results.json, ``score`` and ``score_ci95`` (the metric the
 leaderboard ranks by: ``accuracy`` unless ``--metric`` names another) and ``higher_is_better``.
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..harness.record import RunRecord
-from ..harness.store import read_person_metrics, read_samples
+from ..harness.runs.record import RunRecord
+from ..harness.runs.store import read_person_metrics, read_samples
 
 KIND_ORDER = ("reference", "prompting", "steering")
 

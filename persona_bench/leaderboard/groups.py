@@ -1,4 +1,4 @@
-"""Group-level tables from the figures each run stores (:mod:`persona_bench.harness.groups`).
+"""Group-level tables from the figures each run stores (:mod:`persona_bench.harness.metrics.groups`).
 
 * Group alignment, per scope (all questions, then each question subset the data names, e.g.
   OpinionQA's disagreement questions): each method's (and variant's) representativeness (Rep, 1 - normalised Wasserstein

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..harness.atomic import atomic_writer
+from ..harness.core.atomic import atomic_writer
 from .frame import latest
 
 

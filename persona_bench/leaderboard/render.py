@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from ..harness.atomic import atomic_write_text
-from ..harness.errors import ConfigError
-from ..harness.store import finished_runs
+from ..harness.core.atomic import atomic_write_text
+from ..harness.core.errors import ConfigError
+from ..harness.runs.store import finished_runs
 from .curves import learning_curves
 from .frame import results_frame
 from .groups import group_tables

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..harness.audit import describe_audit
-from ..harness.metrics import holm, paired_comparison, paired_person_values
+from ..harness.metrics.registry import holm, paired_comparison, paired_person_values
+from ..harness.training.audit import describe_audit
 from .frame import latest, method_label, method_rank, person_metrics, samples
 
 SCOPE = ["data", "waves_label", "protocol", "users", "k", "max_eval_people", "seed"]

@@ -1,7 +1,7 @@
 """``activation``: steer a frozen LM by adding persona-dependent vectors to its residual stream.
 
 Training, validation, checkpoints, reuse and scoring are the shared steering machinery
-(:mod:`persona_bench.harness.learned`), exactly as for ``spm``; this package gives the
+(:mod:`persona_bench.harness.training.learned`), exactly as for ``spm``; this package gives the
 activation steerer's options (``--layers``, ``--scale``, ``--hidden``) and its recipe
 (AdamW with warmup and cosine decay, the optimisation the recipe table found best for ``spm``).
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ...harness.learned import LearnedSteering
-from ...harness.lm import LetterScoringLM
-from ...harness.method import register_method
-from ...harness.options import option
-from ...harness.steerer import Steerer
+from ...harness.core.options import option
+from ...harness.method.base import register_method
+from ...harness.scoring.lm import LetterScoringLM
+from ...harness.scoring.steerer import Steerer
+from ...harness.training.learned import LearnedSteering
 from .model import ActivationSteerer, parse_layers
 
 DEFAULT = {"epochs": 10, "lr": 1e-2, "weight_decay": 1e-3, "batch_size": 16, "patience": 2, "warmup": 0.1, "schedule": "cosine"}

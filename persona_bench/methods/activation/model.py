@@ -6,7 +6,7 @@ fine-tuning, made per person: instead of one steering vector for a behaviour, a 
 learned on the train split maps each persona vector to its own additions. Outputs are measured
 in units of the residual stream's own size at each layer (its RMS on real prompts), times
 ``scale``; the last layer of the network starts at zero, so training starts from the unsteered
-model. Hooks come from the one steered forward (:mod:`persona_bench.harness.steering`).
+model. Hooks come from the one steered forward (:mod:`persona_bench.harness.scoring.steering`).
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from typing import Sequence
 
 import torch
 
-from ...harness.errors import ConfigError
-from ...harness.steerer import PersonaMLP, Steerer, register_steerer
-from ...harness.steering import Steering, activation_scales, decoder_layers
+from ...harness.core.errors import ConfigError
+from ...harness.scoring.steerer import PersonaMLP, Steerer, register_steerer
+from ...harness.scoring.steering import Steering, activation_scales, decoder_layers
 
 
 def parse_layers(text: str, count: int) -> tuple[int, ...]:

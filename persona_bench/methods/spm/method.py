@@ -1,7 +1,7 @@
 """``spm``: steer a frozen LM with a soft-prompting model fed the run's persona vectors.
 
 Training, validation, checkpoints, reuse and scoring are the shared steering machinery
-(:mod:`persona_bench.harness.learned`); this package gives the SPM's options and its recipes:
+(:mod:`persona_bench.harness.training.learned`); this package gives the SPM's options and its recipes:
 
 * ``paper``: the paper's optimisation (AdamW lr 1e-3, weight decay 1e-3, batch 16, up to 10
   epochs, early stopping with patience 2, constant learning rate) and initialisation;
@@ -15,11 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ...harness.learned import LearnedSteering
-from ...harness.lm import LetterScoringLM
-from ...harness.method import register_method
-from ...harness.options import option
-from ...harness.steerer import Steerer
+from ...harness.core.options import option
+from ...harness.method.base import register_method
+from ...harness.scoring.lm import LetterScoringLM
+from ...harness.scoring.steerer import Steerer
+from ...harness.training.learned import LearnedSteering
 from .model import INITS, MODES, PLACEMENTS, SoftPromptModel
 
 ANSWER_CUE_TOKENS = 3  # "\nAnswer:" in byte-level BPE tokenizers (SmolLM2, GPT-2 family): a planning estimate

@@ -39,9 +39,9 @@ from typing import Sequence
 
 import torch
 
-from ...harness.errors import ConfigError
-from ...harness.steerer import PersonaMLP, Steerer, register_steerer
-from ...harness.steering import Steering, activation_scales, kv_shapes, leading_states
+from ...harness.core.errors import ConfigError
+from ...harness.scoring.steerer import PersonaMLP, Steerer, register_steerer
+from ...harness.scoring.steering import Steering, activation_scales, kv_shapes, leading_states
 
 MODES = ("prefix", "prompt")
 PLACEMENTS = ("start", "answer")

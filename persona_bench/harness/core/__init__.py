@@ -1,0 +1,1 @@
+"""Errors, atomic writes, plugin loading, declared options and the distributed world: what every room uses."""

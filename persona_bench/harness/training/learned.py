@@ -1,0 +1,248 @@
+"""Methods that steer a frozen LM with a trained module: everything a steering family shares.
+
+A family (``methods/<family>/``) subclasses :class:`LearnedSteering`, extends its ``Options``
+with the module's own options, names its presets in ``recipes`` and builds its
+:class:`~persona_bench.harness.scoring.steerer.Steerer` in :meth:`LearnedSteering.build_steerer`.
+The base class does the rest:
+
+* loads the frozen LM (``--model``, ``--dtype``, ``--device``);
+* draws the data: ``--max-train-answers N`` of the train people's train answers (0: all) to
+  learn from, each with the person's CF persona vector, and a further slice of validation
+  answers (10% of N, at most 2,000) that are never trained on and whose personas are folded
+  in from the person's *other* train answers, so a validation persona never encodes the
+  answer it is asked for (as at test time, where the scored answers were never seen by CF);
+* trains with the shared trainer (:mod:`persona_bench.harness.training.loop`) under a named recipe
+  (``--recipe``; any single setting can be overridden), or reuses a finished training with
+  identical settings (one training serves every persona kind and unseen-K run), or evaluates
+  the untrained module (``--weights random``, the control of paper Table 4);
+* scores the docs through lm-eval's Raw Q task with ``persona-bench-steered``, each doc carrying
+  its persona vector (individual, cluster centroid or trait-group centroid, per ``--persona``);
+* audits the trained module for membership leakage (:mod:`persona_bench.harness.training.audit`), once
+  per module, into the run's record, with a warning when it leaks.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..core.atomic import atomic_write_json
+from ..core.errors import ConfigError, warn
+from ..core.options import option, with_roles
+from ..method.base import Method
+from ..method.context import RunContext
+from ..runs.store import claim_or_wait, release
+from ..scoring.lm import LetterScoringLM, SteeredLM
+from ..scoring.steerer import Steerer, load_steerer
+from .audit import AUDIT_FILE, audit_membership, describe_audit, leaks
+from .loop import SCHEDULES, Examples, TrainOptions, build_examples, train_steerer
+
+VALIDATION_SHARE, MAX_VALIDATION = 0.1, 2000
+LONG_ON_CPU = 30_000  # answers x epochs above which a CPU run warns before training (hours at 5-25 answers/s)
+OPERATIONAL = tuple(sorted(with_roles(TrainOptions, "operational")))  # how training runs, not what it computes
+TRAINER_SETTINGS = tuple(f.name for f in fields(TrainOptions) if f.name not in ("seed", *OPERATIONAL))
+
+
+class LearnedSteering(Method):
+    """Base of the steering families (see module docstring)."""
+
+    kind = "steering"
+    needs_model = True
+    uses_persona = True
+    quick_options = {"epochs": 1, "max_train_answers": 200}
+    recipes: ClassVar[dict[str, dict]] = {"paper": {k: v for k, v in asdict(TrainOptions()).items() if k in TRAINER_SETTINGS}}
+    default_recipe: ClassVar[str] = "paper"
+
+    @dataclass(frozen=True)
+    class Options:
+        recipe: str = option("", "named preset of every training setting left unset (empty: the family's default)",
+                             role="recipe", untrained=True)  # a recipe may set the initialisation
+        max_train_answers: int = option(0, "answers trained on (0: every train answer; validation is extra)", role="budget")
+        epochs: int | None = option(None, "passes over the train answers (an upper bound with early stopping)", role="budget")
+        lr: float | None = option(None, "peak learning rate", role="recipe")
+        weight_decay: float | None = option(None, "AdamW weight decay", role="recipe")
+        batch_size: int | None = option(None, "answers per optimiser step", role="recipe")
+        patience: int | None = option(None, "validations without improvement before stopping", role="recipe")
+        warmup: float | None = option(None, "share of the steps warming the learning rate up", role="recipe")
+        schedule: str | None = option(None, "learning-rate schedule after warm-up", role="recipe", choices=SCHEDULES)
+        weights: str = option("trained", "random: the untrained control, the module as training starts (paper Table 4)",
+                              choices=("trained", "random"))
+        checkpoint_minutes: float = option(5.0, "minutes between mid-epoch checkpoints (0: at epoch ends only)", role="operational")
+        gradient_checkpointing: bool = option(False, "less memory for large models (same gradients, more compute)", role="operational")
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        """A recipe is a partial Options: it may set only the options a run leaves unset (default None),
+        and every setting the trainer needs (checked as the family is defined)."""
+        super().__init_subclass__(**kwargs)
+        fillable = {item.name for item in fields(cls.Options) if item.default is None}
+        for name, recipe in cls.recipes.items():
+            unknown = sorted(set(recipe) - fillable)
+            if unknown:
+                raise ConfigError(f"recipe {name!r} of {cls.__name__} sets {', '.join(unknown)}: not an option of {cls.__name__}.Options "
+                                  "that a run leaves to its recipe (default None)")
+
+    # ------------------------------------------------------------ what a family provides
+    def build_steerer(self, lm: LetterScoringLM, persona_dim: int, settings: dict) -> Steerer:
+        """An untrained steering module for ``lm`` and personas of ``persona_dim`` numbers."""
+        raise NotImplementedError
+
+    @classmethod
+    def shared_prompt_tokens(cls, settings: dict):
+        """For cost plans: a function from a prompt's token count to how many of its tokens one
+        forward serves for every persona (none here: steering reaches every prompt token)."""
+        return lambda tokens: 0
+
+    # ------------------------------------------------------------ recipe
+    @classmethod
+    def check(cls, options: "LearnedSteering.Options") -> None:
+        recipe = options.recipe or cls.default_recipe
+        if recipe not in cls.recipes:
+            raise ConfigError(f"--recipe {recipe!r}: {cls.name} knows {', '.join(sorted(cls.recipes))}")
+        if options.max_train_answers < 0:
+            raise ConfigError("--max-train-answers must be 0 (all) or more")
+        TrainOptions(**{k: v for k, v in cls.resolve(options).items() if k in TRAINER_SETTINGS})
+
+    @classmethod
+    def resolve(cls, options: "LearnedSteering.Options") -> dict:
+        """Every setting, with those left unset taken from the recipe."""
+        recipe = options.recipe or cls.default_recipe
+        preset = cls.recipes[recipe]
+        values = {f.name: getattr(options, f.name) for f in fields(options)}
+        resolved = {k: (preset[k] if v is None and k in preset else v) for k, v in values.items()}
+        missing = [k for k, v in resolved.items() if v is None]
+        if missing:
+            raise ConfigError(f"recipe {recipe!r} of {cls.name} sets no {', '.join(missing)}")
+        return {**resolved, "recipe": recipe}
+
+    def train_options(self, seed: int) -> TrainOptions:
+        settings = self.settings
+        return TrainOptions(**{k: settings[k] for k in (*TRAINER_SETTINGS, *OPERATIONAL)}, seed=seed)
+
+    @property
+    def settings(self) -> dict:
+        return self.resolve(self.options)
+
+    # ------------------------------------------------------------ prepare / score
+    def checkpoint_key(self, context: RunContext) -> str:
+        """Identity of a trained module: family, model, dtype, CF space and every setting that shapes it."""
+        settings = {k: v for k, v in self.settings.items() if k not in ("weights", *OPERATIONAL)}
+        payload = [self.name, context.config.model, context.config.dtype, context.config.cf_solver, context.config.cf_dim, settings]
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+    def checkpoint_folder(self, context: RunContext) -> Path:
+        """Where the run's trained module is (shared by every run that trains it alike)."""
+        return context.shared_dir / "steering" / f"{self.name}-{self.checkpoint_key(context)}-{context.config.model.replace('/', '_')}"
+
+    def untrained_steerer(self, context: RunContext, train: Examples) -> Steerer:
+        """The module as training starts from it (the untrained control's weights): seeded and initialised."""
+        torch.manual_seed(context.seed)
+        steerer = self.build_steerer(self.lm, context.personas.vectors.shape[1], self.settings)
+        steerer.initialise(torch.tensor(context.personas.vectors, dtype=torch.float32), self.lm.model, sorted(set(train.prompts))[:64])
+        return steerer
+
+    def prepare(self, context: RunContext) -> None:
+        self.lm = LetterScoringLM(**context.model_options)
+        train, validation = (self.examples(context, answers, personas) for answers, personas in self.training_rows(context))
+        steerer = self.untrained_steerer(context, train)
+        self.record, self.membership = {"train_answers": 0, "validation_answers": 0, "epochs": 0}, None
+        if self.options.weights == "random":
+            self.steerer = steerer.to(self.lm.device).eval()
+            return
+        folder = self.checkpoint = self.checkpoint_folder(context)
+        # once across processes: another process training (and auditing) the same module is waited for
+        # (the ranks of one launch train together)
+        done = lambda: (folder / "training.json").is_file() and (folder / AUDIT_FILE).is_file()  # noqa: E731
+        mine = not context.world.distributed and claim_or_wait(folder, done, context.log)
+        try:
+            record = self.trained_or_loaded(context, steerer, train, validation, folder)
+            if context.world.is_main:
+                self.membership = self.audited(context, folder)
+        finally:
+            if mine:
+                release(folder)
+        self.record = {
+            "train_answers": record["n_train"], "validation_answers": record["n_validation"], "epochs": len(record["history"]),
+            "best_epoch": record["best_epoch"], "history": record["history"],
+        }
+
+    def membership_audit(self, context: RunContext) -> dict:
+        """The membership audit (:mod:`persona_bench.harness.training.audit`) of this run's module against
+        the people its training set holds (for the untrained control: the set it would train on)."""
+        (train, train_personas), (validation, _) = self.training_rows(context)
+        untrained = self.untrained_steerer(context, self.examples(context, train, train_personas)).to(self.lm.device).eval()
+        return audit_membership(
+            context, self.steerer, untrained, self.lm.model, self.lm.tokenizer.pad_token_id or 0, train, validation,
+            lambda answers, personas: self.examples(context, answers, personas),
+        )
+
+    def audited(self, context: RunContext, folder: Path) -> dict | None:
+        """The trained module's membership audit, made once per module and kept beside it; a
+        warning when it finds a leak, or when it cannot be made (the run goes on without it)."""
+        path = folder / AUDIT_FILE
+        if path.is_file():
+            audit = json.loads(path.read_text())
+        else:
+            context.log(f"{self.name}: membership audit of the trained module")
+            try:
+                audit = self.membership_audit(context)
+            except Exception as exc:  # an audit that fails must not fail the run it audits
+                warn(f"no membership audit of {folder.name} ({type(exc).__name__}: {exc})")
+                return None
+            atomic_write_json(path, audit)
+        if leaks(audit):
+            warn(f"{describe_audit(audit)}: the trained module tells the people it was trained on from others; "
+                 f"do not publish it ({folder})")
+        return audit
+
+    def trained_or_loaded(self, context: RunContext, steerer, train: Examples, validation: Examples, folder: Path) -> dict:
+        """Train the steerer into ``folder``, or load it when it was trained there; the training record."""
+        if (folder / "training.json").is_file():
+            self.steerer = load_steerer(folder / "best").to(self.lm.device).eval()
+            record = json.loads((folder / "training.json").read_text())
+        else:
+            context.log(f"{self.name}: training on {len(train)} answers, validating on {len(validation)} held-out answers")
+            epochs = self.settings["epochs"]
+            if self.lm.device.type == "cpu" and len(train) * epochs > LONG_ON_CPU:
+                context.log(f"{self.name}: {len(train):,} answers x up to {epochs} epochs on a CPU take hours (SmolLM2 trains 5-25 answers "
+                            "a second on 2 cores); --preset quick (3,000 x 1) takes minutes")
+            self.steerer, record = train_steerer(
+                steerer, self.lm.model, self.lm.tokenizer.pad_token_id or 0, train, validation,
+                self.train_options(context.seed), folder, log=context.log, world=context.world,
+            )
+        return record
+
+    def examples(self, context: RunContext, answers: pd.DataFrame, personas: np.ndarray) -> Examples:
+        """``answers`` tokenised as training and scoring see them, one persona vector each."""
+        return build_examples(answers.reset_index(drop=True), context.survey, personas, self.lm)
+
+    def training_rows(self, context: RunContext) -> tuple[tuple[pd.DataFrame, np.ndarray], tuple[pd.DataFrame, np.ndarray]]:
+        """(train, validation) answers with their persona vectors, drawn as the module docstring says."""
+        answers = context.train_answers()
+        space = context.personas
+        order = np.random.default_rng(context.seed).permutation(len(answers))
+        budget = self.options.max_train_answers or len(answers)
+        n_validation = max(1, min(MAX_VALIDATION, int(round(VALIDATION_SHARE * budget)), len(answers) // 10))
+        validation, train = answers.iloc[order[:n_validation]], answers.iloc[order[n_validation : n_validation + budget]]
+        train_personas = space.vectors[space.people.get_indexer(train["respondent"])]
+        others = answers[answers["respondent"].isin(validation["respondent"])].drop(index=validation.index)
+        people, folded = space.fold_in(others[["respondent", "question"]])
+        validation = validation[validation["respondent"].isin(people)]
+        validation_personas = folded[people.get_indexer(validation["respondent"])]
+        return (train, train_personas), (validation, validation_personas)
+
+    def score(self, docs: pd.DataFrame, context: RunContext) -> np.ndarray | None:
+        steered = SteeredLM(steerer=self.steerer, model=self.lm.model, tokenizer=self.lm.tokenizer)
+        personas = context.persona_vectors(docs["respondent"]).astype(np.float32)
+        return context.evaluate("opinionqa_persona_raw", docs, steered, [{"persona": p.tolist()} for p in personas])
+
+    def report(self) -> dict:
+        settings = self.settings
+        budget = {k: v for k, v in self.record.items() if k != "history"}
+        audit = {"membership_audit": self.membership} if self.membership else {}
+        return {"recipe": settings["recipe"], "settings": settings, "budget": budget, "training_history": self.record.get("history", []), **audit}

@@ -1,0 +1,310 @@
+"""Training a steering module: letter cross-entropy through a frozen LM (a nanoGPT-style loop).
+
+Examples are (prompt tokens, the question's answer-letter tokens, the chosen option, a persona
+vector). The prompt is exactly the one lm-eval scores (Raw Q + "\\nAnswer:"); the loss is the
+cross-entropy of the person's letter among the question's letters, read at the last prompt
+position through the one steered forward. Only the steering module learns.
+
+* Optimiser: AdamW with a linear warmup and then constant or cosine learning rate
+  (:class:`TrainOptions`); early stopping on the validation loss, the best epoch kept.
+* Validation examples are given by the caller, who keeps them out of everything the training
+  personas were fitted on (see :mod:`persona_bench.harness.training.learned`).
+* Checkpoints: the module, the optimiser and the progress (epoch, step, running loss) every
+  ``checkpoint_minutes`` of training and at every epoch end, from rank 0, atomically. A killed
+  training resumes at its last checkpoint, mid-epoch included, and ends exactly where an
+  uninterrupted one would (batches are a function of the seed and the epoch).
+* Data parallel (torchrun / accelerate launch): only the steering module is wrapped in
+  DistributedDataParallel (the LM stays frozen and unwrapped); each global batch is cut into
+  one slice per rank and each rank's loss is scaled so that the averaged gradient is that of
+  the global batch, whatever the number of ranks.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from ...tasks.prompts import LETTERS, raw_prompt, scored_prompt
+from ..core.atomic import atomic_write_bytes, atomic_write_json
+from ..core.distributed import World
+from ..core.errors import ConfigError
+from ..core.options import option
+from ..scoring.steerer import Steerer, load_steerer
+from ..scoring.steering import checkpointed, token_batch, token_logprobs
+
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How a steering module is trained (the paper: AdamW lr 1e-3, wd 1e-3, batch 16, 10 epochs,
+    early stopping with patience 2, constant learning rate)."""
+
+    epochs: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 1e-3
+    batch_size: int = 16
+    patience: int = 2
+    warmup: float = 0.0  # share of all optimiser steps spent warming the learning rate up linearly
+    schedule: str = "constant"  # constant | cosine (decay to zero after the warmup)
+    seed: int = 0
+    checkpoint_minutes: float = option(5.0, "wall time between mid-epoch checkpoints (0: epoch ends only)", role="operational")
+    gradient_checkpointing: bool = option(False, "recompute the LM's activations in the backward pass (less memory, ~1/3 more compute)",
+                                          role="operational")
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 0:
+            raise ConfigError("training needs epochs >= 1, batch_size >= 1 and patience >= 0")
+        if self.lr <= 0 or not 0 <= self.warmup < 1:
+            raise ConfigError("training needs lr > 0 and 0 <= warmup < 1")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule {self.schedule!r}: choose from {', '.join(SCHEDULES)}")
+
+    def lr_at(self, step: int, total: int) -> float:
+        """The learning rate of optimiser step ``step`` (0-based) of ``total``."""
+        warm = int(self.warmup * total)
+        if step < warm:
+            return self.lr * (step + 1) / warm
+        if self.schedule == "constant":
+            return self.lr
+        return self.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
+@dataclass
+class Examples:
+    """Tokenised examples: prompt ids, option-letter token ids, target option, persona vector."""
+
+    prompts: list[tuple[int, ...]]
+    letter_ids: torch.Tensor  # (n, max options), -1 past a question's options
+    targets: torch.Tensor
+    personas: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def subset(self, rows: np.ndarray | list[int]) -> "Examples":
+        rows = np.asarray(rows, dtype=np.int64)
+        return Examples([self.prompts[i] for i in rows], self.letter_ids[rows], self.targets[rows], self.personas[rows])
+
+
+def build_examples(answers: pd.DataFrame, survey, personas: np.ndarray, lm) -> Examples:
+    """Tokenise ``answers`` (respondent, question, option rows; ``personas`` row-aligned) with the
+    scorer ``lm``'s own pair encoding, so training sees exactly the tokens scoring sees."""
+    width = max(len(q.options) for q in survey.questions.values())
+    prompt_cache: dict[str, tuple[tuple[int, ...], list[int]]] = {}
+    prompts, letter_rows = [], []
+    for key in answers["question"]:
+        if key not in prompt_cache:
+            question = survey.questions[key]
+            context = scored_prompt(raw_prompt({"question": question.text, "options": list(question.options)}))
+            encoded = [lm.encode_pair(context, f" {letter}") for letter in LETTERS[: len(question.options)]]
+            if any(len(continuation) != 1 for _, continuation in encoded):
+                raise ConfigError(f"model tokenizer splits an answer letter of {key} into several tokens")
+            prompt_cache[key] = (tuple(encoded[0][0]), [continuation[0] for _, continuation in encoded])
+        prompt, letters = prompt_cache[key]
+        prompts.append(prompt)
+        letter_rows.append(letters + [-1] * (width - len(letters)))
+    return Examples(
+        prompts,
+        torch.tensor(letter_rows, dtype=torch.long).reshape(len(prompts), width),
+        torch.tensor(answers["option"].to_numpy(), dtype=torch.long),
+        torch.tensor(np.asarray(personas), dtype=torch.float32).reshape(len(prompts), -1),
+    )
+
+
+def letter_logprobs(steerer: torch.nn.Module, model: torch.nn.Module, batch: Examples, pad_id: int) -> torch.Tensor:
+    """Log-probabilities of each example's option letters at its last prompt position (-inf past
+    its options), the LM steered by ``steerer`` (a :class:`Steerer`, possibly DDP-wrapped)."""
+    device = next(model.parameters()).device
+    input_ids, attention_mask = token_batch(batch.prompts, pad_id, device)
+    rows = torch.arange(len(batch), device=device)
+    last = torch.tensor([len(p) - 1 for p in batch.prompts], device=device)
+    logprobs, _ = token_logprobs(model, input_ids, attention_mask, steerer(batch.personas.to(device)), rows, last, batch.letter_ids.to(device))
+    return logprobs
+
+
+@torch.no_grad()
+def example_losses(
+    steerer: Steerer, model: torch.nn.Module, examples: Examples, pad_id: int, batch_size: int = 32, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per example of ``rows`` (default: all), in that order: the letter cross-entropy and whether
+    the top letter is the answer (batched by prompt length)."""
+    rows = np.arange(len(examples)) if rows is None else np.asarray(rows, dtype=np.int64)
+    order = rows[np.argsort([len(examples.prompts[i]) for i in rows], kind="stable")]
+    losses, hits = np.zeros(len(examples)), np.zeros(len(examples), dtype=bool)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        logprobs = letter_logprobs(steerer, model, examples.subset(chunk), pad_id)
+        targets = examples.targets[chunk].to(logprobs.device)
+        losses[chunk] = torch.nn.functional.cross_entropy(logprobs, targets, reduction="none").float().cpu().numpy()
+        hits[chunk] = (logprobs.argmax(1) == targets).cpu().numpy()
+    return losses[rows], hits[rows]
+
+
+@torch.no_grad()
+def evaluate(steerer: Steerer, model: torch.nn.Module, examples: Examples, pad_id: int, batch_size: int = 32, world: World | None = None) -> tuple[float, float]:
+    """(mean letter cross-entropy, accuracy) on ``examples`` (each rank a share, summed over ranks;
+    summed per batch, so the validation losses of earlier trainings are reproduced bit for bit)."""
+    world = world or World()
+    order = np.argsort([len(p) for p in examples.prompts], kind="stable")[world.rank :: world.size]
+    loss, hits = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        batch = examples.subset(order[start : start + batch_size])
+        logprobs = letter_logprobs(steerer, model, batch, pad_id)
+        targets = batch.targets.to(logprobs.device)
+        loss += torch.nn.functional.cross_entropy(logprobs, targets, reduction="sum").item()
+        hits += int((logprobs.argmax(1) == targets).sum().item())
+    totals = np.sum(world.all_gather((loss, hits)), axis=0)
+    return float(totals[0] / max(len(examples), 1)), float(totals[1] / max(len(examples), 1))
+
+
+def length_bucketed_batches(examples: Examples, batch_size: int, rng: np.random.Generator, bucket: int = 50) -> list[np.ndarray]:
+    """Shuffled batches of similar prompt length: shuffle, sort within buckets of ``bucket``
+    batches, cut, shuffle the batch order (less padding, still random)."""
+    order = rng.permutation(len(examples))
+    lengths = np.array([len(examples.prompts[i]) for i in order])
+    batches = []
+    for start in range(0, len(order), bucket * batch_size):
+        chunk = order[start : start + bucket * batch_size]
+        chunk = chunk[np.argsort(lengths[start : start + bucket * batch_size], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def epoch_batches(examples: Examples, options: TrainOptions, epoch: int) -> list[np.ndarray]:
+    """The global batches of ``epoch``: a function of the seed and the epoch only."""
+    return length_bucketed_batches(examples, options.batch_size, np.random.default_rng(options.seed * 1000 + epoch))
+
+
+class Checkpoint:
+    """A training folder: ``last.json`` (the progress, naming the ``last-<n>/`` folder that holds
+    the module and optimiser saved with it), ``best/`` and, once finished, ``training.json``.
+
+    A checkpoint is written into a fresh ``last-<n>/`` and becomes current only when ``last.json``
+    is replaced (atomically) to name it, so a kill at any moment leaves the previous checkpoint
+    whole: progress never names a module saved at another step."""
+
+    POINTER = "last.json"
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.best = folder / "best"
+
+    @property
+    def finished(self) -> bool:
+        return (self.folder / "training.json").is_file()
+
+    def pointer(self) -> dict | None:
+        """``{"folder": ..., "progress": ...}`` of the current checkpoint (an older layout's ``last/progress.json`` too)."""
+        path = self.folder / self.POINTER
+        if path.is_file():
+            return json.loads(path.read_text())
+        legacy = self.folder / "last" / "progress.json"
+        return {"folder": "last", "progress": json.loads(legacy.read_text())} if legacy.is_file() else None
+
+    def progress(self) -> dict | None:
+        pointer = self.pointer()
+        return pointer["progress"] if pointer else None
+
+    def save_last(self, steerer: Steerer, optimiser: torch.optim.Optimizer, progress: dict) -> None:
+        """Module and optimiser into a fresh folder, then the pointer names it; older folders go."""
+        target = self.folder / f"last-{time.time_ns()}"
+        steerer.save(target)
+        buffer = io.BytesIO()
+        torch.save(optimiser.state_dict(), buffer)
+        atomic_write_bytes(target / "optimizer.pt", buffer.getvalue())
+        atomic_write_json(self.folder / self.POINTER, {"folder": target.name, "progress": progress})
+        for old in self.folder.glob("last*"):
+            if old.is_dir() and old != target:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def restore_last(self, steerer: Steerer, optimiser: torch.optim.Optimizer) -> None:
+        last = self.folder / self.pointer()["folder"]
+        steerer.load_state_dict(load_steerer(last).state_dict())
+        optimiser.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
+
+
+def train_steerer(
+    steerer: Steerer,
+    model: torch.nn.Module,
+    pad_id: int,
+    train: Examples,
+    validation: Examples,
+    options: TrainOptions,
+    folder: Path,
+    log: Callable[[str], None] = print,
+    world: World | None = None,
+) -> tuple[Steerer, dict]:
+    """Train ``steerer`` (checkpoints in ``folder``); return the best epoch's module and the training record."""
+    world = world or World()
+    device = next(model.parameters()).device
+    steerer.to(device).train()
+    checkpoint = Checkpoint(folder)
+    optimiser = torch.optim.AdamW(steerer.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    steps_per_epoch = math.ceil(len(train) / options.batch_size)
+    total_steps = steps_per_epoch * options.epochs
+    state = {"epoch": 1, "step": 0, "loss_sum": 0.0, "seconds": 0.0, "best_loss": float("inf"), "best_epoch": 0, "history": []}
+    if (saved := checkpoint.progress()) is not None:
+        state = saved
+        checkpoint.restore_last(steerer, optimiser)
+        log(f"training: resuming at epoch {state['epoch']}, step {state['step']} of {steps_per_epoch}")
+    trainable = torch.nn.parallel.DistributedDataParallel(steerer) if world.distributed else steerer
+    last_save = time.monotonic()
+    while state["epoch"] <= options.epochs and not stopped_early(state, options):
+        epoch, started = state["epoch"], time.monotonic() - state["seconds"]
+        batches = epoch_batches(train, options, epoch)
+        steerer.train()
+        for rows in tqdm(batches[state["step"] :], desc=f"epoch {epoch}", unit="step", leave=False, disable=None if world.is_main else True):
+            share = rows[world.rank :: world.size]
+            for group in optimiser.param_groups:
+                group["lr"] = options.lr_at((epoch - 1) * steps_per_epoch + state["step"], total_steps)
+            batch = train.subset(share)
+            with checkpointed(model, options.gradient_checkpointing):
+                losses = torch.nn.functional.cross_entropy(letter_logprobs(trainable, model, batch, pad_id), batch.targets.to(device), reduction="none")
+                (losses.sum() * world.size / len(rows)).backward()
+            optimiser.step()
+            optimiser.zero_grad(set_to_none=True)
+            state["loss_sum"] += float(np.sum(world.all_gather(losses.sum().item())))
+            state["step"] += 1
+            state["seconds"] = time.monotonic() - started
+            if options.checkpoint_minutes and time.monotonic() - last_save > 60 * options.checkpoint_minutes and state["step"] < len(batches):
+                if world.is_main:
+                    checkpoint.save_last(steerer, optimiser, state)
+                last_save = time.monotonic()
+        steerer.eval()
+        val_loss, val_accuracy = evaluate(steerer, model, validation, pad_id, 2 * options.batch_size, world)
+        record = {
+            "epoch": epoch, "train_loss": state["loss_sum"] / len(train), "val_loss": val_loss, "val_accuracy": val_accuracy,
+            "seconds": round(time.monotonic() - started, 1),
+        }
+        state["history"].append(record)
+        log(f"training: epoch {epoch} train loss {record['train_loss']:.4f} val loss {val_loss:.4f} val acc {val_accuracy:.3f} ({record['seconds']:.0f} s)")
+        if val_loss < state["best_loss"]:
+            state.update(best_loss=val_loss, best_epoch=epoch)
+            if world.is_main:
+                steerer.save(checkpoint.best)
+        state.update(epoch=epoch + 1, step=0, loss_sum=0.0, seconds=0.0)
+        if world.is_main:
+            checkpoint.save_last(steerer, optimiser, state)
+        last_save = time.monotonic()
+        world.barrier()
+    record = {"options": asdict(options), "n_train": len(train), "n_validation": len(validation), **state}
+    if world.is_main:
+        atomic_write_json(folder / "training.json", record)
+    world.barrier()
+    return load_steerer(checkpoint.best).to(device).eval(), record
+
+
+def stopped_early(state: dict, options: TrainOptions) -> bool:
+    """Whether the validation loss has not improved for more than ``patience`` epochs."""
+    return state["best_epoch"] > 0 and state["epoch"] - 1 - state["best_epoch"] >= options.patience
