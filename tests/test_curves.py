@@ -35,7 +35,7 @@ def test_curve_command_runs_budgets_and_companions_and_draws_the_curve(tiny_mode
     results = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/results.json")]
     budgets = sorted(r["budget"]["train_answers"] for r in results if r["method"] == "spm" and r["variant"] == {})
     assert budgets == [40, 120]
-    assert {r["method"] for r in results} == {"spm", "majority", "cf", "raw"}
+    assert {r["method"] for r in results} == {"spm", "majority", "cf", "letter-prior", "raw"}
     assert any(r["variant"] == {"weights": "random"} for r in results)
     board = (tmp_path / "board" / "L.md").read_text()
     assert "## Learning curves" in board and "spm untrained" in board and "raw (unsteered)" in board

@@ -113,7 +113,7 @@ def test_heldout_questions_run_with_its_own_reference_and_a_clear_refusal(tiny_m
     assert "cannot score under --protocol heldout-questions" in capsys.readouterr().err
     assert main(["run", "--method", "context", "--model", str(tiny_model_path), *common]) == 0
     results = {r["method"]: r for r in (json.loads(p.read_text()) for p in runs.glob("*/results.json"))}
-    assert set(results) == {"context", "raw", "question-knn"}
+    assert set(results) == {"context", "raw", "question-knn", "letter-prior"}
     assert all(r["protocol"] == "heldout-questions" for r in results.values()) and results["question-knn"]["accuracy"] > 0
     assert main(["leaderboard", "--runs", str(runs), "--out", str(tmp_path / "L.md")]) == 0
     board = (tmp_path / "L.md").read_text()

@@ -69,7 +69,7 @@ def test_use_as_a_library_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     runpy.run_path(str(tmp_path / "library_example.py"), run_name="__main__")
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["majority", "cf"]
+    assert [line.split(":")[0] for line in lines] == ["majority", "cf", "letter-prior"]
     assert all(line.endswith("over 50 people") for line in lines)
     board = (tmp_path / "runs-library" / "leaderboard.md").read_text()
     assert "majority" in board and "cf" in board

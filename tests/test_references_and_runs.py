@@ -83,7 +83,7 @@ def test_cli_run_writes_results_and_prints_references(tmp_path, capsys):
     assert "demographic-majority" in output and "majority" in output and "cf" in output
     assert "(the best no-LLM reference)" in output
     results = [json.loads(p.read_text()) for p in tmp_path.glob("*/results.json")]
-    assert {r["method"] for r in results} == {"demographic-majority", "majority", "cf"}
+    assert {r["method"] for r in results} == {"demographic-majority", "majority", "cf", "letter-prior"}
     options = [r["method_options"] for r in results if r["method"] == "demographic-majority"]
     assert options == [{"traits": "POLPARTYxSEX"}]
 

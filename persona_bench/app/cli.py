@@ -78,7 +78,8 @@ def seeds_arg(text: str) -> list[int]:
 
 # RunConfig fields whose flags are generated as declared (method, data, waves, users and the
 # method's options have flags of their own shape)
-RUN_FLAGS = ("model", "persona", "k", "max_eval_people", "seed", "protocol", "cf_solver", "cf_dim", "dtype", "pseudonymize")
+RUN_FLAGS = ("model", "persona", "k", "max_eval_people", "seed", "protocol", "option_order", "cf_solver", "cf_dim", "dtype",
+             "pseudonymize")
 
 
 def config_flag(parser: argparse.ArgumentParser, name: str, **overrides) -> None:
@@ -505,10 +506,8 @@ def run_config(args: argparse.Namespace, extra: list[str]):
         raise ConfigError("--protocol cross-wave goes with --from WAVE --to WAVE (and they with it)")
     waves = (args.from_wave, args.to_wave) if cross_wave else tuple(args.waves or ())
     return checked(RunConfig(
-        method=args.method, model=args.model, data=args.data, waves=waves, persona=args.persona,
-        users=args.users or ("unseen" if cross_wave else "seen"), k=args.k, max_eval_people=args.max_eval_people, seed=args.seed, dtype=args.dtype,
-        cf_solver=args.cf_solver, cf_dim=args.cf_dim, pseudonymize=args.pseudonymize, protocol=args.protocol,
-        method_options=method_options(method, extra, build_parser(), preset),
+        method=args.method, data=args.data, waves=waves, users=args.users or ("unseen" if cross_wave else "seen"),
+        **{name: getattr(args, name) for name in RUN_FLAGS}, method_options=method_options(method, extra, build_parser(), preset),
     ))
 
 

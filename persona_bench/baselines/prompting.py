@@ -6,6 +6,11 @@
   answers; unseen users: their K revealed answers) that are most similar to the asked one by
   text embedding, with their answers, then the question (Context + Raw Q).
 
+Each takes ``--calibrate content-free`` (contextual calibration, Zhao et al. 2021): the same prompt
+with the question and every option replaced by "N/A" is scored too, and the answer distribution is
+divided by that content-free one (per doc, so a person's traits or context stay in both): a letter
+the model favours whatever the question loses its head start.
+
 The exact prompts are in :mod:`persona_bench.tasks.prompts`.
 """
 from __future__ import annotations
@@ -24,6 +29,9 @@ from ..harness.scoring.lm import LetterScoringLM
 from .embedders import EMBEDDER_NAMES
 from .retrieval import QuestionSimilarity, answers_by_person, nearest
 
+CALIBRATIONS = ("none", "content-free")
+CONTENT_FREE = "N/A"  # Zhao et al. 2021's content-free input
+
 
 class PromptMethod(Method):
     """A frozen LM prompted with text only; subclasses add per-doc fields for their prompt."""
@@ -35,6 +43,8 @@ class PromptMethod(Method):
     @dataclass(frozen=True)
     class Options:
         chat_template: bool = option(False, "wrap the prompt in the model's chat template")
+        calibrate: str = option("none", "content-free: divide the answer distribution by the model's on the same prompt with "
+                                        "question and options replaced by N/A (Zhao et al. 2021)", choices=CALIBRATIONS)
 
     def doc_fields(self, docs: pd.DataFrame, context: RunContext) -> list[dict] | None:
         """Extra fields each doc needs for this prompt style (none for Raw Q)."""
@@ -44,7 +54,24 @@ class PromptMethod(Method):
         lm = LetterScoringLM(**context.model_options)
         if self.options.chat_template and not lm.tokenizer.chat_template:
             raise ConfigError(f"--chat-template: model {context.config.model!r} has no chat template")
-        return context.evaluate(self.task, docs, lm, self.doc_fields(docs, context), self.options.chat_template)
+        fields = self.doc_fields(docs, context)
+        scores = context.evaluate(self.task, docs, lm, fields, self.options.chat_template)
+        if self.options.calibrate == "none" or scores is None:  # None: another rank's share went to rank 0
+            return scores
+        blank = [{**(fields[i] if fields else {}), "question": CONTENT_FREE, "options": [CONTENT_FREE] * int(n)}
+                 for i, n in enumerate(docs["n_options"])]
+        free = context.evaluate(self.task, docs, lm, blank, self.options.chat_template, docs_file="docs-content-free.jsonl")
+        return calibrated(scores, free)
+
+
+def calibrated(scores: np.ndarray, content_free: np.ndarray) -> np.ndarray:
+    """Log of the answer distribution divided by the content-free one (then renormalised; ``-inf``
+    past a question's last option): contextual calibration with a diagonal W = diag(p_cf)^-1."""
+    def log_distribution(values: np.ndarray) -> np.ndarray:
+        return values - np.logaddexp.reduce(values, axis=1, keepdims=True)
+
+    adjusted = log_distribution(scores) - np.where(np.isfinite(content_free), log_distribution(content_free), 0.0)
+    return log_distribution(np.where(np.isfinite(scores), adjusted, -np.inf))
 
 
 @register_method

@@ -4,6 +4,9 @@
 * ``demographic-majority``: the most common answer within the person's trait group
   (``--traits POLPARTY`` by default, combinations as ``EDUCATIONxPOLPARTY``); groups with no
   train answer to a question fall back to the population.
+* ``letter-prior``: the train split's most common answer position (A, B, ...) among questions
+  with as many options, shown in the run's ``--option-order``: the best rule that reads the
+  letter, never the question (under ``cyclic`` every position is as common: nothing to exploit).
 * ``cf``: collaborative filtering. A per-question softmax classifier over persona vectors,
   trained on the train people's own vectors and answers, picks the option (better than
   rounding the predicted value for questions whose options are not evenly spaced or are
@@ -23,6 +26,7 @@ from ..harness.core.options import option
 from ..harness.method.base import Method, register_method
 from ..harness.method.context import RunContext
 from ..harness.personas.space import trait_groups
+from ..harness.scoring.option_order import display_order, positions
 
 
 def option_counts(answers: pd.DataFrame, keys: list[str], width: int) -> pd.DataFrame:
@@ -88,6 +92,37 @@ class DemographicMajority(Method):
         # population shares break ties and fill groups that never answered the question
         shares = population / np.maximum(population.sum(axis=1, keepdims=True), 1)
         return counts_to_scores(group + 0.5 * shares, docs)
+
+
+@register_method
+class LetterPrior(Method):
+    """The most common answer position among train answers to questions with as many options."""
+
+    name = "letter-prior"
+    kind = "reference"
+    description = "most common train answer position (A, B, ...) per number of options, in the run's option order (no LLM)"
+    protocols = ("answers", "heldout-questions", "cross-wave")  # positions of any train answers
+    scores_are = "counts"
+
+    def prepare(self, context: RunContext) -> None:
+        answers = context.train_answers()
+        n_options = answers["question"].map({key: len(q.options) for key, q in context.survey.questions.items()}).to_numpy()
+        self.width = max(len(q.options) for q in context.survey.questions.values())
+        self.counts = np.zeros((self.width + 1, self.width))  # [number of options, shown position]
+        for n in np.unique(n_options):
+            chosen = answers["option"].to_numpy()[n_options == n]
+            if context.config.option_order == "cyclic":  # every rotation shows each answer once at every position
+                self.counts[n, :n] = len(chosen)
+            else:
+                shown_at = np.array(positions(display_order(int(n), context.config.option_order)))
+                self.counts[n, :n] = np.bincount(shown_at[chosen], minlength=n)
+
+    def score(self, docs: pd.DataFrame, context: RunContext) -> np.ndarray:
+        scores = np.zeros((len(docs), self.width))
+        given = [tuple(range(n)) for n in docs["n_options"]]
+        for row, (n, order) in enumerate(zip(docs["n_options"], docs["order"] if "order" in docs else given)):
+            scores[row, :n] = self.counts[n, positions(order)]
+        return counts_to_scores(scores, docs)
 
 
 @contextmanager

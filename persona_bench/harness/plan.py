@@ -31,6 +31,7 @@ from .method.base import build_options, get_method
 from .runner import build_context
 from .runs.config import RunConfig
 from .scoring.models import ModelUnavailable, parameter_counts, resolve_model
+from .scoring.option_order import ordered_docs
 from .training.learned import MAX_VALIDATION, VALIDATION_SHARE, LearnedSteering
 
 GPUS = {"h100": 989e12, "a100": 312e12, "l40s": 362e12}  # dense bf16 peak FLOP/s (vendor figures)
@@ -76,7 +77,7 @@ def tokenizer_for(model: str):
 
 
 def prompt_texts(config: RunConfig, context: RunContext, docs: pd.DataFrame) -> list[str]:
-    """Each doc's prompt, built as the run would build it (steering methods: the Raw Q prompt)."""
+    """Each doc's prompt, built as the run would build it, options in the doc's order (steering methods: the Raw Q prompt)."""
     method_class = get_method(config.method)
     method = method_class(build_options(method_class, config.method_options))
     task = getattr(method, "task", "opinionqa_persona_raw")
@@ -85,7 +86,7 @@ def prompt_texts(config: RunConfig, context: RunContext, docs: pd.DataFrame) -> 
     texts = []
     for i, doc in enumerate(docs.itertuples(index=False)):
         question = context.survey.questions[doc.question]
-        fields = {"question": question.text, "options": list(question.options), **(extra[i] if extra else {})}
+        fields = {"question": question.text, "options": [question.options[index] for index in doc.order], **(extra[i] if extra else {})}
         texts.append(scored_prompt(build(fields)))
     return texts
 
@@ -95,7 +96,7 @@ def run_cost(config: RunConfig, runs_dir: Path, trainings: set | None = None) ->
     modules costed so far in a grid: a run that reuses one costs no training."""
     trainings = set() if trainings is None else trainings
     survey, split = survey_and_split(config.data, tuple(config.waves), config.split_config())
-    docs = scored_docs(survey, split, config.users, config.max_eval_people, config.seed)
+    docs = ordered_docs(scored_docs(survey, split, config.users, config.max_eval_people, config.seed), config.option_order)  # cyclic: every rotation
     method = get_method(config.method)
     label = " ".join(str(p) for p in (config.method, config.model or "", config.persona, config.users, config.k or "", config.method_options or "") if p != "")
     if not method.needs_model:

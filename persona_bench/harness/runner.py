@@ -44,11 +44,12 @@ from .runs.store import (
     write_results, write_samples,
 )
 from .scoring.models import resolve_model
+from .scoring.option_order import merged_scores, ordered_docs, position_shares
 
 # The no-LLM references a run is read beside, per protocol (under heldout-questions no train answer
 # to a scored question exists, so a text-based reference replaces majority and cf).
-REFERENCES_BY_PROTOCOL = {"answers": ("majority", "cf"), "heldout-questions": ("question-knn",),
-                          "cross-wave": ("majority", "cf", "demographic-majority")}
+REFERENCES_BY_PROTOCOL = {"answers": ("majority", "cf", "letter-prior"), "heldout-questions": ("question-knn", "letter-prior"),
+                          "cross-wave": ("majority", "cf", "demographic-majority", "letter-prior")}
 REFERENCES = tuple(dict.fromkeys(name for names in REFERENCES_BY_PROTOCOL.values() for name in names))
 
 
@@ -212,16 +213,21 @@ def evaluate_here(
         write_config(run_dir, config.as_dict())
     method, context = prepared_method(config, runs_dir, log, device, device_map)
     docs = scored_docs(context._survey, context.split, config.users, config.max_eval_people, config.seed)  # targets: the harness's own
-    log(f"{config.method}: scoring {len(docs)} docs of {docs['respondent'].nunique()} people" + (f" on {world.size} processes" if world.distributed else ""))
-    scores = method.score(docs.drop(columns="target"), context)
+    shown = ordered_docs(docs, config.option_order)  # one copy per rotation under cyclic order
+    log(f"{config.method}: scoring {len(docs)} docs of {docs['respondent'].nunique()} people"
+        + (f" ({len(shown)} with every rotation of their options)" if len(shown) != len(docs) else "")
+        + (f" on {world.size} processes" if world.distributed else ""))
+    scores = method.score(shown.drop(columns=["target", "source"]), context)
     record = None
     if world.is_main:
-        scores = checked_scores(method, scores, docs)
+        scores = checked_scores(method, scores, shown)
+        answer_positions = position_shares(shown, scores, shown["target"].to_numpy())
+        scores = merged_scores(shown, scores, method.scores_are, len(docs))
         predictions = scores.argmax(axis=1)
         names = pseudonyms_for(config.pseudonymize, runs_dir)
         write_samples(run_dir, docs, scores, predictions, names)
         metrics = registered_metrics()
-        per_person = per_person_metrics(docs["respondent"].to_numpy(), scores, option_distributions(scores, method.scores_are),
+        per_person = per_person_metrics(docs["respondent"].to_numpy(), scores, option_distributions(scores, method.scores_are, add_one=True),
                                         docs["target"].to_numpy(), option_values(docs, context._survey), context._survey.respondents["weight"],
                                         metrics)
         write_person_metrics(run_dir, per_person, names)
@@ -235,6 +241,7 @@ def evaluate_here(
             variant={k: v for k, v in config.method_options.items() if k not in method.budget_options},
             training=Training(**{k: report.pop(k) for k in TRAINING_FIELDS if k in report}) if "budget" in report else None,
             report=report, metrics={name: MetricValue(s["value"], tuple(s["ci95"]), s["higher_is_better"]) for name, s in summaries.items()},
+            answer_positions=answer_positions,
             **group_figures(docs, scores, per_person["accuracy"], context._survey, context.train_answers(), config.seed, method.scores_are),
             wall_seconds=round(time.perf_counter() - started, 2), processes=world.size,
             finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), persona_bench_version=__version__,
@@ -244,11 +251,13 @@ def evaluate_here(
 
 
 def option_values(docs, survey: Survey) -> np.ndarray:
-    """(docs, widest question) each doc's options' ordinal values in [0, 1], NaN past its last option."""
+    """(docs, widest question) each doc's options' ordinal values in [0, 1], NaN past its last option
+    and for a nominal question (every option at one ordinal position: no scale to measure on)."""
     values = np.full((len(docs), max(len(q.options) for q in survey.questions.values())), np.nan)
     for row, key in enumerate(docs["question"]):
-        option = survey.option_values(key)
-        values[row, : len(option)] = option
+        if not survey.questions[key].nominal:
+            option = survey.option_values(key)
+            values[row, : len(option)] = option
     return values
 
 

@@ -22,9 +22,9 @@ from matplotlib.figure import Figure
 
 from .frame import latest, method_label
 from .plots import save, slug
-from .tables import Table, cell_record, cell_text
+from .tables import Table, cell_record, cell_text, where_label
 
-SCOPE = ["data", "waves_label", "protocol", "users", "max_eval_people", "seed"]
+SCOPE = ["data", "waves_label", "protocol", "option_order", "users", "max_eval_people", "seed"]
 CROSSED = ("majority", "cf")
 
 
@@ -102,7 +102,8 @@ def learning_curves(results: pd.DataFrame, folder: Path) -> tuple[list[Table], l
                 continue
             lines = reference_lines(scope_runs, points.iloc[-1])
             protocol = "" if scope["protocol"] == "answers" else f", protocol {scope['protocol']}"
-            where = f"{scope['data']} [{scope['waves_label']}]{protocol}, {scope['users']} users" + (
+            protocol += "" if scope["option_order"] == "given" else f", options {scope['option_order']}"
+            where = f"{where_label(scope)}, {scope['users']} users" + (
                 f", {int(scope['max_eval_people'])} eval people" if pd.notna(scope["max_eval_people"]) else "")
             label = method_label(method, variant)
             title = f"Learning curve: {label} ({model}, recipe {recipe}) — {where}"

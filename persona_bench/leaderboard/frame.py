@@ -79,6 +79,7 @@ def results_frame(records: list[RunRecord], metric: str = "accuracy") -> pd.Data
             recipe=recipe_label(training.recipe if training else "", overrides), recipe_name=training.recipe if training else "",
             recipe_overrides=overrides, waves_label="+".join(config.waves) or "all",
             model=config.model or "-", k=config.k if config.users == "unseen" else None, protocol=config.protocol,
+            option_order=config.option_order,
             metric=metric, score=score.value, score_ci95=list(score.ci95), higher_is_better=score.higher_is_better,
         )
         rows.append(row)

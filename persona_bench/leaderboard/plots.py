@@ -59,10 +59,10 @@ def slug(text: str) -> str:
 
 
 def write_plots(results: pd.DataFrame, folder: Path) -> list[Path]:
-    """All plots for the results, one set per (data, waves, protocol) scope."""
+    """All plots for the results, one set per (data, waves, protocol, option order) scope."""
     written = []
-    for (data, waves, protocol), group in results.sort_values("finished_at").groupby(["data", "waves_label", "protocol"]):
-        waves = waves if protocol == "answers" else f"{waves} {protocol}"
+    for (data, waves, protocol, option_order), group in results.sort_values("finished_at").groupby(["data", "waves_label", "protocol", "option_order"]):
+        waves = " ".join([waves, *(setting for setting in (protocol, option_order) if setting not in ("answers", "given"))])
         name = slug(f"{os.path.basename(str(data).rstrip('/'))}_{waves}")
         plain = group[group["variant"] == ""]
         unseen = latest(plain[(plain["users"] == "unseen") & (plain["persona"] == "individual") & plain["k"].notna()], ["model", "method", "k"])

@@ -14,7 +14,7 @@ from .curves import learning_curves
 from .frame import results_frame
 from .groups import group_tables
 from .plots import write_plots
-from .tables import NOT_SIGNIFICANT, Table, main_tables, seed_tables, sweep_tables
+from .tables import NOT_SIGNIFICANT, Table, main_tables, position_tables, seed_tables, sweep_tables
 
 LEGEND = (
     "Macro accuracy in percent (accuracy per person, averaged over people) with its 95% bootstrap CI over "
@@ -80,6 +80,7 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
     curves, curve_plots = learning_curves(accuracy, out.parent)
     plots = [*curve_plots, *write_plots(accuracy, out.parent)]
     main, sweeps, groups = main_tables(ranked, runs_dir), [*seed_tables(ranked), *sweep_tables(ranked)], group_tables(accuracy)
+    positions = position_tables(ranked)
     skipped = ["Left out (unreadable, --skip-bad): " + "; ".join(problems) + "\n"] if problems else []
     sections = [
         "# persona-bench leaderboard\n",
@@ -89,6 +90,8 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
         metric_legend(metric, records) + "\n" if metric != "accuracy" else "",
         "## Main comparison (paper Table 3 layout)\n",
         *(render_table(t) for t in main),
+        "## Answer positions (letter bias)\n" if positions else "",
+        *(render_table(t) for t in positions),
         "## Group alignment and subgroup disparity\n" if groups else "",
         *(render_table(t) for t in groups),
         "## Learning curves\n" if curves else "",
@@ -100,5 +103,5 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
     ]
     atomic_write_text(out, "\n".join(s for s in sections if s))
     table = out.with_suffix(".csv")
-    atomic_write_text(table, pd.DataFrame([cell for t in (*main, *groups, *curves, *sweeps) for cell in t.cells]).to_csv(index=False))
+    atomic_write_text(table, pd.DataFrame([cell for t in (*main, *positions, *groups, *curves, *sweeps) for cell in t.cells]).to_csv(index=False))
     return [out, table, *plots]

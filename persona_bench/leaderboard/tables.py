@@ -24,9 +24,10 @@ import pandas as pd
 
 from ..harness.metrics.registry import holm, paired_comparison, paired_person_values
 from ..harness.training.audit import describe_audit
+from ..tasks.prompts import LETTERS
 from .frame import latest, method_label, method_rank, person_metrics, samples
 
-SCOPE = ["data", "waves_label", "protocol", "users", "k", "max_eval_people", "seed"]
+SCOPE = ["data", "waves_label", "protocol", "option_order", "users", "k", "max_eval_people", "seed"]
 NOT_SIGNIFICANT = "°"
 CELL_FIELDS = ["model", "method", "kind", "persona", "users", "k", "variant", "budget_label", "recipe", "accuracy", "metric", "score",
                "n_people", "n_answers", "run_id"]
@@ -132,8 +133,17 @@ def scope_title(scope: dict) -> str:
     users = "seen users" if scope["users"] != "unseen" else (
         "unseen users, every earlier answer folded in" if pd.isna(scope["k"]) else "unseen users, K=%d" % scope["k"])
     people = f", {int(scope['max_eval_people'])} eval people" if pd.notna(scope["max_eval_people"]) else ""
+    return f"{where_label(scope)}, {users}{people}, seed {int(scope['seed'])}"
+
+
+def where_label(scope: dict) -> str:
+    """``data [waves]``, with the protocol and the option order where they are not the default."""
     protocol = "" if scope.get("protocol", "answers") == "answers" else f", protocol {scope['protocol']}"
-    return f"{scope['data']} [{scope['waves_label']}]{protocol}, {users}{people}, seed {int(scope['seed'])}"
+    order = "" if scope.get("option_order", "given") == "given" else f", options {scope['option_order']}"
+    return f"{scope['data']} [{scope['waves_label']}]{protocol}{order}"
+
+
+WHERE = ["data", "waves_label", "protocol", "option_order"]  # what a sweep, plot or curve never mixes
 
 
 def budget_note(frame: pd.DataFrame) -> str:
@@ -168,6 +178,33 @@ def main_tables(results: pd.DataFrame, runs_dir: Path) -> list[Table]:
             frame, cells = main_table(subset, runs_dir, title)
             shown = subset[subset["run_id"].isin([c["run_id"] for c in cells])]
             tables.append(Table(title, budget_note(shown), frame, cells))
+    return tables
+
+
+def position_tables(results: pd.DataFrame) -> list[Table]:
+    """Bias diagnostics per scope: the share of predicted answers at each shown position (A, B, ...)
+    beside the share of the people's own answers there. A method that answers "A" whatever the
+    question has an A-rate near 100%; under ``cyclic`` order a letter rule has no position to exploit."""
+    tables = []
+    known = results[results["answer_positions"].notna()] if "answer_positions" in results else results.iloc[:0]
+    for values, group in known.groupby(SCOPE, dropna=False, sort=True):
+        scope = dict(zip(SCOPE, values))
+        runs = latest(group[group["persona"] == "individual"], ["model", "method", "variant"])
+        runs = runs.assign(_rank=[method_rank(k, m) for k, m in zip(runs["kind"], runs["method"])]).sort_values(["_rank", "variant", "model"])
+        width = max(len(p["chosen"]) for p in runs["answer_positions"])
+        used = max(i for p in runs["answer_positions"] for i in range(width) if max(p["predicted"][i], p["chosen"][i]) > 0) + 1
+        rows, title = [], f"Answer positions — {scope_title(scope)}"
+        for _, run in runs.iterrows():
+            shares = run["answer_positions"]["predicted"]
+            rows.append({"method": method_label(run["method"], run["variant"]), "model": run["model"],
+                         **{f"{letter} %": percent(shares[i]) for i, letter in enumerate(LETTERS[:used])}})
+        chosen = runs.iloc[0]["answer_positions"]["chosen"]
+        rows.append({"method": "the people's own answers", "model": "",
+                     **{f"{letter} %": percent(chosen[i]) for i, letter in enumerate(LETTERS[:used])}})
+        cells = [cell_record(title, run, a_rate=run["answer_positions"]["predicted"][0], a_rate_chosen=chosen[0])
+                 for _, run in runs.iterrows()]
+        tables.append(Table(title, "Share of scored answers (every shown copy under cyclic order) whose top-scored option sits at "
+                            "each position, and where the chosen answers sit. A is the A-rate.", pd.DataFrame(rows), cells))
     return tables
 
 
@@ -260,8 +297,8 @@ def seed_tables(results: pd.DataFrame) -> list[Table]:
 def sweep_tables(results: pd.DataFrame) -> list[Table]:
     """Sweeps per data scope (see module docstring)."""
     tables = []
-    for (data, waves, protocol), group in results.sort_values("finished_at").groupby(["data", "waves_label", "protocol"]):
-        where = f"{data} [{waves}]" + ("" if protocol == "answers" else f", protocol {protocol}")
+    for values, group in results.sort_values("finished_at").groupby(WHERE):
+        where = where_label(dict(zip(WHERE, values)))
         seen = group[group["users"] == "seen"]
         plain = latest(seen[seen["variant"] == ""], ["model", "method", "persona"])
         clusters = plain[plain["persona"].str.startswith("cluster:") & plain["uses_persona"]]

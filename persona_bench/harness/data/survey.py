@@ -50,11 +50,16 @@ class Question:
             raise SurveyError(f"question {self.key}: '{REFUSED}' is a non-answer, not an option")
 
     @property
+    def nominal(self) -> bool:
+        """Whether the options have no order (OpinionQA gives them one ordinal position, e.g. IMPREASONGUN_W26)."""
+        return min(self.ordinal) == max(self.ordinal)
+
+    @property
     def values(self) -> tuple[float, ...]:
-        """Each option's position on the question's ordinal scale, mapped to [0, 1]."""
-        low, high = min(self.ordinal), max(self.ordinal)
-        if high == low:
+        """Each option's position on the question's ordinal scale, mapped to [0, 1] (0.5 each for a nominal question)."""
+        if self.nominal:
             return tuple(0.5 for _ in self.ordinal)
+        low, high = min(self.ordinal), max(self.ordinal)
         return tuple((o - low) / (high - low) for o in self.ordinal)
 
     def with_options_text(self) -> str:

@@ -88,7 +88,7 @@ class RunContext:
 
     def _answers_of(self, pairs: pd.DataFrame) -> pd.DataFrame:
         """:meth:`with_answers` unchecked: the harness's own (targets, the membership audit), never a method's."""
-        return pairs.merge(self._survey.responses, on=["respondent", "question"], how="left", validate="one_to_one")
+        return pairs.merge(self._survey.responses, on=["respondent", "question"], how="left", validate="many_to_one")
 
     def visible_pairs(self) -> pd.DataFrame:
         """Every (respondent, question) pair whose answer a method may see: train and revealed answers."""
@@ -110,11 +110,14 @@ class RunContext:
             return self.train_answers()
         return self._answers_of(self.revealed_pairs())
 
-    def evaluate(self, task: str, docs: pd.DataFrame, lm, extra: list[dict] | None = None, chat_template: bool = False) -> np.ndarray:
-        """Score ``docs`` with lm-eval task ``task`` and model ``lm`` (targets added here, not by the method)."""
+    def evaluate(self, task: str, docs: pd.DataFrame, lm, extra: list[dict] | None = None, chat_template: bool = False,
+                 docs_file: str = "docs.jsonl") -> np.ndarray:
+        """Score ``docs`` with lm-eval task ``task`` and model ``lm`` (targets added here, not by the
+        method); ``extra`` adds or replaces fields of each doc's record; the records go to ``docs_file``
+        in the run folder."""
         targets = self._answers_of(docs[["respondent", "question"]])["option"]
         records = task_records(docs, self.survey, targets, extra)
-        return evaluate_records(records, task, lm, self.run_dir / "docs.jsonl", chat_template, self.world, self.names)
+        return evaluate_records(records, task, lm, self.run_dir / docs_file, chat_template, self.world, self.names)
 
     @cached_property
     def names(self) -> Pseudonyms:

@@ -33,13 +33,14 @@ SCORES_ARE = ("logits", "counts")  # what a method's scores are: logits or log-p
 MIN_GROUP_PEOPLE = 10  # smaller trait groups are not reported (their distributions are mostly noise)
 
 
-def option_distributions(scores: np.ndarray, scores_are: str = "logits") -> np.ndarray:
+def option_distributions(scores: np.ndarray, scores_are: str = "logits", add_one: bool = False) -> np.ndarray:
     """Each row's distribution over its options (``-inf`` = not an option): a softmax of logits or
-    log-probabilities, or counts normalised."""
+    log-probabilities, or counts normalised (``add_one``: plus one each first, Laplace smoothing, so
+    that no option has probability 0 and a log-loss stays finite)."""
     scores = np.asarray(scores, dtype=float)
     valid = np.isfinite(scores)
     if scores_are == "counts":
-        mass = np.where(valid, np.maximum(scores, 0.0), 0.0)
+        mass = np.where(valid, np.maximum(scores, 0.0) + (1.0 if add_one else 0.0), 0.0)
         total = mass.sum(axis=1, keepdims=True)
         uniform = valid / valid.sum(axis=1, keepdims=True)
         return np.where(total > 0, mass / np.where(total > 0, total, 1.0), uniform)

@@ -30,9 +30,9 @@ class PersonDocs:
     """One person's scored docs, what a per-person metric reads (one row per doc)."""
 
     scores: np.ndarray  # (docs, options) the method's option scores, -inf past a question's last option
-    probabilities: np.ndarray  # (docs, options) the scores as answer distributions (0 past the last option)
+    probabilities: np.ndarray  # (docs, options) the scores as answer distributions (0 past the last option; counts add-one smoothed)
     target: np.ndarray  # (docs,) the index of the option the person chose
-    values: np.ndarray  # (docs, options) each option's ordinal value in [0, 1], NaN past the last option
+    values: np.ndarray  # (docs, options) each option's ordinal value in [0, 1]; NaN past the last option and for nominal questions
     weight: float  # the person's survey weight
 
     @property
@@ -43,6 +43,11 @@ class PersonDocs:
     @property
     def correct(self) -> np.ndarray:
         return self.prediction == self.target
+
+    @property
+    def ordinal(self) -> np.ndarray:
+        """Which docs ask an ordinal question (nominal ones, whose options share one position, have no scale)."""
+        return ~np.isnan(self.values[:, 0])
 
 
 @dataclass(frozen=True)
@@ -86,10 +91,28 @@ def accuracy_metric(person: PersonDocs) -> float:
 
 
 @register_metric("ordinal_error", higher_is_better=False,
-                 description="mean distance on the question's [0, 1] ordinal scale between the predicted and the chosen option")
+                 description="mean distance on the question's [0, 1] ordinal scale between the predicted and the chosen option "
+                             "(ordinal questions only)")
 def ordinal_error(person: PersonDocs) -> float:
-    rows = np.arange(len(person.target))
-    return float(np.abs(person.values[rows, person.prediction] - person.values[rows, person.target]).mean())
+    rows = np.flatnonzero(person.ordinal)
+    if len(rows) == 0:
+        return float("nan")  # no ordinal question: the person does not count
+    return float(np.abs(person.values[rows, person.prediction[rows]] - person.values[rows, person.target[rows]]).mean())
+
+
+def side(values: np.ndarray) -> np.ndarray:
+    """An ordinal value's side of its scale: -1 below the middle, 0 at it, +1 above."""
+    return np.sign(np.round(values - 0.5, 9))
+
+
+@register_metric("collapsed_accuracy",
+                 description="share of answers predicted on the right side of the scale (below, at or above its middle; "
+                             "Hwang et al. 2023; ordinal questions only)")
+def collapsed_accuracy(person: PersonDocs) -> float:
+    rows = np.flatnonzero(person.ordinal)
+    if len(rows) == 0:
+        return float("nan")
+    return float((side(person.values[rows, person.prediction[rows]]) == side(person.values[rows, person.target[rows]])).mean())
 
 
 @register_metric("brier", higher_is_better=False,
@@ -98,6 +121,30 @@ def brier(person: PersonDocs) -> float:
     truth = np.zeros_like(person.probabilities)
     truth[np.arange(len(person.target)), person.target] = 1.0
     return float(((person.probabilities - truth) ** 2).sum(axis=1).mean())
+
+
+@register_metric("log_loss", higher_is_better=False,
+                 description="mean negative log-probability (nats) the answer distribution gives the chosen option")
+def log_loss(person: PersonDocs) -> float:
+    chosen = person.probabilities[np.arange(len(person.target)), person.target]
+    return float(-np.log(np.maximum(chosen, 1e-300)).mean())
+
+
+CALIBRATION_BINS = 10
+
+
+@register_metric("ece", higher_is_better=False,
+                 description=f"expected calibration error: |accuracy - confidence| of the top answer in {CALIBRATION_BINS} "
+                             "equal-width confidence bins, weighted by the bins' shares of the person's answers")
+def expected_calibration_error(person: PersonDocs) -> float:
+    confidence = person.probabilities.max(axis=1)
+    bins = np.minimum((confidence * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
+    correct = person.correct.astype(float)
+    gap = 0.0
+    for b in np.unique(bins):
+        members = bins == b
+        gap += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(gap)
 
 
 def per_person_metrics(
@@ -116,13 +163,15 @@ def per_person_metrics(
 
 
 def metric_summaries(per_person: pd.DataFrame, seed: int = 0, metrics: dict[str, Metric] | None = None) -> dict[str, dict]:
-    """Per metric: the mean over people, its 95% bootstrap CI, and which direction is better."""
+    """Per metric: the mean over the people it applies to (its value is not NaN), its 95% bootstrap CI,
+    and which direction is better."""
     metrics = registered_metrics() if metrics is None else metrics
-    return {
-        name: {"value": float(per_person[name].mean()), "ci95": list(bootstrap_ci(per_person[name].to_numpy(), seed=seed)),
-               "higher_is_better": metrics[name].higher_is_better}
-        for name in per_person.columns
-    }
+    summaries = {}
+    for name in per_person.columns:
+        counted = per_person[name].dropna()  # a person a metric does not apply to (e.g. no ordinal question) is left out
+        summaries[name] = {"value": float(counted.mean()) if len(counted) else float("nan"),
+                           "ci95": list(bootstrap_ci(counted.to_numpy(), seed=seed)), "higher_is_better": metrics[name].higher_is_better}
+    return summaries
 
 
 @dataclass(frozen=True)
@@ -213,7 +262,8 @@ def paired_person_values(a: pd.Series, b: pd.Series, seed: int = 0, samples: int
     """Compare two runs' per-person values of one metric (indexed by person; the same people)."""
     if set(a.index) != set(b.index):
         raise ValueError(f"paired comparison needs the same people; {len(set(a.index) ^ set(b.index))} differ")
-    return paired_differences((a.sort_index().astype(float) - b.sort_index().astype(float)).to_numpy(), seed, samples)
+    diff = (a.sort_index().astype(float) - b.sort_index().astype(float)).dropna()  # people the metric does not apply to
+    return paired_differences(diff.to_numpy(), seed, samples)
 
 
 def paired_differences(diff: np.ndarray, seed: int = 0, samples: int = 10000) -> PairedComparison:

@@ -15,12 +15,13 @@ from ..core.errors import ConfigError
 from ..core.options import check_choices, check_types, option
 from ..data.protocol import PROTOCOLS, USERS, SplitConfig
 from ..personas.space import PersonaKind
+from ..scoring.option_order import OPTION_ORDERS
 
 DEFAULT_MODEL = "smollm2-135m"
 CF_SOLVERS = ("als", "adam")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 # Fields a run id leaves out while they hold their default, so ids from before they existed stay valid.
-OMITTED_AT_DEFAULT = {"pseudonymize": False, "protocol": "answers"}
+OMITTED_AT_DEFAULT = {"pseudonymize": False, "protocol": "answers", "option_order": "given"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class RunConfig:
     protocol: str = option("answers", "answers: score each person's held-out answers; heldout-questions: answers to questions no "
                                       "learner saw answered; cross-wave: panelists on a later wave from their earlier answers",
                            choices=PROTOCOLS)
+    option_order: str = option("given", "the order options are shown in: given, reversed, or cyclic (every rotation scored, "
+                                         "distributions averaged: a letter prior cannot help)", choices=OPTION_ORDERS)
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":

@@ -13,6 +13,11 @@ command line and the tests read typed records only:
   the recipe's name, the budget (answers, epochs) and how training runs.
 * schema 2: ``schema_version``, ``metrics`` (every registered per-person metric with its CI) and
   the method's ``option_roles``.
+* schema 3: ``option_order`` (in the config, written when not ``given``), ``answer_positions``
+  (the shares of predicted and chosen answers at each shown position); the metrics ``log_loss``,
+  ``ece`` and ``collapsed_accuracy``, ``ordinal_error`` on ordinal questions only, and the proper
+  scores of a counts method from add-one smoothed counts. A schema-2 record reads as before (no
+  positions).
 
 The untrained control of a steering method (its module left at initialisation) is
 :attr:`RunRecord.untrained_control`, the one place that knows it is written ``weights=random``.
@@ -26,7 +31,7 @@ from typing import Any
 from ..core.errors import PersonaBenchError
 from .config import RunConfig
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 UNTRAINED = {"weights": "random"}  # the method option that makes a steering method its own untrained control
 TRAINING_FIELDS = ("recipe", "settings", "budget", "training_history", "membership_audit")
 GROUP_FIELDS = ("weighted_accuracy", "groups", "question_sets", "disparity")
@@ -102,6 +107,7 @@ class RunRecord:
     training: Training | None = None
     report: dict = field(default_factory=dict)  # the method's other report fields (e.g. group-prompt's steering_contexts)
     metrics: dict[str, MetricValue] = field(default_factory=dict)
+    answer_positions: dict | None = None  # {"predicted": [...], "chosen": [...]}: shares per shown position (0: "A")
     weighted_accuracy: float | None = None
     groups: dict | None = None
     question_sets: dict | None = None
@@ -162,6 +168,7 @@ class RunRecord:
             "n_people": self.n_people,
             "n_answers": self.n_answers,
             "metrics": {name: {**asdict(m), "ci95": list(m.ci95)} for name, m in self.metrics.items()},
+            **({"answer_positions": self.answer_positions} if self.answer_positions is not None else {}),
             **{name: getattr(self, name) for name in GROUP_FIELDS if getattr(self, name) is not None},
             "wall_seconds": self.wall_seconds,
             "processes": self.processes,
@@ -179,7 +186,7 @@ class RunRecord:
 CONFIG_FIELDS = frozenset(f.name for f in fields(RunConfig))
 KNOWN = frozenset({
     "run_id", *CONFIG_FIELDS, "method_info", "options", "variant", *TRAINING_FIELDS, "accuracy", "ci95", "n_people", "n_answers",
-    "metrics", *GROUP_FIELDS, "wall_seconds", "processes", "finished_at", "persona_bench_version", "schema_version",
+    "metrics", "answer_positions", *GROUP_FIELDS, "wall_seconds", "processes", "finished_at", "persona_bench_version", "schema_version",
 })
 
 
@@ -217,6 +224,7 @@ def upgrade(raw: dict) -> RunRecord:
         options=dict(raw.get("options") or raw.get("method_options") or {}),
         variant=dict(variant),
         training=training, report={k: v for k, v in raw.items() if k not in KNOWN or (k in TRAINING_FIELDS and training is None)}, metrics=metrics,
+        answer_positions=raw.get("answer_positions"),
         **{name: raw.get(name) for name in GROUP_FIELDS},
         wall_seconds=raw.get("wall_seconds"), processes=int(raw.get("processes", 1)), finished_at=raw.get("finished_at", ""),
         persona_bench_version=raw.get("persona_bench_version", ""), schema_version=SCHEMA_VERSION,

@@ -27,6 +27,7 @@ from ..core.distributed import World
 from ..data.pseudonyms import NO_PSEUDONYMS, Pseudonyms
 from ..data.survey import Survey
 from ..metrics.registry import per_person_accuracy
+from .option_order import positions
 
 
 def padded_scores(rows: list[np.ndarray], width: int | None = None) -> np.ndarray:
@@ -53,17 +54,20 @@ def without_lm_eval_provenance() -> Iterator[None]:
 
 
 def task_records(docs: pd.DataFrame, survey: Survey, targets: pd.Series, extra: list[dict] | None = None) -> list[dict]:
-    """One lm-eval doc per row: ids, question text, options, answer letters, target, extras."""
+    """One lm-eval doc per row: ids, question text, options in the doc's ``order`` (given when it has
+    none), each option's answer letter (so lm-eval's scores stay indexed by option), target, extras."""
     records = []
     for i, doc in enumerate(docs.itertuples(index=False)):
         question = survey.questions[doc.question]
+        order = getattr(doc, "order", None) or tuple(range(len(question.options)))  # see option_order
+        letter = letters(len(question.options))
         record = {
             "doc_id": doc.doc_id,
             "respondent": doc.respondent,
             "question_key": doc.question,
             "question": question.text,
-            "options": list(question.options),
-            "choices": letters(len(question.options)),
+            "options": [question.options[index] for index in order],  # as shown, A first
+            "choices": [letter[position] for position in positions(order)],  # each option's letter, by option
             "target": int(targets.iloc[i]),
         }
         records.append({**record, **(extra[i] if extra else {})})
@@ -73,7 +77,10 @@ def task_records(docs: pd.DataFrame, survey: Survey, targets: pd.Series, extra: 
 def written_doc_id(record: dict, names: Pseudonyms) -> str:
     """A record's doc id as the docs file holds it (with pseudonyms: built from the written name
     and the question, as :func:`task_records` records them)."""
-    return names.doc_id(record["respondent"], record["question_key"]) if names.hides_ids else record["doc_id"]
+    if not names.hides_ids:
+        return record["doc_id"]
+    copy = record["doc_id"][len(f"{record['respondent']}|{record['question_key']}"):]  # a rotated copy's suffix (option_order)
+    return names.doc_id(record["respondent"], record["question_key"]) + copy
 
 
 def evaluate_records(

@@ -133,6 +133,8 @@ class LearnedSteering(Method):
         """Identity of a trained module: family, model, dtype, CF space and every setting that shapes it."""
         settings = {k: v for k, v in self.settings.items() if k not in ("weights", *OPERATIONAL)}
         payload = [self.name, context.config.model, context.config.dtype, context.config.cf_solver, context.config.cf_dim, settings]
+        if context.config.option_order != "given":  # trained on options shown in that order (keys from before stay valid)
+            payload.append(context.config.option_order)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
     def checkpoint_folder(self, context: RunContext) -> Path:
@@ -219,7 +221,8 @@ class LearnedSteering(Method):
 
     def examples(self, context: RunContext, answers: pd.DataFrame, personas: np.ndarray) -> Examples:
         """``answers`` tokenised as training and scoring see them, one persona vector each."""
-        return build_examples(answers.reset_index(drop=True), context.survey, personas, self.lm)
+        return build_examples(answers.reset_index(drop=True), context.survey, personas, self.lm, context.config.option_order,
+                              context.seed)
 
     def training_rows(self, context: RunContext) -> tuple[tuple[pd.DataFrame, np.ndarray], tuple[pd.DataFrame, np.ndarray]]:
         """(train, validation) answers with their persona vectors, drawn as the module docstring says."""

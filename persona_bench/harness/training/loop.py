@@ -39,6 +39,7 @@ from ..core.atomic import atomic_write_bytes, atomic_write_json
 from ..core.distributed import World
 from ..core.errors import ConfigError
 from ..core.options import option
+from ..scoring.option_order import display_order, positions
 from ..scoring.steerer import Steerer, load_steerer
 from ..scoring.steering import checkpointed, token_batch, token_logprobs
 
@@ -97,21 +98,27 @@ class Examples:
         return Examples([self.prompts[i] for i in rows], self.letter_ids[rows], self.targets[rows], self.personas[rows])
 
 
-def build_examples(answers: pd.DataFrame, survey, personas: np.ndarray, lm) -> Examples:
+def build_examples(answers: pd.DataFrame, survey, personas: np.ndarray, lm, option_order: str = "given", seed: int = 0) -> Examples:
     """Tokenise ``answers`` (respondent, question, option rows; ``personas`` row-aligned) with the
-    scorer ``lm``'s own pair encoding, so training sees exactly the tokens scoring sees."""
+    scorer ``lm``'s own pair encoding, so training sees exactly the tokens scoring sees: options shown
+    in ``option_order`` (cyclic: each answer under a rotation drawn with ``seed``), letters by option."""
     width = max(len(q.options) for q in survey.questions.values())
-    prompt_cache: dict[str, tuple[tuple[int, ...], list[int]]] = {}
+    n_options = answers["question"].map(lambda key: len(survey.questions[key].options)).to_numpy()
+    rotations = (np.random.default_rng(seed).integers(0, n_options) if option_order == "cyclic" and len(answers)
+                 else np.zeros(len(answers), dtype=int))
+    prompt_cache: dict[tuple[str, tuple[int, ...]], tuple[tuple[int, ...], list[int]]] = {}
     prompts, letter_rows = [], []
-    for key in answers["question"]:
-        if key not in prompt_cache:
+    for key, n, rotation in zip(answers["question"], n_options, rotations):
+        order = display_order(int(n), option_order, int(rotation))
+        if (key, order) not in prompt_cache:
             question = survey.questions[key]
-            context = scored_prompt(raw_prompt({"question": question.text, "options": list(question.options)}))
+            context = scored_prompt(raw_prompt({"question": question.text, "options": [question.options[i] for i in order]}))
             encoded = [lm.encode_pair(context, f" {letter}") for letter in LETTERS[: len(question.options)]]
             if any(len(continuation) != 1 for _, continuation in encoded):
                 raise ConfigError(f"model tokenizer splits an answer letter of {key} into several tokens")
-            prompt_cache[key] = (tuple(encoded[0][0]), [continuation[0] for _, continuation in encoded])
-        prompt, letters = prompt_cache[key]
+            by_position = [continuation[0] for _, continuation in encoded]
+            prompt_cache[key, order] = (tuple(encoded[0][0]), [by_position[position] for position in positions(order)])
+        prompt, letters = prompt_cache[key, order]
         prompts.append(prompt)
         letter_rows.append(letters + [-1] * (width - len(letters)))
     return Examples(
