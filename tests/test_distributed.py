@@ -51,6 +51,8 @@ def launched(tiny_model_path, tmp_path_factory):
         out[processes] = {
             "raw": launch(["run", "--method", "raw", *common, "--out", str(folder / "runs")], processes, folder / "cache", root),
             "spm": launch(["run", "--method", "spm", *common, *spm, "--out", str(folder / "runs")], processes, folder / "cache", root),
+            "calibrated": launch(["run", "--method", "raw", *common, "--calibrate", "content-free", "--option-order", "cyclic",
+                                  "--out", str(folder / "runs-calibrated")], processes, folder / "cache", root),
             "folder": folder,
         }
     return out
@@ -71,6 +73,16 @@ def test_scoring_with_two_processes_equals_one(launched, method):
     total = sum(len(s["scores"]) for s in samples(one))  # one request per answer letter
     # each rank scores its half; lm-eval pads the shorter rank with a few repeated requests
     assert set(counts) == {0, 1} and all(abs(c - total / 2) <= 20 for c in counts.values()) and sum(counts.values()) >= total
+
+
+def test_a_calibrated_cyclic_prompt_with_two_processes_equals_one(launched):
+    """Each rank scores its share of every rotation and of the content-free prompts (no rank waits alone)."""
+    two, one = ([d for d in (launched[p]["folder"] / "runs-calibrated").iterdir() if d.name.startswith("raw-")] for p in (2, 1))
+    assert len(two) == len(one) == 1 and two[0].name == one[0].name
+    for a, b in zip(samples(two[0]), samples(one[0])):
+        assert a["doc_id"] == b["doc_id"]
+        np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-5)
+    assert (two[0] / "docs-content-free.jsonl").is_file()
 
 
 def test_training_with_two_processes_equals_one(launched):

@@ -98,6 +98,25 @@ def test_a_run_finished_before_group_figures_gets_the_same_ones_from_its_samples
     assert json.loads(path.read_text())["groups"] == again.groups
 
 
+
+def test_a_run_of_an_older_layout_gets_todays_metrics_and_answer_positions_from_its_samples(tmp_path):
+    import json
+
+    from persona_bench import evaluate
+    from persona_bench.harness.runs.config import RunConfig
+    from persona_bench.harness.runs.record import SCHEMA_VERSION
+
+    config = RunConfig(method="majority", data="demo:300", max_eval_people=60)
+    first = evaluate(config, tmp_path, log=lambda _: None)
+    path = tmp_path / first.run_id / "results.json"
+    schema_2 = {**first.as_dict(), "schema_version": 2, "metrics": {"brier": {"value": 0.9, "ci95": [0.8, 1.0]}}}
+    path.write_text(json.dumps({k: v for k, v in schema_2.items() if k != "answer_positions"}))
+    again = evaluate(config, tmp_path, log=lambda _: None)
+    assert set(again.metrics) == set(first.metrics) and again.metrics["brier"].value == pytest.approx(first.metrics["brier"].value)
+    assert again.answer_positions == first.answer_positions and again.schema_version == SCHEMA_VERSION
+    assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION
+
+
 def test_a_nominal_question_counts_for_total_variation_only():
     nominal = Question("N", "W1", "why", ("a", "b", "c"), (1.0, 1.0, 1.0))
     ordered = Question("O", "W1", "how much", ("a", "b", "c"), (1.0, 2.0, 3.0))

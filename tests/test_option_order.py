@@ -64,6 +64,12 @@ def test_references_that_answer_by_option_are_unaffected(tmp_path, method):
         assert samples[order]["scores"].tolist() == samples["given"]["scores"].tolist()
         assert records[order].metrics == records["given"].metrics and records[order].accuracy == records["given"].accuracy
     assert records["cyclic"].config.option_order == "cyclic"
+    from persona_bench import write_leaderboard
+
+    write_leaderboard(tmp_path, tmp_path / "board.md")
+    board = (tmp_path / "board.md").read_text()
+    assert "### Every metric — demo:300 [all], options cyclic" in board and "### Answer positions — demo:300 [all], options reversed" in board
+    assert "log_loss" in board and "collapsed_accuracy" in board and "A-rate %" in board
 
 
 def test_letter_prior_is_a_rule_about_positions(tmp_path):
@@ -115,6 +121,9 @@ def test_training_examples_show_the_options_in_the_runs_order(tiny_model_path, d
     assert given.targets.tolist() == flipped.targets.tolist() == cyclic.targets.tolist()  # targets stay options
     rotated = [row for row in range(len(answers)) if cyclic.letter_ids[row, 0] != letter[0]]
     assert rotated and len(rotated) < len(answers)  # a rotation per answer, drawn with the seed
+    subset = answers.iloc[::-3].reset_index(drop=True)  # another frame (the audit's): each answer keeps its rotation
+    again = build_examples(subset, demo_survey, personas[: len(subset)], lm, "cyclic", seed=3)
+    assert again.letter_ids.tolist() == cyclic.letter_ids[np.arange(len(answers))[::-3].copy()].tolist()
 
 
 def test_contextual_calibration_divides_out_the_content_free_distribution():
@@ -141,3 +150,20 @@ def test_a_calibrated_prompt_scores_the_content_free_prompt_too(tmp_path, tiny_m
     assert all(set(d["options"]) == {"N/A"} for d in blank)
     assert record.variant == {"calibrate": "content-free"} and record.run_id != plain.run_id
     assert read_samples(tmp_path / record.run_id)["scores"].tolist() != read_samples(tmp_path / plain.run_id)["scores"].tolist()
+
+
+def test_the_answer_position_table_reads_runs_of_different_widths():
+    from persona_bench.leaderboard.tables import position_tables
+
+    def row(method: str, kind: str, predicted: list, chosen: list) -> dict:
+        return {"data": "demo", "waves_label": "all", "protocol": "heldout-questions", "option_order": "given", "users": "seen",
+                "k": None, "max_eval_people": 10, "seed": 0, "persona": "individual", "model": "-", "method": method, "variant": "",
+                "kind": kind, "train_answers": None, "finished_at": "2026-12-04", "answer_positions": {"predicted": predicted, "chosen": chosen},
+                "metric": "accuracy", "score": 0.5, "score_ci95": [0.4, 0.6], "accuracy": 0.5, "run_id": method}
+
+    frame = pd.DataFrame([row("raw", "prompting", [1.0, 0.0, 0.0], [0.5, 0.3, 0.2]),  # the widest question scored: 3
+                          row("letter-prior", "reference", [0.0, 1.0, 0.0, 0.0, 0.0], [0.5, 0.3, 0.2, 0.0, 0.0])])  # the survey's: 5
+    [table] = position_tables(frame)
+    assert list(table.frame.columns) == ["method", "model", "A %", "B %", "C %"]
+    assert table.frame["method"].tolist() == ["letter-prior", "raw", "the people's own answers"]
+    assert table.frame.iloc[1]["A %"] == "100.0" and [c["a_rate"] for c in table.cells] == [0.0, 1.0]

@@ -115,7 +115,8 @@ def describe(config: RunConfig) -> str:
     """A one-line label of a run."""
     return " ".join(str(part) for part in (
         config.method, config.model or "", config.persona, config.users, f"k={config.k}", config.data, ",".join(config.waves),
-        "" if config.protocol == "answers" else f"protocol={config.protocol}", config.method_options or "",
+        "" if config.protocol == "answers" else f"protocol={config.protocol}",
+        "" if config.option_order == "given" else f"options={config.option_order}", config.method_options or "",
     ) if part != "")
 
 

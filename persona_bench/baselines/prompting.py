@@ -56,12 +56,12 @@ class PromptMethod(Method):
             raise ConfigError(f"--chat-template: model {context.config.model!r} has no chat template")
         fields = self.doc_fields(docs, context)
         scores = context.evaluate(self.task, docs, lm, fields, self.options.chat_template)
-        if self.options.calibrate == "none" or scores is None:  # None: another rank's share went to rank 0
+        if self.options.calibrate == "none":
             return scores
         blank = [{**(fields[i] if fields else {}), "question": CONTENT_FREE, "options": [CONTENT_FREE] * int(n)}
                  for i, n in enumerate(docs["n_options"])]
         free = context.evaluate(self.task, docs, lm, blank, self.options.chat_template, docs_file="docs-content-free.jsonl")
-        return calibrated(scores, free)
+        return None if scores is None else calibrated(scores, free)  # every rank scores both; rank 0 gets the scores
 
 
 def calibrated(scores: np.ndarray, content_free: np.ndarray) -> np.ndarray:

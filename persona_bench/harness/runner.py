@@ -35,10 +35,10 @@ from .data.survey import Survey
 from .method.base import Method, build_options, get_method, resolve_config
 from .method.context import RunContext
 from .metrics.groups import alignment, disparity, option_distributions, population_distributions, weighted_macro_accuracy
-from .metrics.registry import metric_summaries, per_person_accuracy, per_person_metrics, registered_metrics
+from .metrics.registry import metric_summaries, per_person_metrics, registered_metrics
 from .personas.space import PersonaKind
 from .runs.config import RunConfig
-from .runs.record import TRAINING_FIELDS, MethodInfo, MetricValue, RunRecord, Training
+from .runs.record import SCHEMA_VERSION, TRAINING_FIELDS, MethodInfo, MetricValue, RunRecord, Training
 from .runs.store import (
     CONFIG, SHARED, claim_or_wait, pseudonyms_for, read_results, read_samples, release, shared_dir, write_config, write_person_metrics,
     write_results, write_samples,
@@ -204,7 +204,7 @@ def evaluate_here(
     finished = read_results(run_dir)
     if finished is not None and not force:
         log(f"reusing finished run {run_dir}")
-        return with_group_figures(config, runs_dir, finished, log) if not finished.has_group_figures and world.is_main else finished
+        return refreshed(config, runs_dir, finished, log) if finished.outdated and world.is_main else finished
     started = time.perf_counter()
     if world.is_main:
         if not (Path(runs_dir) / SHARED).exists() and not config.data.startswith("demo"):  # no run has prepared here yet
@@ -277,18 +277,33 @@ def group_figures(docs, scores: np.ndarray, accuracy: pd.Series, survey: Survey,
     }
 
 
-def with_group_figures(config: RunConfig, runs_dir: Path, finished: RunRecord, log: Callable[[str], None]) -> RunRecord:
-    """A run finished before group figures existed gets them from its stored samples (no scoring)."""
+def refreshed(config: RunConfig, runs_dir: Path, finished: RunRecord, log: Callable[[str], None]) -> RunRecord:
+    """A run finished by an older persona-bench gets, from its stored samples (no scoring), what a
+    run records now: the group figures, every registered metric as defined now, and the answer
+    positions; rewritten in the current layout."""
     if config.pseudonymize:
         return finished  # its samples no longer name the people whose traits and weights they need
-    log(f"{config.method}: adding group figures to the finished run from its samples")
+    log(f"{config.method}: bringing the finished run's figures up to date from its samples")
     context = build_context(config, runs_dir)
+    survey = context._survey
     samples = read_samples(Path(runs_dir) / config.run_id())
     width = int(samples["scores"].map(len).max())
     scores = np.array([row + [-np.inf] * (width - len(row)) for row in samples["scores"]], dtype=float)
-    accuracy = per_person_accuracy(samples["respondent"], samples["correct"].to_numpy(dtype=bool))
-    updated = finished.with_fields(**group_figures(samples, scores, accuracy, context._survey, context.train_answers(),
-                                                   config.seed, finished.method_info.scores_are))
+    samples["n_options"] = np.isfinite(scores).sum(axis=1)
+    metrics = registered_metrics()
+    per_person = per_person_metrics(samples["respondent"].to_numpy(), scores,
+                                    option_distributions(scores, finished.method_info.scores_are, add_one=True),
+                                    samples["target"].to_numpy(), option_values(samples, survey), survey.respondents["weight"], metrics)
+    summaries = metric_summaries(per_person, seed=config.seed, metrics=metrics)
+    summaries.pop("accuracy")
+    updated = finished.with_fields(
+        metrics={name: MetricValue(s["value"], tuple(s["ci95"]), s["higher_is_better"]) for name, s in summaries.items()},
+        answer_positions=position_shares(ordered_docs(samples, config.option_order), scores, samples["target"].to_numpy()),
+        schema_version=SCHEMA_VERSION,
+        **group_figures(samples, scores, per_person["accuracy"], survey, context.train_answers(), config.seed,
+                        finished.method_info.scores_are),
+    )
+    write_person_metrics(Path(runs_dir) / config.run_id(), per_person, pseudonyms_for(config.pseudonymize, runs_dir))
     write_results(Path(runs_dir) / config.run_id(), updated)
     return updated
 

@@ -14,7 +14,7 @@ from .curves import learning_curves
 from .frame import results_frame
 from .groups import group_tables
 from .plots import write_plots
-from .tables import NOT_SIGNIFICANT, Table, main_tables, position_tables, seed_tables, sweep_tables
+from .tables import NOT_SIGNIFICANT, Table, main_tables, metric_tables, position_tables, seed_tables, sweep_tables
 
 LEGEND = (
     "Macro accuracy in percent (accuracy per person, averaged over people) with its 95% bootstrap CI over "
@@ -80,7 +80,7 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
     curves, curve_plots = learning_curves(accuracy, out.parent)
     plots = [*curve_plots, *write_plots(accuracy, out.parent)]
     main, sweeps, groups = main_tables(ranked, runs_dir), [*seed_tables(ranked), *sweep_tables(ranked)], group_tables(accuracy)
-    positions = position_tables(ranked)
+    positions, every_metric = position_tables(ranked), metric_tables(accuracy)
     skipped = ["Left out (unreadable, --skip-bad): " + "; ".join(problems) + "\n"] if problems else []
     sections = [
         "# persona-bench leaderboard\n",
@@ -90,6 +90,8 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
         metric_legend(metric, records) + "\n" if metric != "accuracy" else "",
         "## Main comparison (paper Table 3 layout)\n",
         *(render_table(t) for t in main),
+        "## Every metric\n" if every_metric else "",
+        *(render_table(t) for t in every_metric),
         "## Answer positions (letter bias)\n" if positions else "",
         *(render_table(t) for t in positions),
         "## Group alignment and subgroup disparity\n" if groups else "",

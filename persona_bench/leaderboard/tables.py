@@ -181,6 +181,31 @@ def main_tables(results: pd.DataFrame, runs_dir: Path) -> list[Table]:
     return tables
 
 
+def metric_tables(results: pd.DataFrame) -> list[Table]:
+    """Per scope, every metric each run kept (its mean over people), with the A-rate: one line per
+    method, so gains in accuracy can be read beside confidence, near misses and letter bias."""
+    tables = []
+    for values, group in results.groupby(SCOPE, dropna=False, sort=True):
+        runs = latest(group[group["persona"] == "individual"], ["model", "method", "variant"])
+        names = sorted({name for kept in runs["metrics"] if isinstance(kept, dict) for name in kept})
+        if runs.empty or not names:
+            continue
+        runs = runs.assign(_rank=[method_rank(k, m) for k, m in zip(runs["kind"], runs["method"])]).sort_values(["_rank", "variant", "model"])
+        title = f"Every metric — {scope_title(dict(zip(SCOPE, values)))}"
+        rows = []
+        for _, run in runs.iterrows():
+            kept = run["metrics"] if isinstance(run["metrics"], dict) else {}
+            positions = run.get("answer_positions")
+            rows.append({"method": method_label(run["method"], run["variant"]), "model": run["model"],
+                         "accuracy %": percent(run["accuracy"]),
+                         **{name: (percent(kept[name]["value"]) if name.endswith("accuracy") else f"{kept[name]['value']:.3f}")
+                            if name in kept else "" for name in names},
+                         "A-rate %": percent(positions["predicted"][0]) if isinstance(positions, dict) else ""})
+        tables.append(Table(title, "Means over people (CIs in results.json and in the tables ranked with --metric NAME). Lower is "
+                            "better for ordinal_error, brier, log_loss and ece; the accuracies in percent.", pd.DataFrame(rows)))
+    return tables
+
+
 def position_tables(results: pd.DataFrame) -> list[Table]:
     """Bias diagnostics per scope: the share of predicted answers at each shown position (A, B, ...)
     beside the share of the people's own answers there. A method that answers "A" whatever the
@@ -190,15 +215,17 @@ def position_tables(results: pd.DataFrame) -> list[Table]:
     for values, group in known.groupby(SCOPE, dropna=False, sort=True):
         scope = dict(zip(SCOPE, values))
         runs = latest(group[group["persona"] == "individual"], ["model", "method", "variant"])
+        if runs.empty:
+            continue
         runs = runs.assign(_rank=[method_rank(k, m) for k, m in zip(runs["kind"], runs["method"])]).sort_values(["_rank", "variant", "model"])
-        width = max(len(p["chosen"]) for p in runs["answer_positions"])
-        used = max(i for p in runs["answer_positions"] for i in range(width) if max(p["predicted"][i], p["chosen"][i]) > 0) + 1
+        width = max(len(p["chosen"]) for p in runs["answer_positions"])  # runs differ: the widest question scored, or in the survey
+        shares = [{side: p[side] + [0.0] * (width - len(p[side])) for side in ("predicted", "chosen")} for p in runs["answer_positions"]]
+        used = max([i + 1 for p in shares for i in range(width) if max(p["predicted"][i], p["chosen"][i]) > 0] or [1])
         rows, title = [], f"Answer positions — {scope_title(scope)}"
-        for _, run in runs.iterrows():
-            shares = run["answer_positions"]["predicted"]
+        for (_, run), shown in zip(runs.iterrows(), shares):
             rows.append({"method": method_label(run["method"], run["variant"]), "model": run["model"],
-                         **{f"{letter} %": percent(shares[i]) for i, letter in enumerate(LETTERS[:used])}})
-        chosen = runs.iloc[0]["answer_positions"]["chosen"]
+                         **{f"{letter} %": percent(shown["predicted"][i]) for i, letter in enumerate(LETTERS[:used])}})
+        chosen = shares[0]["chosen"]
         rows.append({"method": "the people's own answers", "model": "",
                      **{f"{letter} %": percent(chosen[i]) for i, letter in enumerate(LETTERS[:used])}})
         cells = [cell_record(title, run, a_rate=run["answer_positions"]["predicted"][0], a_rate_chosen=chosen[0])

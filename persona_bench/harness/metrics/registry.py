@@ -268,6 +268,8 @@ def paired_person_values(a: pd.Series, b: pd.Series, seed: int = 0, samples: int
 
 def paired_differences(diff: np.ndarray, seed: int = 0, samples: int = 10000) -> PairedComparison:
     """Mean of per-person differences, its bootstrap CI and a sign-flip permutation p-value."""
+    if len(diff) == 0:  # no person the metric applies to: nothing to test
+        return PairedComparison(float("nan"), (float("nan"), float("nan")), 1.0, 0)
     rng = np.random.default_rng(seed)
     extreme = 0
     for start in range(0, samples, 256):

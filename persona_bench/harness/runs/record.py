@@ -136,6 +136,12 @@ class RunRecord:
     def has_group_figures(self) -> bool:
         return self.groups is not None
 
+    @property
+    def outdated(self) -> bool:
+        """Written by an older persona-bench (an earlier layout, or without group figures): its figures
+        are brought up to date from its samples when the run is reused."""
+        return self.schema_version < SCHEMA_VERSION or not self.has_group_figures
+
     def metric(self, name: str) -> MetricValue:
         """A metric's value and CI (``accuracy`` is always there)."""
         if name == "accuracy":
@@ -227,5 +233,5 @@ def upgrade(raw: dict) -> RunRecord:
         answer_positions=raw.get("answer_positions"),
         **{name: raw.get(name) for name in GROUP_FIELDS},
         wall_seconds=raw.get("wall_seconds"), processes=int(raw.get("processes", 1)), finished_at=raw.get("finished_at", ""),
-        persona_bench_version=raw.get("persona_bench_version", ""), schema_version=SCHEMA_VERSION,
+        persona_bench_version=raw.get("persona_bench_version", ""), schema_version=version,  # the layout it was written in
     )

@@ -2,6 +2,7 @@
 
     RUNS_DIR/<run-id>/config.json        the RunConfig
                       docs.jsonl          the lm-eval docs of LLM methods (real answers: stays here)
+                      docs-content-free.jsonl  --calibrate content-free: the N/A prompts (targets: stays here)
                       samples.jsonl.gz    per-doc option scores and predictions (real answers: stays here)
                       metrics.csv.gz      every registered metric per person (stays here too)
                       results.json        a RunRecord (harness.record), aggregates only: accuracy,

@@ -20,6 +20,7 @@ position through the one steered forward. Only the steering module learns.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -98,13 +99,22 @@ class Examples:
         return Examples([self.prompts[i] for i in rows], self.letter_ids[rows], self.targets[rows], self.personas[rows])
 
 
+def rotations_of(respondents: pd.Series, questions: pd.Series, n_options: np.ndarray, seed: int) -> np.ndarray:
+    """The rotation each answer is shown under in cyclic training: a hash of (seed, respondent,
+    question), so an answer gets the same rotation in whatever frame it is built (training,
+    validation, the membership audit)."""
+    keys = [f"{seed}|{respondent}|{question}".encode() for respondent, question in zip(respondents, questions)]
+    return np.array([int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") % int(n)
+                     for key, n in zip(keys, n_options)], dtype=int)
+
+
 def build_examples(answers: pd.DataFrame, survey, personas: np.ndarray, lm, option_order: str = "given", seed: int = 0) -> Examples:
     """Tokenise ``answers`` (respondent, question, option rows; ``personas`` row-aligned) with the
     scorer ``lm``'s own pair encoding, so training sees exactly the tokens scoring sees: options shown
-    in ``option_order`` (cyclic: each answer under a rotation drawn with ``seed``), letters by option."""
+    in ``option_order`` (cyclic: each answer under its own rotation, :func:`rotations_of`), letters by option."""
     width = max(len(q.options) for q in survey.questions.values())
     n_options = answers["question"].map(lambda key: len(survey.questions[key].options)).to_numpy()
-    rotations = (np.random.default_rng(seed).integers(0, n_options) if option_order == "cyclic" and len(answers)
+    rotations = (rotations_of(answers["respondent"], answers["question"], n_options, seed) if option_order == "cyclic"
                  else np.zeros(len(answers), dtype=int))
     prompt_cache: dict[tuple[str, tuple[int, ...]], tuple[tuple[int, ...], list[int]]] = {}
     prompts, letter_rows = [], []
@@ -124,8 +134,8 @@ def build_examples(answers: pd.DataFrame, survey, personas: np.ndarray, lm, opti
     return Examples(
         prompts,
         torch.tensor(letter_rows, dtype=torch.long).reshape(len(prompts), width),
-        torch.tensor(answers["option"].to_numpy(), dtype=torch.long),
-        torch.tensor(np.asarray(personas), dtype=torch.float32).reshape(len(prompts), -1),
+        torch.tensor(np.ascontiguousarray(answers["option"].to_numpy()), dtype=torch.long),
+        torch.tensor(np.ascontiguousarray(personas), dtype=torch.float32).reshape(len(prompts), -1),
     )
 
 
