@@ -117,3 +117,7 @@ grid:
     placed = run_cost(replace(load_grid(grid)[2], method_options={"max_train_answers": 50, "epochs": 2, "placement": "answer"}), tmp_path / "runs")
     assert placed.forwards == spm.forwards and placed.prompt_tokens < spm.prompt_tokens  # question heads once, 3 cue tokens per person
     assert placed.training_flops < spm.training_flops / 5
+    calibrated = run_cost(replace(load_grid(grid)[1], method_options={"calibrate": "content-free"}), tmp_path / "runs")
+    assert calibrated.forwards > raw.forwards and calibrated.prompt_tokens > raw.prompt_tokens  # the content-free pass counts
+    cyclic = run_cost(replace(load_grid(grid)[1], option_order="cyclic"), tmp_path / "runs")
+    assert cyclic.docs > 3 * raw.docs and cyclic.forwards > 3 * raw.forwards  # every rotation of each doc

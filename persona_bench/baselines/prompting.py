@@ -56,12 +56,19 @@ class PromptMethod(Method):
             raise ConfigError(f"--chat-template: model {context.config.model!r} has no chat template")
         fields = self.doc_fields(docs, context)
         scores = context.evaluate(self.task, docs, lm, fields, self.options.chat_template)
-        if self.options.calibrate == "none":
+        blank = self.content_free_fields(docs, fields)
+        if blank is None:
             return scores
-        blank = [{**(fields[i] if fields else {}), "question": CONTENT_FREE, "options": [CONTENT_FREE] * int(n)}
-                 for i, n in enumerate(docs["n_options"])]
         free = context.evaluate(self.task, docs, lm, blank, self.options.chat_template, docs_file="docs-content-free.jsonl")
         return None if scores is None else calibrated(scores, free)  # every rank scores both; rank 0 gets the scores
+
+    def content_free_fields(self, docs: pd.DataFrame, fields: list[dict] | None) -> list[dict] | None:
+        """The doc fields of the content-free pass: the prompt's own fields, question and options N/A
+        (None without ``--calibrate``; the cost plan counts them too)."""
+        if self.options.calibrate == "none":
+            return None
+        return [{**(fields[i] if fields else {}), "question": CONTENT_FREE, "options": [CONTENT_FREE] * int(n)}
+                for i, n in enumerate(docs["n_options"])]
 
 
 def calibrated(scores: np.ndarray, content_free: np.ndarray) -> np.ndarray:

@@ -77,17 +77,22 @@ def tokenizer_for(model: str):
 
 
 def prompt_texts(config: RunConfig, context: RunContext, docs: pd.DataFrame) -> list[str]:
-    """Each doc's prompt, built as the run would build it, options in the doc's order (steering methods: the Raw Q prompt)."""
+    """Each doc's prompt, built as the run would build it, options in the doc's order (steering methods: the Raw Q
+    prompt); a calibrated prompting method's content-free prompts after them."""
     method_class = get_method(config.method)
     method = method_class(build_options(method_class, config.method_options))
     task = getattr(method, "task", "opinionqa_persona_raw")
     extra = method.doc_fields(docs, context) if hasattr(method, "doc_fields") else None
+    passes = [extra]
+    if hasattr(method, "content_free_fields") and method.content_free_fields(docs, extra) is not None:  # --calibrate: a second pass
+        passes.append(method.content_free_fields(docs, extra))
     build = PROMPTS[task]
     texts = []
-    for i, doc in enumerate(docs.itertuples(index=False)):
-        question = context.survey.questions[doc.question]
-        fields = {"question": question.text, "options": [question.options[index] for index in doc.order], **(extra[i] if extra else {})}
-        texts.append(scored_prompt(build(fields)))
+    for fields_of in passes:
+        for i, doc in enumerate(docs.itertuples(index=False)):
+            question = context.survey.questions[doc.question]
+            fields = {"question": question.text, "options": [question.options[index] for index in doc.order], **(fields_of[i] if fields_of else {})}
+            texts.append(scored_prompt(build(fields)))
     return texts
 
 
@@ -106,7 +111,7 @@ def run_cost(config: RunConfig, runs_dir: Path, trainings: set | None = None) ->
     if same_prompts not in PROMPT_TEXTS:  # the same prompts for every model of a grid: built once
         PROMPT_TEXTS[same_prompts] = prompt_texts(config, context, docs)
     texts = PROMPT_TEXTS[same_prompts]
-    keys = [""] * len(docs)
+    keys = [""] * len(texts)
     if method.kind == "steering":
         keys = [v.tobytes() for v in context.persona_vectors(docs["respondent"]).astype(np.float32)]
     distinct = list(dict.fromkeys(zip(keys, texts)))
