@@ -134,8 +134,8 @@ CALIBRATION_BINS = 10
 
 
 @register_metric("ece", higher_is_better=False,
-                 description=f"expected calibration error: |accuracy - confidence| of the top answer in {CALIBRATION_BINS} "
-                             "equal-width confidence bins, weighted by the bins' shares of the person's answers")
+                 description=f"expected calibration error: the gap between accuracy and confidence of the top answer in "
+                             f"{CALIBRATION_BINS} equal-width confidence bins, weighted by the bins' shares of the person's answers")
 def expected_calibration_error(person: PersonDocs) -> float:
     confidence = person.probabilities.max(axis=1)
     bins = np.minimum((confidence * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
