@@ -25,7 +25,8 @@ from tabulate import tabulate  # noqa: E402
 from persona_bench import evaluate  # noqa: E402
 from persona_bench.harness.runs.config import RunConfig  # noqa: E402
 from persona_bench.harness.data.loaders import load_survey  # noqa: E402
-from persona_bench.harness.personas.space import PersonaKind, fit_personas, persona_vectors  # noqa: E402
+from persona_bench.harness.personas.kind import PersonaKind  # noqa: E402
+from persona_bench.harness.personas.space import fit_personas, persona_vectors  # noqa: E402
 from persona_bench.harness.data.protocol import SplitConfig, make_split  # noqa: E402
 
 

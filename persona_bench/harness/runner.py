@@ -36,7 +36,7 @@ from .method.base import Method, build_options, get_method, resolve_config
 from .method.context import RunContext
 from .metrics.groups import alignment, disparity, option_distributions, population_distributions, weighted_macro_accuracy
 from .metrics.registry import metric_summaries, per_person_metrics, registered_metrics
-from .personas.space import PersonaKind
+from .personas.kind import PersonaKind
 from .runs.config import RunConfig
 from .runs.record import SCHEMA_VERSION, TRAINING_FIELDS, MethodInfo, MetricValue, RunRecord, Training
 from .runs.store import (

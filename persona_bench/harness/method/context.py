@@ -25,7 +25,8 @@ from ..core.errors import ConfigError, HeldOutAnswerError
 from ..data.protocol import Split
 from ..data.pseudonyms import Pseudonyms
 from ..data.survey import Survey
-from ..personas.space import PersonaKind, PersonaSpace, fit_personas, persona_vectors
+from ..personas.kind import PersonaKind
+from ..personas.space import PersonaSpace, fit_personas, persona_vectors
 from ..runs.config import RunConfig
 from ..runs.store import pseudonyms_for
 from ..scoring.evaluation import evaluate_records, task_records

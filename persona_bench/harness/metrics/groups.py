@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import wasserstein_distance
 
 from ..data.survey import REFUSED, Survey
 from .registry import BOOTSTRAP_SAMPLES, bootstrap_ci
@@ -54,6 +53,8 @@ def option_distributions(scores: np.ndarray, scores_are: str = "logits", add_one
 def wasserstein(p: np.ndarray, q: np.ndarray, ordinal: tuple[float, ...]) -> float:
     """1-Wasserstein distance between two distributions on a question's ordinal positions,
     divided by the distance between the scale's extremes (so it lies in [0, 1])."""
+    from scipy.stats import wasserstein_distance  # scipy.stats takes a second to import: only where it is used
+
     positions = np.asarray(ordinal, dtype=float)
     span = positions.max() - positions.min()
     return float(wasserstein_distance(positions, positions, p, q) / span) if span > 0 else 0.0

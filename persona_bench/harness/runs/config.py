@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from ..core.errors import ConfigError
 from ..core.options import check_choices, check_types, option
 from ..data.protocol import PROTOCOLS, USERS, SplitConfig
-from ..personas.space import PersonaKind
+from ..personas.kind import PersonaKind
 from ..scoring.option_order import OPTION_ORDERS
 
 DEFAULT_MODEL = "smollm2-135m"
