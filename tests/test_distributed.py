@@ -51,8 +51,6 @@ def launched(tiny_model_path, tmp_path_factory):
         out[processes] = {
             "raw": launch(["run", "--method", "raw", *common, "--out", str(folder / "runs")], processes, folder / "cache", root),
             "spm": launch(["run", "--method", "spm", *common, *spm, "--out", str(folder / "runs")], processes, folder / "cache", root),
-            "calibrated": launch(["run", "--method", "raw", *common, "--calibrate", "content-free", "--option-order", "cyclic",
-                                  "--out", str(folder / "runs-calibrated")], processes, folder / "cache", root),
             "folder": folder,
         }
     return out
@@ -75,9 +73,14 @@ def test_scoring_with_two_processes_equals_one(launched, method):
     assert set(counts) == {0, 1} and all(abs(c - total / 2) <= 20 for c in counts.values()) and sum(counts.values()) >= total
 
 
-def test_a_calibrated_cyclic_prompt_with_two_processes_equals_one(launched):
+@pytest.mark.slow  # two more torchrun launches (about 25 s)
+def test_a_calibrated_cyclic_prompt_with_two_processes_equals_one(tiny_model_path, tmp_path):
     """Each rank scores its share of every rotation and of the content-free prompts (no rank waits alone)."""
-    two, one = ([d for d in (launched[p]["folder"] / "runs-calibrated").iterdir() if d.name.startswith("raw-")] for p in (2, 1))
+    args = ["run", "--method", "raw", "--model", str(tiny_model_path), "--data", "demo:600", "--max-eval-people", "20", "--no-references",
+            "--calibrate", "content-free", "--option-order", "cyclic"]
+    for processes in (2, 1):
+        launch([*args, "--out", str(tmp_path / f"p{processes}")], processes, tmp_path / f"cache{processes}", tmp_path)
+    two, one = ([d for d in (tmp_path / f"p{p}").iterdir() if d.name.startswith("raw-")] for p in (2, 1))
     assert len(two) == len(one) == 1 and two[0].name == one[0].name
     for a, b in zip(samples(two[0]), samples(one[0])):
         assert a["doc_id"] == b["doc_id"]
