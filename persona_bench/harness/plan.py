@@ -83,9 +83,8 @@ def prompt_texts(config: RunConfig, context: RunContext, docs: pd.DataFrame) -> 
     method = method_class(build_options(method_class, config.method_options))
     task = getattr(method, "task", "opinionqa_persona_raw")
     extra = method.doc_fields(docs, context) if hasattr(method, "doc_fields") else None
-    passes = [extra]
-    if hasattr(method, "content_free_fields") and method.content_free_fields(docs, extra) is not None:  # --calibrate: a second pass
-        passes.append(method.content_free_fields(docs, extra))
+    blank = method.content_free_fields(docs, extra) if hasattr(method, "content_free_fields") else None
+    passes = [extra] if blank is None else [extra, blank]  # --calibrate: a second, content-free pass
     build = PROMPTS[task]
     texts = []
     for fields_of in passes:

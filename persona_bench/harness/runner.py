@@ -43,6 +43,7 @@ from .runs.store import (
     CONFIG, SHARED, claim_or_wait, pseudonyms_for, read_results, read_samples, release, shared_dir, write_config, write_person_metrics,
     write_results, write_samples,
 )
+from .scoring.evaluation import padded_scores
 from .scoring.models import resolve_model
 from .scoring.option_order import merged_scores, ordered_docs, position_shares
 
@@ -226,21 +227,16 @@ def evaluate_here(
         predictions = scores.argmax(axis=1)
         names = pseudonyms_for(config.pseudonymize, runs_dir)
         write_samples(run_dir, docs, scores, predictions, names)
-        metrics = registered_metrics()
-        per_person = per_person_metrics(docs["respondent"].to_numpy(), scores, option_distributions(scores, method.scores_are, add_one=True),
-                                        docs["target"].to_numpy(), option_values(docs, context._survey), context._survey.respondents["weight"],
-                                        metrics)
+        per_person, accuracy, metrics = person_metrics(docs, scores, context._survey, method.scores_are, config.seed)
         write_person_metrics(run_dir, per_person, names)
-        summaries = metric_summaries(per_person, seed=config.seed, metrics=metrics)
-        accuracy = summaries.pop("accuracy")
         report = method.report()
         record = RunRecord(
             run_id=config.run_id(), config=config, method_info=MethodInfo(**{**method.describe(), "protocols": tuple(method.protocols)}),
-            accuracy=accuracy["value"], ci95=tuple(accuracy["ci95"]), n_people=len(per_person), n_answers=len(docs),
+            accuracy=accuracy.value, ci95=accuracy.ci95, n_people=len(per_person), n_answers=len(docs),
             options=asdict(method.options),
             variant={k: v for k, v in config.method_options.items() if k not in method.budget_options},
             training=Training(**{k: report.pop(k) for k in TRAINING_FIELDS if k in report}) if "budget" in report else None,
-            report=report, metrics={name: MetricValue(s["value"], tuple(s["ci95"]), s["higher_is_better"]) for name, s in summaries.items()},
+            report=report, metrics=metrics,
             answer_positions=answer_positions,
             **group_figures(docs, scores, per_person["accuracy"], context._survey, context.train_answers(), config.seed, method.scores_are),
             wall_seconds=round(time.perf_counter() - started, 2), processes=world.size,
@@ -259,6 +255,18 @@ def option_values(docs, survey: Survey) -> np.ndarray:
             option = survey.option_values(key)
             values[row, : len(option)] = option
     return values
+
+
+def person_metrics(docs, scores: np.ndarray, survey: Survey, scores_are: str, seed: int
+                   ) -> tuple[pd.DataFrame, MetricValue, dict[str, MetricValue]]:
+    """Every registered metric for each person of ``docs`` (respondent, question, target rows of
+    ``scores``), and their means over people with CIs: (per person, accuracy, the other metrics)."""
+    metrics = registered_metrics()
+    per_person = per_person_metrics(docs["respondent"].to_numpy(), scores, option_distributions(scores, scores_are, add_one=True),
+                                    docs["target"].to_numpy(), option_values(docs, survey), survey.respondents["weight"], metrics)
+    summaries = {name: MetricValue(s["value"], tuple(s["ci95"]), s["higher_is_better"])
+                 for name, s in metric_summaries(per_person, seed=seed, metrics=metrics).items()}
+    return per_person, summaries.pop("accuracy"), summaries
 
 
 def group_figures(docs, scores: np.ndarray, accuracy: pd.Series, survey: Survey, train_answers, seed: int, scores_are: str) -> dict:
@@ -287,17 +295,11 @@ def refreshed(config: RunConfig, runs_dir: Path, finished: RunRecord, log: Calla
     context = build_context(config, runs_dir)
     survey = context._survey
     samples = read_samples(Path(runs_dir) / config.run_id())
-    width = int(samples["scores"].map(len).max())
-    scores = np.array([row + [-np.inf] * (width - len(row)) for row in samples["scores"]], dtype=float)
+    scores = padded_scores(list(samples["scores"]))
     samples["n_options"] = np.isfinite(scores).sum(axis=1)
-    metrics = registered_metrics()
-    per_person = per_person_metrics(samples["respondent"].to_numpy(), scores,
-                                    option_distributions(scores, finished.method_info.scores_are, add_one=True),
-                                    samples["target"].to_numpy(), option_values(samples, survey), survey.respondents["weight"], metrics)
-    summaries = metric_summaries(per_person, seed=config.seed, metrics=metrics)
-    summaries.pop("accuracy")
+    per_person, _, metrics = person_metrics(samples, scores, survey, finished.method_info.scores_are, config.seed)
     updated = finished.with_fields(
-        metrics={name: MetricValue(s["value"], tuple(s["ci95"]), s["higher_is_better"]) for name, s in summaries.items()},
+        metrics=metrics,
         answer_positions=position_shares(ordered_docs(samples, config.option_order), scores, samples["target"].to_numpy()),
         schema_version=SCHEMA_VERSION,
         **group_figures(samples, scores, per_person["accuracy"], survey, context.train_answers(), config.seed,

@@ -181,17 +181,25 @@ def main_tables(results: pd.DataFrame, runs_dir: Path) -> list[Table]:
     return tables
 
 
+def individual_runs_by_scope(results: pd.DataFrame):
+    """Per scope (``SCOPE``): the latest run of each model, method and variant with individual
+    personas, references first (as the main tables order methods); scopes without one are skipped."""
+    for values, group in results.groupby(SCOPE, dropna=False, sort=True):
+        runs = latest(group[group["persona"] == "individual"], ["model", "method", "variant"])
+        if not runs.empty:
+            rank = [method_rank(kind, method) for kind, method in zip(runs["kind"], runs["method"])]
+            yield dict(zip(SCOPE, values)), runs.assign(_rank=rank).sort_values(["_rank", "variant", "model"])
+
+
 def metric_tables(results: pd.DataFrame) -> list[Table]:
     """Per scope, every metric each run kept (its mean over people), with the A-rate: one line per
     method, so gains in accuracy can be read beside confidence, near misses and letter bias."""
     tables = []
-    for values, group in results.groupby(SCOPE, dropna=False, sort=True):
-        runs = latest(group[group["persona"] == "individual"], ["model", "method", "variant"])
+    for scope, runs in individual_runs_by_scope(results):
         names = sorted({name for kept in runs["metrics"] if isinstance(kept, dict) for name in kept})
-        if runs.empty or not names:
+        if not names:
             continue
-        runs = runs.assign(_rank=[method_rank(k, m) for k, m in zip(runs["kind"], runs["method"])]).sort_values(["_rank", "variant", "model"])
-        title = f"Every metric — {scope_title(dict(zip(SCOPE, values)))}"
+        title = f"Every metric — {scope_title(scope)}"
         rows = []
         for _, run in runs.iterrows():
             kept = run["metrics"] if isinstance(run["metrics"], dict) else {}
@@ -212,12 +220,7 @@ def position_tables(results: pd.DataFrame) -> list[Table]:
     question has an A-rate near 100%; under ``cyclic`` order a letter rule has no position to exploit."""
     tables = []
     known = results[results["answer_positions"].notna()] if "answer_positions" in results else results.iloc[:0]
-    for values, group in known.groupby(SCOPE, dropna=False, sort=True):
-        scope = dict(zip(SCOPE, values))
-        runs = latest(group[group["persona"] == "individual"], ["model", "method", "variant"])
-        if runs.empty:
-            continue
-        runs = runs.assign(_rank=[method_rank(k, m) for k, m in zip(runs["kind"], runs["method"])]).sort_values(["_rank", "variant", "model"])
+    for scope, runs in individual_runs_by_scope(known):
         width = max(len(p["chosen"]) for p in runs["answer_positions"])  # runs differ: the widest question scored, or in the survey
         shares = [{side: p[side] + [0.0] * (width - len(p[side])) for side in ("predicted", "chosen")} for p in runs["answer_positions"]]
         used = max([i + 1 for p in shares for i in range(width) if max(p["predicted"][i], p["chosen"][i]) > 0] or [1])
