@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from .frame import latest, method_label
 from .plots import save, slug
-from .tables import Table, cell_record, cell_text, where_label
+from .tables import Table, cell_record, cell_text, settings_label, where_label
 
 SCOPE = ["data", "waves_label", "protocol", "option_order", "users", "max_eval_people", "seed"]
 CROSSED = ("majority", "cf")
@@ -101,8 +101,6 @@ def learning_curves(results: pd.DataFrame, folder: Path) -> tuple[list[Table], l
             if len(points) < 2:
                 continue
             lines = reference_lines(scope_runs, points.iloc[-1])
-            protocol = "" if scope["protocol"] == "answers" else f", protocol {scope['protocol']}"
-            protocol += "" if scope["option_order"] == "given" else f", options {scope['option_order']}"
             where = f"{where_label(scope)}, {scope['users']} users" + (
                 f", {int(scope['max_eval_people'])} eval people" if pd.notna(scope["max_eval_people"]) else "")
             label = method_label(method, variant)
@@ -116,7 +114,7 @@ def learning_curves(results: pd.DataFrame, folder: Path) -> tuple[list[Table], l
             cells = [cell_record(title, r, value=int(r["train_answers"])) for _, r in listed.iterrows()]
             cells += [cell_record(title, r, value=label) for label, r in lines.items()]
             tables.append(Table(title, note, pd.DataFrame(rows), cells))
-            name = slug(f"curve_{os.path.basename(str(scope['data']).rstrip('/'))}_{scope['waves_label']}{protocol}_{method}_{model}_{recipe}")
+            name = slug(f"curve_{os.path.basename(str(scope['data']).rstrip('/'))}_{scope['waves_label']}{settings_label(scope)}_{method}_{model}_{recipe}")
             if variant:  # slugs are cut short: the variant's own hash keeps its file apart
                 name += "_" + hashlib.sha256(variant.encode()).hexdigest()[:8]
             plots.append(curve_plot(points, lines, f"{label} ({model}) — {scope['waves_label']}", folder / f"{name}.png"))

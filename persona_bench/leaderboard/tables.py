@@ -138,9 +138,13 @@ def scope_title(scope: dict) -> str:
 
 def where_label(scope: dict) -> str:
     """``data [waves]``, with the protocol and the option order where they are not the default."""
+    return f"{scope['data']} [{scope['waves_label']}]{settings_label(scope)}"
+
+
+def settings_label(scope: dict) -> str:
+    """``, protocol P, options O`` for the settings of ``scope`` that are not the default (else empty)."""
     protocol = "" if scope.get("protocol", "answers") == "answers" else f", protocol {scope['protocol']}"
-    order = "" if scope.get("option_order", "given") == "given" else f", options {scope['option_order']}"
-    return f"{scope['data']} [{scope['waves_label']}]{protocol}{order}"
+    return protocol + ("" if scope.get("option_order", "given") == "given" else f", options {scope['option_order']}")
 
 
 WHERE = ["data", "waves_label", "protocol", "option_order"]  # what a sweep, plot or curve never mixes

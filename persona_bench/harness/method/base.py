@@ -61,8 +61,8 @@ class Method(ABC):
     budget_options: ClassVar[frozenset[str]] = frozenset()  # derived: options that set how it trains, not what it is
     untrained_options: ClassVar[frozenset[str]] = frozenset()  # derived: budget options that also shape the untrained model
     quick_options: ClassVar[dict] = {}  # options that keep the shared conformance suite fast
-    protocols: ClassVar[tuple[str, ...]] = PROTOCOLS  # the split protocols it can score under (harness.protocol)
-    scores_are: ClassVar[str] = "logits"  # logits | counts: how its scores become an answer distribution (harness.groups)
+    protocols: ClassVar[tuple[str, ...]] = PROTOCOLS  # the split protocols it can score under (harness.data.protocol)
+    scores_are: ClassVar[str] = "logits"  # logits | counts: how its scores become an answer distribution (harness.metrics.groups)
 
     @dataclass(frozen=True)
     class Options:

@@ -16,8 +16,8 @@ command line and the tests read typed records only:
 * schema 3: ``option_order`` (in the config, written when not ``given``), ``answer_positions``
   (the shares of predicted and chosen answers at each shown position); the metrics ``log_loss``,
   ``ece`` and ``collapsed_accuracy``, ``ordinal_error`` on ordinal questions only, and the proper
-  scores of a counts method from add-one smoothed counts. A schema-2 record reads as before (no
-  positions).
+  scores of a counts method from add-one smoothed counts. A record of an earlier layout reads as
+  before and is :attr:`RunRecord.outdated`: a run that reuses it recomputes these from its samples.
 
 The untrained control of a steering method (its module left at initialisation) is
 :attr:`RunRecord.untrained_control`, the one place that knows it is written ``weights=random``.
@@ -53,7 +53,7 @@ class MethodInfo:
     description: str = ""
     scores_are: str = "logits"
     protocols: tuple[str, ...] = ()
-    option_roles: dict = field(default_factory=dict)  # option -> shape | budget | recipe | operational (harness.options)
+    option_roles: dict = field(default_factory=dict)  # option -> shape | budget | recipe | operational (harness.core.options)
 
     def recipe_settings(self) -> frozenset[str]:
         """The options a recipe sets and a run may override (not the recipe's name itself)."""

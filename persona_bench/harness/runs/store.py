@@ -5,7 +5,7 @@
                       docs-content-free.jsonl  --calibrate content-free: the N/A prompts (targets: stays here)
                       samples.jsonl.gz    per-doc option scores and predictions (real answers: stays here)
                       metrics.csv.gz      every registered metric per person (stays here too)
-                      results.json        a RunRecord (harness.record), aggregates only: accuracy,
+                      results.json        a RunRecord (harness.runs.record), aggregates only: accuracy,
                                           metrics, CIs, counts, the method's self-description,
                                           budget and recipe, provenance
     RUNS_DIR/_shared/<split-key>/         split, persona spaces and trained modules shared by runs
