@@ -81,6 +81,26 @@ def calibrated(scores: np.ndarray, content_free: np.ndarray) -> np.ndarray:
     return log_distribution(np.where(np.isfinite(scores), adjusted, -np.inf))
 
 
+def demographics_fields(rows: pd.DataFrame, context: RunContext) -> list[dict]:
+    """Per (respondent, question) row, the person's traits (Demographics + Raw Q)."""
+    traits = context.survey.respondents.loc[rows["respondent"], list(context.survey.traits)]
+    return [{"traits": row} for row in traits.to_dict(orient="records")]
+
+
+def context_fields(rows: pd.DataFrame, context: RunContext, answered: pd.DataFrame, k: int, embedder: str) -> list[dict]:
+    """Per (respondent, question) row, the ``k`` answers of that person in ``answered`` (respondent,
+    question, option rows) to the questions most similar to the row's, the row's own excluded (Context + Raw Q)."""
+    questions = context.survey.questions
+    similar = QuestionSimilarity(context.survey, embedder)
+    by_person = answers_by_person(answered)
+    nothing = (np.array([], dtype=object), np.array([], dtype=int))
+    fields = []
+    for row in rows[["respondent", "question"]].itertuples(index=False):
+        shown = nearest(*by_person.get(row.respondent, nothing), row.question, similar.matrix, similar.position, k)
+        fields.append({"context": [{"question": questions[q].text, "options": list(questions[q].options), "answer": int(o)} for q, o in shown]})
+    return fields
+
+
 @register_method
 class RawQuestion(PromptMethod):
     name = "raw"
@@ -95,8 +115,7 @@ class Demographics(PromptMethod):
     task = "opinionqa_persona_demographics"
 
     def doc_fields(self, docs: pd.DataFrame, context: RunContext) -> list[dict]:
-        traits = context.survey.respondents.loc[docs["respondent"], list(context.survey.traits)]
-        return [{"traits": row} for row in traits.to_dict(orient="records")]
+        return demographics_fields(docs, context)
 
 
 @register_method
@@ -111,17 +130,7 @@ class Context(PromptMethod):
         embedder: str = option("minilm", "question embedder (openai: text-embedding-ada-002, needs OPENAI_API_KEY)", choices=EMBEDDER_NAMES)
 
     def doc_fields(self, docs: pd.DataFrame, context: RunContext) -> list[dict]:
-        questions = context.survey.questions
-        similar = QuestionSimilarity(context.survey, self.options.embedder)
-        answered = answers_by_person(context.known_answers())
-        nothing = (np.array([], dtype=object), np.array([], dtype=int))
-        fields = []
-        for doc in docs.itertuples(index=False):
-            shown = nearest(*answered.get(doc.respondent, nothing), doc.question, similar.matrix, similar.position, self.options.k_context)
-            fields.append(
-                {"context": [{"question": questions[q].text, "options": list(questions[q].options), "answer": int(o)} for q, o in shown]}
-            )
-        return fields
+        return context_fields(docs, context, context.known_answers(), self.options.k_context, self.options.embedder)
 
     def most_similar(self, answered: pd.DataFrame, question: str, similarity: pd.DataFrame) -> list[tuple[str, int]]:
         """The ``k_context`` answered questions most similar to ``question`` (most similar first)."""

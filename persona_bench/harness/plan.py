@@ -111,7 +111,7 @@ def run_cost(config: RunConfig, runs_dir: Path, trainings: set | None = None) ->
         PROMPT_TEXTS[same_prompts] = prompt_texts(config, context, docs)
     texts = PROMPT_TEXTS[same_prompts]
     keys = [""] * len(texts)
-    if method.kind == "steering":
+    if method.uses_persona:  # one forward per (persona, prompt)
         keys = [v.tobytes() for v in context.persona_vectors(docs["respondent"]).astype(np.float32)]
     distinct = list(dict.fromkeys(zip(keys, texts)))
     tokenizer = tokenizer_for(config.model)

@@ -312,8 +312,8 @@ def refreshed(config: RunConfig, runs_dir: Path, finished: RunRecord, log: Calla
 
 def companions(config: RunConfig) -> dict[str, RunConfig]:
     """The runs a result is read beside: the no-LLM references (majority, cf); for a method that
-    uses a language model, the same model unsteered (``raw``); for a steering method, its
-    untrained control (``weights=random``, same variant and initialisation, no training budget)."""
+    uses a language model, the same model unsteered (``raw``); for a trained method (steering or
+    fine-tuning), its untrained control (``weights=random``, same variant and initialisation, no training budget)."""
     method = get_method(config.method)
     found = {
         name: resolve_config(replace(config, method=name, model=None, dtype="auto", method_options={}))
@@ -321,7 +321,9 @@ def companions(config: RunConfig) -> dict[str, RunConfig]:
     }
     if method.needs_model and config.method != "raw":
         found["raw (unsteered LM)"] = resolve_config(replace(config, method="raw", method_options={}))
-    if method.kind == "steering" and config.method_options.get("weights", "trained") != "random":
+    from .training.learned import LearnedSteering
+
+    if issubclass(method, LearnedSteering) and config.method_options.get("weights", "trained") != "random":
         identity = {k: v for k, v in config.method_options.items() if k not in method.budget_options or k in method.untrained_options}
         found[f"{config.method} untrained"] = resolve_config(replace(config, method_options={**identity, "weights": "random"}))
     return found

@@ -23,7 +23,7 @@ import pandas as pd
 from ..harness.runs.record import RunRecord
 from ..harness.runs.store import read_person_metrics, read_samples
 
-KIND_ORDER = ("reference", "prompting", "steering")
+KIND_ORDER = ("reference", "prompting", "steering", "finetuning")
 
 
 def options_label(options: dict) -> str:
@@ -87,7 +87,7 @@ def results_frame(records: list[RunRecord], metric: str = "accuracy") -> pd.Data
 
 
 def method_rank(kind: str, method: str) -> tuple[int, str]:
-    """Column order: references, then prompting, then steering; by name within a kind."""
+    """Column order: references, then prompting, steering and fine-tuning; by name within a kind."""
     return (KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER), method)
 
 

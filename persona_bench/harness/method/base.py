@@ -11,7 +11,7 @@ hands it a :class:`~persona_bench.harness.method.context.RunContext` twice:
 A method describes itself, and the run's ``results.json`` keeps that description, so tables
 can be drawn without the method installed: ``kind`` (``reference``: no language model;
 ``prompting``: a frozen LM prompted with text; ``steering``: a frozen LM steered by a learned
-module), ``uses_persona``, ``needs_model``, and :meth:`Method.report` (training budget, recipe).
+module; ``finetuning``: the LM with weights trained on the train split, e.g. a LoRA adapter), ``uses_persona``, ``needs_model``, and :meth:`Method.report` (training budget, recipe).
 Options are a dataclass ``Options`` on the class, each field declared once with
 :func:`persona_bench.harness.core.options.option` (default, help, role, choices); the command line
 turns each field into a flag (``k_context`` -> ``--k-context``) with that help, declared choices
@@ -45,7 +45,7 @@ from ..metrics.groups import SCORES_ARE
 from ..runs.config import DEFAULT_MODEL, RunConfig
 from .context import RunContext
 
-KINDS = ("reference", "prompting", "steering")
+KINDS = ("reference", "prompting", "steering", "finetuning")
 BUILTIN_ENTRY_POINTS = ("builtin-baselines", "builtin-steering")
 METHODS: dict[str, type["Method"]] = {}
 

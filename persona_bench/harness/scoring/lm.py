@@ -45,6 +45,7 @@ from tqdm import tqdm
 from ...tasks.prompts import raw_prompt, scored_prompt
 from ..core.distributed import World
 from ..core.errors import ConfigError, warn
+from .adapters import adapter_fingerprint
 from .models import cache_root, load_model
 from .steerer import Steerer, load_steerer, weights_fingerprint
 from .steering import Steering, token_batch, token_logprobs
@@ -53,11 +54,14 @@ Row = tuple[str, tuple[int, ...]]  # (steering key, input tokens)
 
 
 def model_fingerprint(model) -> str:
-    """Identity of a model's weights and config for the score cache."""
+    """Identity of a model's weights, config and LoRA adapter weights (if any) for the score cache."""
     folder = Path(str(model.config.name_or_path))
     weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
     stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in weights if p.is_file()]
-    payload = json.dumps([str(folder.resolve()), model.config.to_json_string(), str(model.dtype), stamp], sort_keys=True)
+    payload = [str(folder.resolve()), model.config.to_json_string(), str(model.dtype), stamp]
+    if adapter := adapter_fingerprint(model):  # a model without an adapter keeps the identity it always had
+        payload.append(adapter)
+    payload = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 

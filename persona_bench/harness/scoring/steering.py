@@ -18,7 +18,8 @@ and a steered row runs only its virtual tokens and the cue, forward and backward
 (over the whole vocabulary) of chosen tokens at chosen positions, applying the LM head only
 there. Every scorer (``persona-bench-lm``, ``persona-bench-steered``) and every trainer calls it;
 nothing else runs a steered model. The LM's own weights never get gradients: trainers
-differentiate through it to the steering tensors only.
+differentiate through it to the steering tensors and, where one is attached, to the LM's LoRA
+adapter (:mod:`persona_bench.harness.scoring.adapters`).
 
 Helpers read the LM's shapes and scales from real forwards (:func:`kv_shapes`,
 :func:`activation_scales`), so steering modules can match what the model itself produces.
@@ -36,6 +37,8 @@ from typing import Iterator, Sequence
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
+
+from .adapters import adapter_state, trainable_parameters
 
 
 @dataclass
@@ -211,10 +214,27 @@ def token_logprobs(
     return picked, greedy
 
 
+def head_forward(model: torch.nn.Module, heads: Sequence[tuple[int, ...]]) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Per head (token rows), per layer, (keys, values) of shape (kv heads, head length, head size)."""
+    device = next(model.parameters()).device
+    input_ids, attention_mask = token_batch(heads, getattr(model.config, "pad_token_id", None) or 0, device)
+    cache = output_cache(body_of(model)(input_ids=input_ids, attention_mask=attention_mask, use_cache=True))
+    return [[(layer.keys[i, :, : len(head)], layer.values[i, :, : len(head)]) for layer in cache.layers] for i, head in enumerate(heads)]
+
+
+def head_states(model: torch.nn.Module, heads: Sequence[tuple[int, ...]]) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """The heads' key/values: from :class:`HeadCache`, or, while a LoRA adapter of the model is being
+    trained (autograd on), computed afresh with gradients (each step changes them)."""
+    if torch.is_grad_enabled() and trainable_parameters(model):
+        return head_forward(model, list(heads))
+    return HeadCache.of(model).states(model, heads)
+
+
 class HeadCache:
-    """The frozen LM's key/values of prompt heads (the tokens before the answer cue), per model,
-    keyed by the tokens, least recently used dropped past ``max_bytes``. Valid because the LM
-    never changes: every steered row of the same question shares one head forward."""
+    """The LM's key/values of prompt heads (the tokens before the answer cue), per model, keyed by
+    the tokens, least recently used dropped past ``max_bytes``. Valid while the model's weights stay
+    as they are: every steered row of the same question shares one head forward. A model with a
+    LoRA adapter keeps its entries only while the adapter's weights do (:func:`adapter_state`)."""
 
     max_bytes = 2 * 1024**3
     _per_model: "weakref.WeakKeyDictionary[torch.nn.Module, HeadCache]" = weakref.WeakKeyDictionary()
@@ -222,6 +242,7 @@ class HeadCache:
     def __init__(self) -> None:
         self.entries: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
         self.bytes = 0
+        self.weights_state: tuple = ()
 
     @classmethod
     def of(cls, model: torch.nn.Module) -> "HeadCache":
@@ -232,14 +253,14 @@ class HeadCache:
     @torch.no_grad()
     def states(self, model: torch.nn.Module, heads: Sequence[tuple[int, ...]]) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
         """Per head, per layer, (keys, values) of shape (kv heads, head length, head size)."""
+        state = adapter_state(model)
+        if state != self.weights_state:  # the adapter changed: what was cached is another model's
+            self.entries.clear()
+            self.bytes, self.weights_state = 0, state
         missing = list(dict.fromkeys(h for h in heads if h not in self.entries))
         if missing:
-            device = next(model.parameters()).device
-            input_ids, attention_mask = token_batch(missing, getattr(model.config, "pad_token_id", None) or 0, device)
-            cache = output_cache(body_of(model)(input_ids=input_ids, attention_mask=attention_mask, use_cache=True))
-            for i, head in enumerate(missing):
-                states = [(layer.keys[i, :, : len(head)].clone(), layer.values[i, :, : len(head)].clone()) for layer in cache.layers]
-                self.entries[head] = states
+            for head, states in zip(missing, head_forward(model, missing)):
+                self.entries[head] = [(keys.clone(), values.clone()) for keys, values in states]
                 self.bytes += sum(k.numel() * k.element_size() * 2 for k, _ in states)
         found = []
         for head in heads:
@@ -271,7 +292,7 @@ def answer_placed_hidden(
     if bool((first < 1).any()) or not bool((cue_ids == cue).all()):
         raise ValueError(f"a prompt does not end with the answer cue tokens {list(steering.before)}")
     heads = [tuple(input_ids[i, : int(first[i])].tolist()) for i in range(len(input_ids))]
-    states = HeadCache.of(model).states(model, heads)
+    states = head_states(model, heads)
     width = int(first.max())
     layers = []
     for index, virtual in enumerate(steering.prefix or [None] * len(states[0])):

@@ -79,6 +79,7 @@ def audit_membership(
     question, option rows) the steerer was trained and validated on; ``examples(answers,
     personas)`` tokenises answers as training did."""
     from ..personas.space import answer_values
+    from ..scoring.adapters import adapters_off
     from .loop import example_losses
 
     rng = np.random.default_rng(context.seed)
@@ -111,7 +112,10 @@ def audit_membership(
         vectors[np.maximum(people.get_indexer(scored["respondent"]), 0)],
     )
     batch = examples(scored, personas)
-    losses = {name: example_losses(steerer, model, batch, pad_id)[0] for name, steerer in (("trained", trained), ("untrained", untrained))}
+    losses = {}
+    for name, steerer in (("trained", trained), ("untrained", untrained)):
+        with adapters_off(model, off=name == "untrained"):  # a LoRA adapter starts at zero: untrained, the LM alone
+            losses[name] = example_losses(steerer, model, batch, pad_id)[0]
     per_person = pd.DataFrame({"respondent": scored["respondent"], "member": member_rows, **losses}).groupby("respondent").mean()
     is_member = per_person["member"].to_numpy(dtype=bool)
     scores = {"loss": -per_person["trained"].to_numpy(), "calibrated": (per_person["untrained"] - per_person["trained"]).to_numpy()}

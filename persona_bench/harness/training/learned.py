@@ -38,8 +38,10 @@ from ..core.options import option, with_roles
 from ..method.base import Method
 from ..method.context import RunContext
 from ..runs.store import claim_or_wait, release
+from ..scoring.adapters import ADAPTER_FOLDER, LoraSettings, attach_lora, load_adapter_weights, parse_targets
 from ..scoring.lm import LetterScoringLM, SteeredLM
 from ..scoring.steerer import Steerer, load_steerer
+from ...tasks.prompts import PROMPTS
 from .audit import AUDIT_FILE, audit_membership, describe_audit, leaks
 from .loop import SCHEDULES, Examples, TrainOptions, build_examples, train_steerer
 
@@ -73,6 +75,10 @@ class LearnedSteering(Method):
         schedule: str | None = option(None, "learning-rate schedule after warm-up", role="recipe", choices=SCHEDULES)
         weights: str = option("trained", "random: the untrained control, the module as training starts (paper Table 4)",
                               choices=("trained", "random"))
+        lora_rank: int = option(0, "rank of a LoRA adapter on the LM trained jointly (peft; 0: the LM stays frozen)")
+        lora_alpha: float = option(16.0, "LoRA alpha (the adapter's update is scaled by alpha / rank)")
+        lora_dropout: float = option(0.0, "dropout on the LoRA adapter's input while training")
+        lora_targets: str = option("", "modules the LoRA adapter adapts, e.g. q_proj,v_proj (empty: peft's default for the architecture)")
         checkpoint_minutes: float = option(5.0, "minutes between mid-epoch checkpoints (0: at epoch ends only)", role="operational")
         gradient_checkpointing: bool = option(False, "less memory for large models (same gradients, more compute)", role="operational")
 
@@ -92,6 +98,15 @@ class LearnedSteering(Method):
         """An untrained steering module for ``lm`` and personas of ``persona_dim`` numbers."""
         raise NotImplementedError
 
+    def prompt_task(self) -> str:
+        """The lm-eval task whose prompt the module trains and scores on (Raw Q)."""
+        return "opinionqa_persona_raw"
+
+    def prompt_fields(self, context: RunContext, rows: pd.DataFrame, answered: pd.DataFrame) -> list[dict] | None:
+        """Per row (respondent, question), what its prompt shows beside the question, drawn from the
+        person's answers in ``answered`` (Raw Q: nothing)."""
+        return None
+
     @classmethod
     def shared_prompt_tokens(cls, settings: dict):
         """For cost plans: a function from a prompt's token count to how many of its tokens one
@@ -106,6 +121,10 @@ class LearnedSteering(Method):
             raise ConfigError(f"--recipe {recipe!r}: {cls.name} knows {', '.join(sorted(cls.recipes))}")
         if options.max_train_answers < 0:
             raise ConfigError("--max-train-answers must be 0 (all) or more")
+        if options.lora_rank < 0:
+            raise ConfigError(f"--lora-rank {options.lora_rank}: a LoRA rank is 1 or more (0: no adapter, the LM stays frozen)")
+        if options.lora_rank:
+            cls.lora_settings(options)
         TrainOptions(**{k: v for k, v in cls.resolve(options).items() if k in TRAINER_SETTINGS})
 
     @classmethod
@@ -120,6 +139,13 @@ class LearnedSteering(Method):
             raise ConfigError(f"recipe {recipe!r} of {cls.name} sets no {', '.join(missing)}")
         return {**resolved, "recipe": recipe}
 
+    @staticmethod
+    def lora_settings(options: "LearnedSteering.Options") -> LoraSettings | None:
+        """The LoRA adapter the options ask for (None: rank 0, the frozen LM)."""
+        if not options.lora_rank:
+            return None
+        return LoraSettings(options.lora_rank, options.lora_alpha, options.lora_dropout, parse_targets(options.lora_targets))
+
     def train_options(self, seed: int) -> TrainOptions:
         settings = self.settings
         return TrainOptions(**{k: settings[k] for k in (*TRAINER_SETTINGS, *OPERATIONAL)}, seed=seed)
@@ -132,6 +158,8 @@ class LearnedSteering(Method):
     def checkpoint_key(self, context: RunContext) -> str:
         """Identity of a trained module: family, model, dtype, CF space and every setting that shapes it."""
         settings = {k: v for k, v in self.settings.items() if k not in ("weights", *OPERATIONAL)}
+        if not settings["lora_rank"]:  # keys of the frozen LM's modules stay what they were before LoRA existed
+            settings = {k: v for k, v in settings.items() if not k.startswith("lora_")}
         payload = [self.name, context.config.model, context.config.dtype, context.config.cf_solver, context.config.cf_dim, settings]
         if context.config.option_order != "given":  # trained on options shown in that order (keys from before stay valid)
             payload.append(context.config.option_order)
@@ -150,6 +178,8 @@ class LearnedSteering(Method):
 
     def prepare(self, context: RunContext) -> None:
         self.lm = LetterScoringLM(**context.model_options)
+        lora = self.lora_settings(self.options)
+        self.adapter = attach_lora(self.lm.model, lora, context.seed) if lora else None
         train, validation = (self.examples(context, answers, personas) for answers, personas in self.training_rows(context))
         steerer = self.untrained_steerer(context, train)
         self.record, self.membership = {"train_answers": 0, "validation_answers": 0, "epochs": 0}, None
@@ -206,6 +236,8 @@ class LearnedSteering(Method):
         """Train the steerer into ``folder``, or load it when it was trained there; the training record."""
         if (folder / "training.json").is_file():
             self.steerer = load_steerer(folder / "best").to(self.lm.device).eval()
+            if self.adapter is not None:
+                load_adapter_weights(self.lm.model, folder / "best" / ADAPTER_FOLDER)
             record = json.loads((folder / "training.json").read_text())
         else:
             context.log(f"{self.name}: training on {len(train)} answers, validating on {len(validation)} held-out answers")
@@ -215,17 +247,27 @@ class LearnedSteering(Method):
                             "a second on 2 cores); --preset quick (3,000 x 1) takes minutes")
             self.steerer, record = train_steerer(
                 steerer, self.lm.model, self.lm.tokenizer.pad_token_id or 0, train, validation,
-                self.train_options(context.seed), folder, log=context.log, world=context.world,
+                self.train_options(context.seed), folder, log=context.log, world=context.world, adapter=self.adapter,
             )
         return record
 
     def examples(self, context: RunContext, answers: pd.DataFrame, personas: np.ndarray) -> Examples:
-        """``answers`` tokenised as training and scoring see them, one persona vector each."""
-        return build_examples(answers.reset_index(drop=True), context.survey, personas, self.lm, context.config.option_order,
-                              context.seed)
+        """``answers`` tokenised as training and scoring see them, one persona vector each; a prompt
+        that shows the person's answers shows train answers only, never a validation one."""
+        answers = answers.reset_index(drop=True)
+        (_, _), (validation, _) = self.training_rows(context)
+        shown = context.train_answers().merge(validation[["respondent", "question"]], how="left", indicator=True)
+        fields = self.prompt_fields(context, answers, shown[shown["_merge"] == "left_only"].drop(columns="_merge"))
+        return build_examples(answers, context.survey, personas, self.lm, context.config.option_order, context.seed,
+                              PROMPTS[self.prompt_task()], fields)
 
     def training_rows(self, context: RunContext) -> tuple[tuple[pd.DataFrame, np.ndarray], tuple[pd.DataFrame, np.ndarray]]:
-        """(train, validation) answers with their persona vectors, drawn as the module docstring says."""
+        """(train, validation) answers with their persona vectors, drawn as the module docstring says (once per run)."""
+        if getattr(self, "_drawn", (None,))[0] is not context:
+            self._drawn = (context, self.drawn_rows(context))
+        return self._drawn[1]
+
+    def drawn_rows(self, context: RunContext) -> tuple[tuple[pd.DataFrame, np.ndarray], tuple[pd.DataFrame, np.ndarray]]:
         answers = context.train_answers()
         space = context.personas
         order = np.random.default_rng(context.seed).permutation(len(answers))
@@ -242,7 +284,8 @@ class LearnedSteering(Method):
     def score(self, docs: pd.DataFrame, context: RunContext) -> np.ndarray | None:
         steered = SteeredLM(steerer=self.steerer, model=self.lm.model, tokenizer=self.lm.tokenizer)
         personas = context.persona_vectors(docs["respondent"]).astype(np.float32)
-        return context.evaluate("opinionqa_persona_raw", docs, steered, [{"persona": p.tolist()} for p in personas])
+        fields = self.prompt_fields(context, docs, context.known_answers()) or [{}] * len(docs)
+        return context.evaluate(self.prompt_task(), docs, steered, [{**f, "persona": p.tolist()} for f, p in zip(fields, personas)])
 
     def report(self) -> dict:
         settings = self.settings

@@ -1,9 +1,12 @@
 """Training a steering module: letter cross-entropy through a frozen LM (a nanoGPT-style loop).
 
 Examples are (prompt tokens, the question's answer-letter tokens, the chosen option, a persona
-vector). The prompt is exactly the one lm-eval scores (Raw Q + "\\nAnswer:"); the loss is the
+vector). The prompt is exactly the one lm-eval scores (Raw Q, or a prompting method's style, +
+"\\nAnswer:"); the loss is the
 cross-entropy of the person's letter among the question's letters, read at the last prompt
-position through the one steered forward. Only the steering module learns.
+position through the one steered forward. Only the steering module learns, and the LM's LoRA
+adapter where one is attached (:mod:`persona_bench.harness.scoring.adapters`; the ``finetune``
+family trains an adapter alone, behind a steering module that steers nothing).
 
 * Optimiser: AdamW with a linear warmup and then constant or cosine learning rate
   (:class:`TrainOptions`); early stopping on the validation loss, the best epoch kept.
@@ -13,8 +16,9 @@ position through the one steered forward. Only the steering module learns.
   ``checkpoint_minutes`` of training and at every epoch end, from rank 0, atomically. A killed
   training resumes at its last checkpoint, mid-epoch included, and ends exactly where an
   uninterrupted one would (batches are a function of the seed and the epoch).
-* Data parallel (torchrun / accelerate launch): only the steering module is wrapped in
-  DistributedDataParallel (the LM stays frozen and unwrapped); each global batch is cut into
+* Data parallel (torchrun / accelerate launch): DistributedDataParallel averages the gradients of
+  the steering module and the adapter (:class:`Trainee`; the LM's frozen weights are left out of
+  its synchronisation); each global batch is cut into
   one slice per rank and each rank's loss is scaled so that the averaged gradient is that of
   the global batch, whatever the number of ranks.
 """
@@ -40,6 +44,7 @@ from ..core.atomic import atomic_write_bytes, atomic_write_json
 from ..core.distributed import World
 from ..core.errors import ConfigError
 from ..core.options import option
+from ..scoring.adapters import ADAPTER_FOLDER, adapter_training, load_adapter_weights, save_adapter, trainable_parameters
 from ..scoring.option_order import display_order, positions
 from ..scoring.steerer import Steerer, load_steerer
 from ..scoring.steering import checkpointed, token_batch, token_logprobs
@@ -108,28 +113,32 @@ def rotations_of(respondents: pd.Series, questions: pd.Series, n_options: np.nda
                      for key, n in zip(keys, n_options)], dtype=int)
 
 
-def build_examples(answers: pd.DataFrame, survey, personas: np.ndarray, lm, option_order: str = "given", seed: int = 0) -> Examples:
+def build_examples(answers: pd.DataFrame, survey, personas: np.ndarray, lm, option_order: str = "given", seed: int = 0,
+                   prompt: Callable[[dict], str] = raw_prompt, fields: list[dict] | None = None) -> Examples:
     """Tokenise ``answers`` (respondent, question, option rows; ``personas`` row-aligned) with the
-    scorer ``lm``'s own pair encoding, so training sees exactly the tokens scoring sees: options shown
-    in ``option_order`` (cyclic: each answer under its own rotation, :func:`rotations_of`), letters by option."""
+    scorer ``lm``'s own pair encoding, so training sees exactly the tokens scoring sees: the doc
+    rendered by ``prompt`` (a :mod:`persona_bench.tasks.prompts` builder) with the row's ``fields``
+    (traits, context answers) as lm-eval's task renders it, options shown in ``option_order``
+    (cyclic: each answer under its own rotation, :func:`rotations_of`), letters by option."""
     width = max(len(q.options) for q in survey.questions.values())
     n_options = answers["question"].map(lambda key: len(survey.questions[key].options)).to_numpy()
     rotations = (rotations_of(answers["respondent"], answers["question"], n_options, seed) if option_order == "cyclic"
                  else np.zeros(len(answers), dtype=int))
-    prompt_cache: dict[tuple[str, tuple[int, ...]], tuple[tuple[int, ...], list[int]]] = {}
+    prompt_cache: dict[str, tuple[tuple[int, ...], list[int]]] = {}
     prompts, letter_rows = [], []
-    for key, n, rotation in zip(answers["question"], n_options, rotations):
+    for row, (key, n, rotation) in enumerate(zip(answers["question"], n_options, rotations)):
         order = display_order(int(n), option_order, int(rotation))
-        if (key, order) not in prompt_cache:
-            question = survey.questions[key]
-            context = scored_prompt(raw_prompt({"question": question.text, "options": [question.options[i] for i in order]}))
+        question = survey.questions[key]
+        doc = {**(fields[row] if fields else {}), "question": question.text, "options": [question.options[i] for i in order]}
+        context = scored_prompt(prompt(doc))
+        if context not in prompt_cache:
             encoded = [lm.encode_pair(context, f" {letter}") for letter in LETTERS[: len(question.options)]]
             if any(len(continuation) != 1 for _, continuation in encoded):
                 raise ConfigError(f"model tokenizer splits an answer letter of {key} into several tokens")
             by_position = [continuation[0] for _, continuation in encoded]
-            prompt_cache[key, order] = (tuple(encoded[0][0]), [by_position[position] for position in positions(order)])
-        prompt, letters = prompt_cache[key, order]
-        prompts.append(prompt)
+            prompt_cache[context] = (tuple(encoded[0][0]), [by_position[position] for position in positions(order)])
+        tokens, letters = prompt_cache[context]
+        prompts.append(tokens)
         letter_rows.append(letters + [-1] * (width - len(letters)))
     return Examples(
         prompts,
@@ -206,6 +215,8 @@ def epoch_batches(examples: Examples, options: TrainOptions, epoch: int) -> list
 class Checkpoint:
     """A training folder: ``last.json`` (the progress, naming the ``last-<n>/`` folder that holds
     the module and optimiser saved with it), ``best/`` and, once finished, ``training.json``.
+    With a LoRA adapter on the LM (``adapter``: peft's model around it), each saved module has the
+    adapter beside it (``adapter/``, peft's format).
 
     A checkpoint is written into a fresh ``last-<n>/`` and becomes current only when ``last.json``
     is replaced (atomically) to name it, so a kill at any moment leaves the previous checkpoint
@@ -213,8 +224,8 @@ class Checkpoint:
 
     POINTER = "last.json"
 
-    def __init__(self, folder: Path):
-        self.folder = folder
+    def __init__(self, folder: Path, adapter=None):
+        self.folder, self.adapter = folder, adapter
         self.best = folder / "best"
 
     @property
@@ -233,10 +244,22 @@ class Checkpoint:
         pointer = self.pointer()
         return pointer["progress"] if pointer else None
 
+    def save_module(self, steerer: Steerer, target: Path) -> None:
+        """The steering module (and the adapter, if any) into ``target``."""
+        steerer.save(target)
+        if self.adapter is not None:
+            save_adapter(self.adapter, target / ADAPTER_FOLDER)
+
+    def load_module(self, steerer: Steerer, source: Path, model: torch.nn.Module) -> None:
+        """Weights saved by :meth:`save_module` into ``steerer`` (and the adapter of ``model``)."""
+        steerer.load_state_dict(load_steerer(source).state_dict())
+        if self.adapter is not None:
+            load_adapter_weights(model, source / ADAPTER_FOLDER)
+
     def save_last(self, steerer: Steerer, optimiser: torch.optim.Optimizer, progress: dict) -> None:
         """Module and optimiser into a fresh folder, then the pointer names it; older folders go."""
         target = self.folder / f"last-{time.time_ns()}"
-        steerer.save(target)
+        self.save_module(steerer, target)
         buffer = io.BytesIO()
         torch.save(optimiser.state_dict(), buffer)
         atomic_write_bytes(target / "optimizer.pt", buffer.getvalue())
@@ -245,10 +268,30 @@ class Checkpoint:
             if old.is_dir() and old != target:
                 shutil.rmtree(old, ignore_errors=True)
 
-    def restore_last(self, steerer: Steerer, optimiser: torch.optim.Optimizer) -> None:
+    def restore_last(self, steerer: Steerer, optimiser: torch.optim.Optimizer, model: torch.nn.Module | None = None) -> None:
         last = self.folder / self.pointer()["folder"]
-        steerer.load_state_dict(load_steerer(last).state_dict())
+        self.load_module(steerer, last, model)
         optimiser.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
+
+
+class Trainee(torch.nn.Module):
+    """What a training step runs: the steering module and the LM (whose LoRA adapter, if any, trains
+    too), as one module so that DistributedDataParallel averages the gradients of both. The LM's
+    frozen weights and its buffers are left out of DDP's synchronisation (they never change)."""
+
+    def __init__(self, steerer: torch.nn.Module, model: torch.nn.Module):
+        super().__init__()
+        self.steerer, self.model = steerer, model
+
+    def forward(self, batch: Examples, pad_id: int) -> torch.Tensor:
+        return letter_logprobs(self.steerer, self.model, batch, pad_id)
+
+    def distributed(self) -> torch.nn.parallel.DistributedDataParallel:
+        """This module wrapped for data-parallel training."""
+        frozen = [f"model.{name}" for name, parameter in self.model.named_parameters() if not parameter.requires_grad]
+        frozen += [f"model.{name}" for name, _ in self.model.named_buffers()]
+        torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, frozen)
+        return torch.nn.parallel.DistributedDataParallel(self)
 
 
 def train_steerer(
@@ -261,33 +304,41 @@ def train_steerer(
     folder: Path,
     log: Callable[[str], None] = print,
     world: World | None = None,
+    adapter=None,
 ) -> tuple[Steerer, dict]:
-    """Train ``steerer`` (checkpoints in ``folder``); return the best epoch's module and the training record."""
+    """Train ``steerer`` (checkpoints in ``folder``); return the best epoch's module and the training
+    record. With ``adapter`` (peft's model around ``model``, whose LoRA weights then train jointly),
+    the model ends with the best epoch's adapter weights."""
     world = world or World()
     device = next(model.parameters()).device
     steerer.to(device).train()
-    checkpoint = Checkpoint(folder)
-    optimiser = torch.optim.AdamW(steerer.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    checkpoint = Checkpoint(folder, adapter)
+    parameters = [*steerer.parameters(), *trainable_parameters(model)]
+    if not parameters:
+        raise ConfigError("nothing to train: the steering module has no weights and the LM has no LoRA adapter")
+    optimiser = torch.optim.AdamW(parameters, lr=options.lr, weight_decay=options.weight_decay)
     steps_per_epoch = math.ceil(len(train) / options.batch_size)
     total_steps = steps_per_epoch * options.epochs
     state = {"epoch": 1, "step": 0, "loss_sum": 0.0, "seconds": 0.0, "best_loss": float("inf"), "best_epoch": 0, "history": []}
     if (saved := checkpoint.progress()) is not None:
         state = saved
-        checkpoint.restore_last(steerer, optimiser)
+        checkpoint.restore_last(steerer, optimiser, model)
         log(f"training: resuming at epoch {state['epoch']}, step {state['step']} of {steps_per_epoch}")
-    trainable = torch.nn.parallel.DistributedDataParallel(steerer) if world.distributed else steerer
+    trainee = Trainee(steerer, model)
+    trainable = trainee.distributed() if world.distributed else trainee
     last_save = time.monotonic()
     while state["epoch"] <= options.epochs and not stopped_early(state, options):
         epoch, started = state["epoch"], time.monotonic() - state["seconds"]
         batches = epoch_batches(train, options, epoch)
         steerer.train()
+        adapter_training(model, True)
         for rows in tqdm(batches[state["step"] :], desc=f"epoch {epoch}", unit="step", leave=False, disable=None if world.is_main else True):
             share = rows[world.rank :: world.size]
             for group in optimiser.param_groups:
                 group["lr"] = options.lr_at((epoch - 1) * steps_per_epoch + state["step"], total_steps)
             batch = train.subset(share)
             with checkpointed(model, options.gradient_checkpointing):
-                losses = torch.nn.functional.cross_entropy(letter_logprobs(trainable, model, batch, pad_id), batch.targets.to(device), reduction="none")
+                losses = torch.nn.functional.cross_entropy(trainable(batch, pad_id), batch.targets.to(device), reduction="none")
                 (losses.sum() * world.size / len(rows)).backward()
             optimiser.step()
             optimiser.zero_grad(set_to_none=True)
@@ -299,6 +350,7 @@ def train_steerer(
                     checkpoint.save_last(steerer, optimiser, state)
                 last_save = time.monotonic()
         steerer.eval()
+        adapter_training(model, False)
         val_loss, val_accuracy = evaluate(steerer, model, validation, pad_id, 2 * options.batch_size, world)
         record = {
             "epoch": epoch, "train_loss": state["loss_sum"] / len(train), "val_loss": val_loss, "val_accuracy": val_accuracy,
@@ -309,7 +361,7 @@ def train_steerer(
         if val_loss < state["best_loss"]:
             state.update(best_loss=val_loss, best_epoch=epoch)
             if world.is_main:
-                steerer.save(checkpoint.best)
+                checkpoint.save_module(steerer, checkpoint.best)
         state.update(epoch=epoch + 1, step=0, loss_sum=0.0, seconds=0.0)
         if world.is_main:
             checkpoint.save_last(steerer, optimiser, state)
@@ -319,6 +371,8 @@ def train_steerer(
     if world.is_main:
         atomic_write_json(folder / "training.json", record)
     world.barrier()
+    if adapter is not None:
+        load_adapter_weights(model, checkpoint.best / ADAPTER_FOLDER)
     return load_steerer(checkpoint.best).to(device).eval(), record
 
 
