@@ -7,7 +7,8 @@ methods; none for the no-LLM references); their prompt tokens; the training exam
 the validation forwards); and the FLOPs they cost (a steering family that shares part of each
 prompt across personas, e.g. SPM placed before the answer, counts that part once per prompt): 2 x N per token for a forward and 4 x N for a
 training step through the frozen LM (forward plus the backward pass to its inputs, no weight
-gradients), N the parameters outside the input embedding. Hours come from FLOPs at a measured
+gradients; a LoRA adapter's own weight gradients are small beside it, but a head shared across
+personas is recomputed at every step while its adapter trains), N the parameters outside the input embedding. Hours come from FLOPs at a measured
 rate on this machine (a short calibration: SmolLM2-135M forwards, or matrix products when it is
 absent) and at a named GPU's dense bf16 peak times an assumed utilisation. Everything here is an
 estimate and says so; the prompt texts are built exactly as the runs would build them, and the
@@ -77,12 +78,15 @@ def tokenizer_for(model: str):
 
 
 def prompt_texts(config: RunConfig, context: RunContext, docs: pd.DataFrame) -> list[str]:
-    """Each doc's prompt, built as the run would build it, options in the doc's order (steering methods: the Raw Q
-    prompt); a calibrated prompting method's content-free prompts after them."""
+    """Each doc's prompt, built as the run would build it, options in the doc's order (trained methods: the prompt
+    they train on, Raw Q for steering); a calibrated prompting method's content-free prompts after them."""
     method_class = get_method(config.method)
     method = method_class(build_options(method_class, config.method_options))
-    task = getattr(method, "task", "opinionqa_persona_raw")
-    extra = method.doc_fields(docs, context) if hasattr(method, "doc_fields") else None
+    if isinstance(method, LearnedSteering):
+        task, extra = method.prompt_task(), method.prompt_fields(context, docs, context.known_answers())
+    else:
+        task = getattr(method, "task", "opinionqa_persona_raw")
+        extra = method.doc_fields(docs, context) if hasattr(method, "doc_fields") else None
     blank = method.content_free_fields(docs, extra) if hasattr(method, "content_free_fields") else None
     passes = [extra] if blank is None else [extra, blank]  # --calibrate: a second, content-free pass
     build = PROMPTS[task]
@@ -138,7 +142,8 @@ def run_cost(config: RunConfig, runs_dir: Path, trainings: set | None = None) ->
         examples = settings["max_train_answers"] or len(answers)
         validation = max(1, min(MAX_VALIDATION, int(round(VALIDATION_SHARE * examples)), len(answers) // 10))
         epochs = settings["epochs"]
-        mean_tokens = np.mean([tokens_of.get(t, 0) for t in texts]) if texts else 0
+        trained_tokens = counted if settings["lora_rank"] else tokens_of  # an adapter in training changes every head: nothing shared
+        mean_tokens = np.mean([trained_tokens.get(t, 0) for t in texts]) if texts else 0
         training_flops = 0.0 if reused else epochs * (4 * examples + 2 * validation) * mean_tokens * active
     return RunCost(config.run_id(), label, len(docs), len(distinct), prompt_tokens, examples, epochs, 2.0 * prompt_tokens * active,
                    training_flops, reused)
