@@ -1,7 +1,8 @@
 """Data parallel under torchrun (the CPU twin of a GPU node: gloo, 2 processes) against 1 process.
 
 Scoring: the same accuracy and per-doc scores, one run folder, each rank scoring its own share of
-the requests. Training: the same per-epoch train and validation losses. lm-eval's own command
+the requests. Training: the same per-epoch train and validation losses (a steering module; a LoRA
+adapter). lm-eval's own command
 line with our model: requests split across ranks, the same result.
 """
 from __future__ import annotations
@@ -96,6 +97,21 @@ def test_training_with_two_processes_equals_one(launched):
     assert len(histories[0]) == len(histories[1]) == 2
     for a, b in zip(*histories):
         assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 and abs(a["val_loss"] - b["val_loss"]) < 1e-4
+
+
+@pytest.mark.slow  # two more launches (about 40 s)
+def test_fine_tuning_with_two_processes_equals_one(tiny_model_path, tmp_path):
+    """DDP averages the LoRA adapter's gradients: per-epoch losses of 2 processes equal 1 process's."""
+    args = ["run", "--method", "finetune", "--prompt", "demographics", "--model", str(tiny_model_path), "--data", "demo:600",
+            "--max-eval-people", "10", "--no-references", "--max-train-answers", "160", "--epochs", "2", "--lr", "0.01"]
+    for processes in (2, 1):
+        launch([*args, "--out", str(tmp_path / f"p{processes}")], processes, tmp_path / f"cache{processes}", tmp_path)
+    histories = [json.loads(next((tmp_path / f"p{p}" / "_shared").glob("*/steering/finetune-*/training.json")).read_text())["history"]
+                 for p in (2, 1)]
+    assert len(histories[0]) == len(histories[1]) == 2
+    for a, b in zip(*histories):
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 and abs(a["val_loss"] - b["val_loss"]) < 1e-4
+    assert histories[1][1]["train_loss"] < histories[1][0]["train_loss"]  # it trained
 
 
 @pytest.mark.slow  # a torchrun launch of lm-eval's own CLI (about 50 s); scoring across ranks is tested by default above

@@ -1,4 +1,4 @@
-"""kill -9 at many points of a sweep (data preparation, CF, SPM training mid-epoch, scoring,
+"""kill -9 at many points of a sweep (data preparation, CF, SPM and LoRA training mid-epoch, scoring,
 leaderboard writing), then a plain rerun: the results equal an uninterrupted sweep's. Slow: it
 runs the sweep about a dozen times (``pytest -m slow``)."""
 from __future__ import annotations
@@ -24,6 +24,9 @@ grid:
   - model: {model}
     method: spm
     options: {{max_train_answers: 240, epochs: 2, checkpoint_minutes: 0.00001, batch_size: 8}}
+  - model: {model}
+    method: finetune
+    options: {{prompt: demographics, max_train_answers: 160, epochs: 2, checkpoint_minutes: 0.00001, batch_size: 8}}
 """
 
 
@@ -63,7 +66,7 @@ def test_killed_at_any_point_then_rerun_gives_the_uninterrupted_results(tiny_mod
     sweep(whole)
     duration = time.monotonic() - started
     expected = outcome(whole)
-    assert len(expected["runs"]) == 3  # majority, cf, spm
+    assert len(expected["runs"]) == 4  # majority, cf, spm, finetune
     killed = 0
     for fraction in (0.05, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9):
         folder = tmp_path / f"killed-{fraction}"
