@@ -3,6 +3,7 @@ the same gradients to a prefix, the prefix cache is read-only, and a model loade
 map scores like one placed on a device."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -110,3 +111,38 @@ def test_answer_placement_refuses_what_it_cannot_compute(tiny_models):  # noqa: 
     steering = Steering(embeddings=torch.zeros(1, 1, neo.model.config.hidden_size), before=neo.answer_cue())
     with pytest.raises(ValueError, match="sliding-window"):
         token_logprobs(neo.model, ids, mask, steering, torch.tensor([0]), mask.sum(1) - 1, torch.tensor([[5]]))
+
+
+@pytest.mark.parametrize("architecture", ["llama", "falcon", "gptj", "gpt_neox", "gpt2"])
+def test_rows_sharing_a_stem_score_as_whole_rows_and_run_fewer_tokens(architecture, tiny_models, monkeypatch):  # noqa: F811
+    """Every rotation of two questions' options, behind a shared person header: scored with shared stems
+    (each stem run once, then only the options and cue) the log-probs equal every row run in full."""
+    from persona_bench.harness.scoring import steering
+    from persona_bench.tasks.prompts import demographics_prompt, scored_prompt
+
+    questions = [("How safe, if at all, would you say your local community is from crime?", ["Very safe", "Somewhat safe", "Not too safe"]),
+                 ("Do you think the gap between rich and poor has grown?", ["Yes, a lot", "Yes, a little", "No"])]
+    items = []
+    for question, options in questions:
+        for shift in range(len(options)):
+            shown = options[shift:] + options[:shift]
+            context = scored_prompt(demographics_prompt({"question": question, "options": shown, "traits": {"AGE": "30-49", "SEX": "Female"}}))
+            for letter in "ABC":
+                items.append(("", None, context, f" {letter}"))
+    scores, ran = {}, {}
+    for share in (False, True):
+        lm = LetterScoringLM(pretrained=str(tiny_models[architecture]), device="cpu", score_cache=None, share_stems=share)
+        tokens = {"n": 0}
+        body_forward = steering.body_of(lm.model).forward
+
+        def counted(*args, _forward=body_forward, **kwargs):
+            shape = (kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs["inputs_embeds"]).shape
+            tokens["n"] += shape[0] * shape[1]
+            return _forward(*args, **kwargs)
+
+        monkeypatch.setattr(steering.body_of(lm.model), "forward", counted)
+        scores[share] = lm.score_items([(k, p, c, x, *lm.encode_pair(c, x)) for k, p, c, x in items])
+        ran[share] = tokens["n"]
+    np.testing.assert_allclose([s for s, _ in scores[True]], [s for s, _ in scores[False]], atol=1e-4)
+    assert [g for _, g in scores[True]] == [g for _, g in scores[False]]
+    assert ran[True] < 0.7 * ran[False]

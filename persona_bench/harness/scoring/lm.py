@@ -8,6 +8,11 @@ a full-vocabulary log-softmax at every position of every row. Here:
   (:func:`persona_bench.harness.scoring.steering.token_logprobs`), with the LM head applied only at the
   positions whose next token is scored, so all letters of a question share one forward;
 * rows are length-bucketed (sorted, batched by a token budget, right-padded);
+* unsteered rows that share a stem of 16 tokens or more (a doc's rotations under cyclic order
+  share the question and everything before it; a person's prompts share their traits or earlier
+  answers) run the stem once: its key/values are computed and cached (the head cache of
+  answer-placed steering), and each row runs only its remaining tokens (``share_stems=False``:
+  every row in full);
 * tokenisation is cached, and scores persist in an SQLite cache keyed by the model
   fingerprint, the steering key and the request text, so identical prompts are scored once
   across methods and runs, and an interrupted run resumes where it stopped. Several processes
@@ -48,9 +53,28 @@ from ..core.errors import ConfigError, warn
 from .adapters import adapter_fingerprint
 from .models import cache_root, load_model
 from .steerer import Steerer, load_steerer, weights_fingerprint
-from .steering import Steering, token_batch, token_logprobs
+from .steering import Steering, has_sliding_window, token_batch, token_logprobs
 
 Row = tuple[str, tuple[int, ...]]  # (steering key, input tokens)
+MIN_STEM = 16  # tokens unsteered rows must share before their common stem is computed once and cached
+
+
+def shared_stems(rows: list[Row], earliest: dict[Row, int]) -> dict[Row, int]:
+    """Per unsteered row (steering key ""), the longest token prefix it shares with another row of the
+    request set, at most its earliest scored position; rows that share fewer than ``MIN_STEM`` tokens
+    are left out. Under cyclic order a doc's rotations share the question and all before it; a
+    person-specific prompt (traits, earlier answers) shares its header across that person's questions."""
+    unsteered = sorted((row for row in rows if row[0] == ""), key=lambda row: row[1])
+    shared = [0] * len(unsteered)
+    for i in range(len(unsteered) - 1):
+        common = 0
+        for a, b in zip(unsteered[i][1], unsteered[i + 1][1]):
+            if a != b:
+                break
+            common += 1
+        shared[i], shared[i + 1] = max(shared[i], common), max(shared[i + 1], common)
+    stems = {row: min(common, earliest[row]) for row, common in zip(unsteered, shared)}
+    return {row: stem for row, stem in stems.items() if stem >= MIN_STEM}
 
 
 def model_fingerprint(model) -> str:
@@ -130,6 +154,8 @@ class ScoreCache:
 class LetterScoringLM(TemplateLM):
     """A frozen Hugging Face causal LM scoring continuations (see module docstring)."""
 
+    shares_stems: bool = True  # the default of ``share_stems`` (benchmarks turn it off to measure the difference)
+
     def __init__(
         self,
         pretrained: str = "smollm2-135m",
@@ -139,6 +165,7 @@ class LetterScoringLM(TemplateLM):
         score_cache: str | None = "default",
         trust_remote_code: bool = False,
         device_map: str | None = None,
+        share_stems: bool | None = None,
         model=None,
         tokenizer=None,
     ):
@@ -150,6 +177,8 @@ class LetterScoringLM(TemplateLM):
             model, tokenizer = load_model(pretrained, device, dtype, trust_remote_code=bool(trust_remote_code), device_map=device_map)
         self.model, self.tokenizer = model, tokenizer
         self.batch_tokens = int(batch_tokens)
+        chosen = self.shares_stems if share_stems is None else share_stems
+        self.share_stems = chosen not in (False, "False", "false", "0", 0)  # lm-eval's --model_args pass strings
         self.fingerprint = model_fingerprint(model)
         cache_path = cache_root() / "scores.sqlite" if score_cache == "default" else Path(score_cache) if score_cache else None
         self.cache = ScoreCache(cache_path)
@@ -296,9 +325,12 @@ class LetterScoringLM(TemplateLM):
             whole = (tuple(context_enc) + tuple(continuation_enc))[-(self.max_length + 1) :]
             rows.setdefault((key, whole[:-1]), []).append((cache_key, tuple(continuation_enc)))
             payloads.setdefault(key, payload)
-        batches = self.length_batches(list(rows))
-        for batch in tqdm(batches, disable=True if disable_tqdm or not rows else None, desc="scoring", unit="batch"):
-            scored = self.score_rows(batch, [rows[r] for r in batch], [payloads[key] for key, _ in batch])
+        earliest = {row: min(len(row[1]) - len(continuation) for _, continuation in wanted) for row, wanted in rows.items()}
+        stems = shared_stems(list(rows), earliest) if self.share_stems and not has_sliding_window(self.model) else {}
+        batches = [(batch, None) for batch in self.length_batches([r for r in rows if r not in stems])]
+        batches += [(batch, [stems[r] for r in batch]) for batch in self.stem_batches(stems)]
+        for batch, batch_stems in tqdm(batches, disable=True if disable_tqdm or not rows else None, desc="scoring", unit="batch"):
+            scored = self.score_rows(batch, [rows[r] for r in batch], [payloads[key] for key, _ in batch], batch_stems)
             self.cache.put_many(scored)
             results.update(scored)
         if self.world.distributed:  # each rank says what it did: the evidence that requests are split, not repeated
@@ -318,8 +350,23 @@ class LetterScoringLM(TemplateLM):
         return batches + ([current] if current else [])
 
     @torch.no_grad()
-    def score_rows(self, batch: list[Row], wanted: list[list[tuple[str, tuple[int, ...]]]], payloads: list[object]) -> dict:
-        """Forward a batch of rows once; log-probs only where a continuation token is scored."""
+    def stem_batches(self, stems: dict[Row, int]) -> list[list[Row]]:
+        """Rows with a shared stem, rows of one stem together (sorted by tokens), cut into batches
+        whose tails fit the token budget."""
+        batches, current, widest = [], [], 0
+        for row in sorted(stems, key=lambda r: r[1]):
+            tail = len(row[1]) - stems[row]
+            if current and (len(current) + 1) * max(widest, tail) > self.batch_tokens:
+                batches.append(current)
+                current, widest = [], 0
+            current.append(row)
+            widest = max(widest, tail)
+        return batches + ([current] if current else [])
+
+    def score_rows(self, batch: list[Row], wanted: list[list[tuple[str, tuple[int, ...]]]], payloads: list[object],
+                   stems: list[int] | None = None) -> dict:
+        """Forward a batch of rows once; log-probs only where a continuation token is scored (``stems``:
+        per row, its first tokens come from the head cache, :func:`shared_stems`)."""
         device = self.device
         input_ids, attention_mask = token_batch([tokens for _, tokens in batch], self.tokenizer.pad_token_id or 0, device)
         row_index, positions, targets, owners = [], [], [], []
@@ -334,6 +381,7 @@ class LetterScoringLM(TemplateLM):
         logprobs, greedy = token_logprobs(
             self.model, input_ids, attention_mask, self.steering_batch(payloads),
             torch.tensor(row_index, device=device), torch.tensor(positions, device=device), torch.tensor(targets, device=device)[:, None],
+            stems,
         )
         out: dict[str, tuple[float, bool]] = {}
         for owner, value, is_greedy in zip(owners, logprobs[:, 0].cpu().tolist(), greedy[:, 0].cpu().tolist()):

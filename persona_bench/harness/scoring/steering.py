@@ -194,16 +194,26 @@ def token_logprobs(
     rows: torch.Tensor,
     positions: torch.Tensor,
     tokens: torch.Tensor,
+    stems: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities of ``tokens[n, c]`` as the next token after ``positions[n]`` of row ``rows[n]``
-    (``-inf`` where ``tokens`` is -1), and whether each is the model's greedy choice there."""
-    if steering is not None and steering.before:
+    (``-inf`` where ``tokens`` is -1), and whether each is the model's greedy choice there.
+
+    ``stems`` (unsteered rows only): per row, how many of its first tokens are a stem it shares with
+    other rows (the question and whatever comes before it, under every rotation of the options): their
+    key/values come from :func:`head_states`, and only the rest of the row runs."""
+    if stems is not None:
+        if steering is not None:
+            raise ValueError("shared stems are for unsteered rows (answer placement shares its own heads)")
+        hidden, first = stem_shared_hidden(model, input_ids, attention_mask, stems)
+    elif steering is not None and steering.before:
         hidden, first = answer_placed_hidden(model, input_ids, attention_mask, steering)
+    else:
+        hidden, first = steered_hidden(model, input_ids, attention_mask, steering), None
+    if first is not None:
         positions = positions.to(first.device) - first[rows.to(first.device)]
         if bool((positions < 0).any()):
-            raise ValueError("a scored position lies before the answer cue, where answer-placed steering computes nothing")
-    else:
-        hidden = steered_hidden(model, input_ids, attention_mask, steering)
+            raise ValueError("a scored position lies inside a row's shared head, where nothing is computed")
     head = model.get_output_embeddings()
     logits = head(hidden[rows.to(hidden.device), positions.to(hidden.device)].to(head.weight.device)).float()
     tokens = tokens.to(logits.device)
@@ -212,6 +222,20 @@ def token_logprobs(
     picked = logprobs.gather(1, tokens.clamp(min=0)).masked_fill(~valid, float("-inf"))
     greedy = (logprobs.argmax(dim=-1, keepdim=True) == tokens) & valid
     return picked, greedy
+
+
+def stem_shared_hidden(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, stems: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Final hidden states of each row after its stem (rows, rest width, hidden), and each row's stem length."""
+    lengths = attention_mask.sum(1).tolist()
+    first = torch.as_tensor(list(stems), device=input_ids.device)
+    if bool((first < 1).any()) or any(stem >= length for stem, length in zip(stems, lengths)):
+        raise ValueError("a shared stem must leave at least one token of its row to run")
+    heads = [tuple(input_ids[i, :stem].tolist()) for i, stem in enumerate(stems)]
+    tails = [input_ids[i, stem:length].tolist() for i, (stem, length) in enumerate(zip(stems, lengths))]
+    tail_ids, tail_mask = token_batch(tails, 0, input_ids.device)
+    return hidden_after_heads(model, heads, tail_ids, tail_mask), first
 
 
 def head_forward(model: torch.nn.Module, heads: Sequence[tuple[int, ...]]) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
@@ -276,11 +300,8 @@ def answer_placed_hidden(
     model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, steering: Steering
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Final hidden states of each row's answer cue (rows, cue length, hidden) with the virtual
-    tokens between the row's head and its cue, and the index of each row's first cue token.
-
-    The heads' key/values come from :class:`HeadCache`, right-padded to the longest head and
-    masked; the virtual tokens and the cue take the positions they would have in one whole
-    sequence (head, virtual tokens, cue), so rotary and learned positions see the real layout."""
+    tokens between the row's head and its cue, and the index of each row's first cue token
+    (:func:`hidden_after_heads`, the cue as every row's tail)."""
     if steering.residual:
         raise ValueError("answer-placed virtual tokens do not combine with residual steering")
     if has_sliding_window(model):
@@ -292,7 +313,21 @@ def answer_placed_hidden(
     if bool((first < 1).any()) or not bool((cue_ids == cue).all()):
         raise ValueError(f"a prompt does not end with the answer cue tokens {list(steering.before)}")
     heads = [tuple(input_ids[i, : int(first[i])].tolist()) for i in range(len(input_ids))]
+    return hidden_after_heads(model, heads, cue_ids, torch.ones_like(cue_ids), steering), first
+
+
+def hidden_after_heads(
+    model: torch.nn.Module, heads: Sequence[tuple[int, ...]], tail_ids: torch.Tensor, tail_mask: torch.Tensor, steering: Steering | None = None
+) -> torch.Tensor:
+    """Final hidden states of each row's tail tokens (rows, tail width, hidden): the row's head (its
+    first tokens) comes as key/values from :func:`head_states`, right-padded to the longest head and
+    masked, then ``steering``'s virtual tokens if any, then the tail (right-padded, ``tail_mask``).
+    Virtual tokens and the tail take the positions they would have in one whole sequence, so rotary
+    and learned positions see the real layout: the result equals the whole sequence's forward."""
+    steering = steering or Steering()
     states = head_states(model, heads)
+    device = tail_ids.device
+    first = torch.tensor([len(head) for head in heads], device=device)
     width = int(first.max())
     layers = []
     for index, virtual in enumerate(steering.prefix or [None] * len(states[0])):
@@ -301,17 +336,18 @@ def answer_placed_hidden(
             keys, values = torch.cat([keys, virtual[0].to(keys)], dim=2), torch.cat([values, virtual[1].to(values)], dim=2)
         layers.append((keys, values))
     body = body_of(model)
-    rows = len(input_ids)
-    head_mask = (torch.arange(width, device=input_ids.device)[None, :] < first[:, None]).long()
-    current = body.get_input_embeddings()(cue_ids)
+    rows = len(tail_ids)
+    head_mask = (torch.arange(width, device=device)[None, :] < first[:, None]).to(tail_mask.dtype)
+    current = body.get_input_embeddings()(tail_ids)
+    virtual_mask = tail_mask.new_ones((rows, steering.prefix_tokens + steering.embedding_tokens))
     if steering.embeddings is not None:
         current = torch.cat([steering.embeddings.to(current), current], dim=1)
-    mask = torch.cat([head_mask, attention_mask.new_ones((rows, steering.prefix_tokens + current.shape[1]))], dim=1)
-    position_ids = first[:, None] + steering.prefix_tokens + torch.arange(current.shape[1], device=input_ids.device)[None, :]
+    mask = torch.cat([head_mask, virtual_mask, tail_mask], dim=1)
+    position_ids = first[:, None] + steering.prefix_tokens + torch.arange(current.shape[1], device=device)[None, :]
     inputs = {"inputs_embeds": current, "attention_mask": mask, "position_ids": position_ids, "use_cache": False,
               cache_argument(type(body)): prefix_cache(model, tuple(layers))}
     hidden = body(**inputs).last_hidden_state
-    return hidden[:, steering.embedding_tokens :], first
+    return hidden[:, steering.embedding_tokens :]
 
 
 def has_sliding_window(model: torch.nn.Module) -> bool:
