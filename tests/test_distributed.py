@@ -103,7 +103,7 @@ def test_training_with_two_processes_equals_one(launched):
 def test_fine_tuning_with_two_processes_equals_one(tiny_model_path, tmp_path):
     """DDP averages the LoRA adapter's gradients: per-epoch losses of 2 processes equal 1 process's."""
     args = ["run", "--method", "finetune", "--prompt", "demographics", "--model", str(tiny_model_path), "--data", "demo:600",
-            "--max-eval-people", "10", "--no-references", "--max-train-answers", "160", "--epochs", "2", "--lr", "0.01"]
+            "--max-eval-people", "10", "--no-references", "--max-train-answers", "160", "--epochs", "2", "--lora-lr", "0.01"]
     for processes in (2, 1):
         launch([*args, "--out", str(tmp_path / f"p{processes}")], processes, tmp_path / f"cache{processes}", tmp_path)
     histories = [json.loads(next((tmp_path / f"p{p}" / "_shared").glob("*/steering/finetune-*/training.json")).read_text())["history"]

@@ -57,7 +57,7 @@ def test_the_saved_adapter_loads_with_peft_and_scores_what_the_run_scored(tiny_m
 
     out = tmp_path / "runs"
     args = ["run", "--method", "finetune", "--prompt", "demographics", "--model", str(tiny_model_path), "--data", "demo:600",
-            "--max-eval-people", "5", "--max-train-answers", "160", "--epochs", "1", "--lr", "0.05", "--no-references", "--out", str(out)]
+            "--max-eval-people", "5", "--max-train-answers", "160", "--epochs", "1", "--lora-lr", "0.05", "--no-references", "--out", str(out)]
     done = subprocess.run([sys.executable, "-m", "persona_bench", *args], capture_output=True, text=True, timeout=600,
                           env={"PERSONA_BENCH_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                                "PATH": "/usr/bin:/bin"})
@@ -193,6 +193,7 @@ def test_lora_targets_that_the_model_lacks_name_its_modules(tiny_models):  # noq
     (["--method", "spm", "--lora-rank", "-2"], "--lora-rank -2: a LoRA rank is 1 or more"),
     (["--method", "finetune", "--lora-targets", "nope"], "--lora-targets nope: LlamaForCausalLM has no module named nope (its linear modules:"),
     (["--method", "finetune", "--prompt", "bio"], "--prompt"),
+    (["--method", "finetune", "--lr", "0.01"], "--lr 0.01: finetune trains its LoRA adapter alone, whose learning rate is --lora-lr"),
 ])
 def test_bad_lora_input_is_one_line_and_exit_2(args, message, tiny_model_path, tmp_path):
     done = subprocess.run([sys.executable, "-m", "persona_bench", "run", *args, "--model", str(tiny_model_path), "--data", "demo:600",

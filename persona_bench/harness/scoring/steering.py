@@ -250,7 +250,9 @@ def head_states(model: torch.nn.Module, heads: Sequence[tuple[int, ...]]) -> lis
     """The heads' key/values: from :class:`HeadCache`, or, while a LoRA adapter of the model is being
     trained (autograd on), computed afresh with gradients (each step changes them)."""
     if torch.is_grad_enabled() and trainable_parameters(model):
-        return head_forward(model, list(heads))
+        distinct = list(dict.fromkeys(heads))  # rows of one question share its head's forward (and its gradient)
+        computed = dict(zip(distinct, head_forward(model, distinct)))
+        return [computed[head] for head in heads]
     return HeadCache.of(model).states(model, heads)
 
 

@@ -76,6 +76,7 @@ class LearnedSteering(Method):
         weights: str = option("trained", "random: the untrained control, the module as training starts (paper Table 4)",
                               choices=("trained", "random"))
         lora_rank: int = option(0, "rank of a LoRA adapter on the LM trained jointly (peft; 0: the LM stays frozen)")
+        lora_lr: float | None = option(None, "peak learning rate of the LoRA adapter (set by the recipe)", role="recipe")
         lora_alpha: float = option(16.0, "LoRA alpha (the adapter's update is scaled by alpha / rank)")
         lora_dropout: float = option(0.0, "dropout on the LoRA adapter's input while training")
         lora_targets: str = option("", "modules the LoRA adapter adapts, e.g. q_proj,v_proj (empty: peft's default for the architecture)")

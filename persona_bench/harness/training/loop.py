@@ -64,6 +64,7 @@ class TrainOptions:
     patience: int = 2
     warmup: float = 0.0  # share of all optimiser steps spent warming the learning rate up linearly
     schedule: str = "constant"  # constant | cosine (decay to zero after the warmup)
+    lora_lr: float = 5e-4  # peak learning rate of a LoRA adapter on the LM, when one trains (same warmup and schedule)
     seed: int = 0
     checkpoint_minutes: float = option(5.0, "wall time between mid-epoch checkpoints (0: epoch ends only)", role="operational")
     gradient_checkpointing: bool = option(False, "recompute the LM's activations in the backward pass (less memory, ~1/3 more compute)",
@@ -72,8 +73,8 @@ class TrainOptions:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 0:
             raise ConfigError("training needs epochs >= 1, batch_size >= 1 and patience >= 0")
-        if self.lr <= 0 or not 0 <= self.warmup < 1:
-            raise ConfigError("training needs lr > 0 and 0 <= warmup < 1")
+        if self.lr <= 0 or self.lora_lr <= 0 or not 0 <= self.warmup < 1:
+            raise ConfigError("training needs lr > 0, lora_lr > 0 and 0 <= warmup < 1")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule {self.schedule!r}: choose from {', '.join(SCHEDULES)}")
 
@@ -313,10 +314,11 @@ def train_steerer(
     device = next(model.parameters()).device
     steerer.to(device).train()
     checkpoint = Checkpoint(folder, adapter)
-    parameters = [*steerer.parameters(), *trainable_parameters(model)]
-    if not parameters:
+    groups = [{"params": list(steerer.parameters()), "peak": options.lr}, {"params": trainable_parameters(model), "peak": options.lora_lr}]
+    groups = [group for group in groups if group["params"]]
+    if not groups:
         raise ConfigError("nothing to train: the steering module has no weights and the LM has no LoRA adapter")
-    optimiser = torch.optim.AdamW(parameters, lr=options.lr, weight_decay=options.weight_decay)
+    optimiser = torch.optim.AdamW(groups, lr=options.lr, weight_decay=options.weight_decay)
     steps_per_epoch = math.ceil(len(train) / options.batch_size)
     total_steps = steps_per_epoch * options.epochs
     state = {"epoch": 1, "step": 0, "loss_sum": 0.0, "seconds": 0.0, "best_loss": float("inf"), "best_epoch": 0, "history": []}
@@ -335,7 +337,8 @@ def train_steerer(
         for rows in tqdm(batches[state["step"] :], desc=f"epoch {epoch}", unit="step", leave=False, disable=None if world.is_main else True):
             share = rows[world.rank :: world.size]
             for group in optimiser.param_groups:
-                group["lr"] = options.lr_at((epoch - 1) * steps_per_epoch + state["step"], total_steps)
+                scale = group.get("peak", options.lr) / options.lr  # the adapter's own peak; 1.0 for the steering module
+                group["lr"] = options.lr_at((epoch - 1) * steps_per_epoch + state["step"], total_steps) * scale
             batch = train.subset(share)
             with checkpointed(model, options.gradient_checkpointing):
                 losses = torch.nn.functional.cross_entropy(trainable(batch, pad_id), batch.targets.to(device), reduction="none")

@@ -33,7 +33,8 @@ from ...harness.training.learned import LearnedSteering
 from .model import NoSteering
 
 PROMPT_STYLES = {"raw": "opinionqa_persona_raw", "demographics": "opinionqa_persona_demographics", "context": "opinionqa_persona_context"}
-DEFAULT = {"epochs": 10, "lr": 5e-4, "weight_decay": 1e-3, "batch_size": 16, "patience": 2, "warmup": 0.1, "schedule": "cosine"}
+# lr would drive a steering module's weights: finetune has none, its adapter learns at lora_lr
+DEFAULT = {"epochs": 10, "lr": 5e-4, "lora_lr": 5e-4, "weight_decay": 1e-3, "batch_size": 16, "patience": 2, "warmup": 0.1, "schedule": "cosine"}
 
 
 @register_method
@@ -60,6 +61,8 @@ class FineTune(LearnedSteering):
         super().check(options)
         if options.lora_rank < 1:
             raise ConfigError(f"--lora-rank {options.lora_rank}: finetune trains a LoRA adapter, of rank 1 or more")
+        if options.lr is not None:
+            raise ConfigError(f"--lr {options.lr}: finetune trains its LoRA adapter alone, whose learning rate is --lora-lr")
         if options.k_context < 1:
             raise ConfigError(f"--k-context {options.k_context}: show 1 or more earlier answers")
 
