@@ -39,6 +39,7 @@ def adapted_lm(path, rank: int = 4, seed: int = 0) -> tuple[LetterScoringLM, obj
     return lm, wrapped
 
 
+@pytest.mark.slow  # about 50 s; the raw style is in the default suite (test_conformance)
 @pytest.mark.parametrize("prompt", ["demographics", "context"])
 def test_finetune_conforms_under_each_prompt_style(prompt, demo_survey, demo_split, tiny_model_path, tmp_path):
     """``raw`` is in the suite of every registered method (test_conformance); the other two styles here."""

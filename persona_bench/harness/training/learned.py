@@ -132,7 +132,7 @@ class LearnedSteering(Method):
     def resolve(cls, options: "LearnedSteering.Options") -> dict:
         """Every setting, with those left unset taken from the recipe."""
         recipe = options.recipe or cls.default_recipe
-        preset = cls.recipes[recipe]
+        preset = {"lora_lr": TrainOptions.lora_lr, **cls.recipes[recipe]}  # a recipe written before LoRA need not name its rate
         values = {f.name: getattr(options, f.name) for f in fields(options)}
         resolved = {k: (preset[k] if v is None and k in preset else v) for k, v in values.items()}
         missing = [k for k, v in resolved.items() if v is None]

@@ -17,7 +17,7 @@ from ...harness.scoring.steerer import Steerer
 from ...harness.training.learned import LearnedSteering
 from .model import ActivationSteerer, parse_layers
 
-DEFAULT = {"epochs": 10, "lr": 1e-2, "weight_decay": 1e-3, "batch_size": 16, "patience": 2, "warmup": 0.1, "schedule": "cosine", "lora_lr": 5e-4}
+DEFAULT = {"epochs": 10, "lr": 1e-2, "weight_decay": 1e-3, "batch_size": 16, "patience": 2, "warmup": 0.1, "schedule": "cosine"}
 
 
 @register_method

@@ -26,7 +26,7 @@ ANSWER_CUE_TOKENS = 3  # "\nAnswer:" in byte-level BPE tokenizers (SmolLM2, GPT-
 
 PAPER = {
     "epochs": 10, "lr": 1e-3, "weight_decay": 1e-3, "batch_size": 16, "patience": 2, "warmup": 0.0, "schedule": "constant",
-    "init": "paper", "placement": "start", "lora_lr": 5e-4,
+    "init": "paper", "placement": "start",
 }
 
 
