@@ -1,6 +1,6 @@
 """The embedded default survey: generated deterministically in code, no data files.
 
-About 2,000 respondents with the 12 OpinionQA traits answer 60 ordinal questions over eight
+About 2,000 respondents with the 12 OpinionQA traits answer 60 ordinal questions over ten
 topics. Behind the answers sit six planted opinion camps: a person's camp is drawn from
 probabilities that depend on party, ideology, religious attendance, age and education (so
 demographics inform but never determine it); their latent opinion vector is the camp's centre
