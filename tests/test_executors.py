@@ -121,3 +121,9 @@ grid:
     assert calibrated.forwards > raw.forwards and calibrated.prompt_tokens > raw.prompt_tokens  # the content-free pass counts
     cyclic = run_cost(replace(load_grid(grid)[1], option_order="cyclic"), tmp_path / "runs")
     assert cyclic.docs > 3 * raw.docs and cyclic.forwards > 3 * raw.forwards  # every rotation of each doc
+    with_lora = run_cost(replace(load_grid(grid)[2], method_options={"max_train_answers": 50, "epochs": 2, "placement": "answer", "lora_rank": 4}),
+                         tmp_path / "runs")
+    assert with_lora.prompt_tokens == placed.prompt_tokens and with_lora.training_flops > 5 * placed.training_flops  # heads recomputed in training
+    tuned = {prompt: run_cost(replace(load_grid(grid)[1], method="finetune", method_options={"prompt": prompt, "max_train_answers": 50, "epochs": 1}),
+                              tmp_path / "runs") for prompt in ("raw", "demographics")}
+    assert tuned["raw"].prompt_tokens == raw.prompt_tokens and tuned["demographics"].prompt_tokens > 3 * raw.prompt_tokens  # its own prompt
