@@ -41,13 +41,14 @@ def scoring_seconds(config: RunConfig, runs_dir: Path, share_stems: bool) -> tup
         counts["tokens"] += sum(len(tokens) - (stems[i] if stems else 0) for i, (_, tokens) in enumerate(batch))
         return forward(self, batch, wanted, payloads, stems)
 
+    default = LetterScoringLM.shares_stems
     LetterScoringLM.score_rows, LetterScoringLM.shares_stems = counted, share_stems
     try:
         started = time.perf_counter()
         method.score(docs.drop(columns=["target", "source"]), context)
         return len(docs), counts["rows"], counts["tokens"], time.perf_counter() - started
     finally:
-        LetterScoringLM.score_rows, LetterScoringLM.shares_stems = forward, True
+        LetterScoringLM.score_rows, LetterScoringLM.shares_stems = forward, default
 
 
 def main() -> None:

@@ -8,11 +8,11 @@ a full-vocabulary log-softmax at every position of every row. Here:
   (:func:`persona_bench.harness.scoring.steering.token_logprobs`), with the LM head applied only at the
   positions whose next token is scored, so all letters of a question share one forward;
 * rows are length-bucketed (sorted, batched by a token budget, right-padded);
-* unsteered rows that share a stem of 16 tokens or more (a doc's rotations under cyclic order
-  share the question and everything before it; a person's prompts share their traits or earlier
-  answers) run the stem once: its key/values are computed and cached (the head cache of
-  answer-placed steering), and each row runs only its remaining tokens (``share_stems=False``:
-  every row in full);
+* with ``share_stems=True`` (off by default, see ``LetterScoringLM.shares_stems``), unsteered rows
+  that share a stem of 16 tokens or more (a doc's rotations under cyclic order share the question
+  and everything before it; a person's prompts share their traits or earlier answers) run the stem
+  once: its key/values are computed and cached (the head cache of answer-placed steering), and
+  each row runs only its remaining tokens;
 * tokenisation is cached, and scores persist in an SQLite cache keyed by the model
   fingerprint, the steering key and the request text, so identical prompts are scored once
   across methods and runs, and an interrupted run resumes where it stopped. Several processes
@@ -154,7 +154,10 @@ class ScoreCache:
 class LetterScoringLM(TemplateLM):
     """A frozen Hugging Face causal LM scoring continuations (see module docstring)."""
 
-    shares_stems: bool = True  # the default of ``share_stems`` (benchmarks turn it off to measure the difference)
+    # the default of ``share_stems``: off until a row's stem no longer depends on which other rows are scored
+    # with it (today a row's floats can differ in the 9th digit between a run alone and one whose companions
+    # filled part of the score cache first); benchmarks/bench_option_order.py turns it on to measure it
+    shares_stems: bool = False
 
     def __init__(
         self,

@@ -213,7 +213,7 @@ def token_logprobs(
     if first is not None:
         positions = positions.to(first.device) - first[rows.to(first.device)]
         if bool((positions < 0).any()):
-            raise ValueError("a scored position lies inside a row's shared head, where nothing is computed")
+            raise ValueError("a scored position lies before the answer cue or inside a row's shared stem, where nothing is computed")
     head = model.get_output_embeddings()
     logits = head(hidden[rows.to(hidden.device), positions.to(hidden.device)].to(head.weight.device)).float()
     tokens = tokens.to(logits.device)
