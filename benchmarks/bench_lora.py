@@ -56,7 +56,7 @@ def measure(name: str, steps: int, rank: int) -> dict:
         if name != "frozen SPM":
             attach_lora(lm.model, LoraSettings(rank))
         _, speed = training_speed(lm, steerer, examples, steps, parameters=[*steerer.parameters(), *trainable_parameters(lm.model)])
-    return {"configuration": name if "LoRA" not in name and name != "finetune" else f"{name} rank {rank}",
+    return {"configuration": f"{name} rank {rank}" if name in ("finetune", "SPM + LoRA") else name,
             "examples/s": speed, "peak memory (GiB)": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}
 
 

@@ -19,12 +19,11 @@ from persona_bench.harness.core.errors import ConfigError
 from persona_bench.harness.scoring.adapters import LoraSettings, adapter_state, attach_lora, trainable_parameters
 from persona_bench.harness.scoring.lm import LetterScoringLM, model_fingerprint
 from persona_bench.harness.scoring.steering import HeadCache, Steering, token_batch, token_logprobs
-from persona_bench.harness.training import loop as training
 from persona_bench.harness.training.loop import TrainOptions, train_steerer
 from persona_bench.methods.finetune.model import NoSteering
 from persona_bench.tasks.prompts import ANSWER_CUE, PROMPTS
 
-from .test_spm import planted_examples, tiny_models  # noqa: F401  (fixture)
+from .test_spm import interrupted_at_step_three, planted_examples, tiny_models  # noqa: F401  (fixture)
 
 
 def adapted_lm(path, rank: int = 4, seed: int = 0) -> tuple[LetterScoringLM, object]:
@@ -158,19 +157,9 @@ def test_an_adapter_training_killed_mid_epoch_resumes_to_the_same_result(tiny_mo
     pad = lm.tokenizer.pad_token_id
     _, whole_record = train_steerer(none, lm.model, pad, train, held_out, options, tmp_path / "whole", log=lambda m: None, adapter=wrapped)
     whole_weights = [p.detach().clone() for p in trainable_parameters(lm.model)]
-    calls, forward = {"n": 0}, training.letter_logprobs
-
-    def dies_at_step_three(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt  # stands in for kill -9 after the step-2 checkpoint
-        return forward(*args, **kwargs)
-
     lm, wrapped, none = fresh()
-    monkeypatch.setattr(training, "letter_logprobs", dies_at_step_three)
-    with pytest.raises(KeyboardInterrupt):
-        train_steerer(none, lm.model, pad, train, held_out, options, tmp_path / "killed", log=lambda m: None, adapter=wrapped)
-    monkeypatch.setattr(training, "letter_logprobs", forward)
+    interrupted_at_step_three(monkeypatch, lambda: train_steerer(none, lm.model, pad, train, held_out, options, tmp_path / "killed",
+                                                                 log=lambda m: None, adapter=wrapped))
     lm, wrapped, none = fresh()
     messages = []
     _, record = train_steerer(none, lm.model, pad, train, held_out, options, tmp_path / "killed", log=messages.append, adapter=wrapped)

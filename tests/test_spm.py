@@ -152,6 +152,23 @@ def test_spm_placed_before_the_answer_learns_a_planted_rule(mode, per_question, 
     assert accuracy > (0.9 if mode == "prefix" else untrained + 0.1)
 
 
+def interrupted_at_step_three(monkeypatch, train) -> None:
+    """Call ``train()`` with its third training forward raising KeyboardInterrupt (it stands in for
+    kill -9 after the step-2 checkpoint), then put the forward back."""
+    calls, forward = {"n": 0}, training.letter_logprobs
+
+    def dies_at_step_three(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(training, "letter_logprobs", dies_at_step_three)
+    with pytest.raises(KeyboardInterrupt):
+        train()
+    monkeypatch.setattr(training, "letter_logprobs", forward)
+
+
 def test_training_killed_mid_epoch_resumes_to_the_same_result(tiny_models, demo_survey, tmp_path, monkeypatch):
     lm = LetterScoringLM(pretrained=str(tiny_models["llama"]), device="cpu", score_cache=None)
     train, held_out = planted_examples(lm, demo_survey, 30, seed=0), planted_examples(lm, demo_survey, 10, seed=1)
@@ -165,18 +182,8 @@ def test_training_killed_mid_epoch_resumes_to_the_same_result(tiny_models, demo_
 
     pad = lm.tokenizer.pad_token_id
     whole, whole_record = train_steerer(fresh(), lm.model, pad, train, held_out, options, tmp_path / "whole", log=lambda m: None)
-    calls, forward = {"n": 0}, training.letter_logprobs
-
-    def dies_at_step_three(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt  # stands in for kill -9 after the step-2 checkpoint
-        return forward(*args, **kwargs)
-
-    monkeypatch.setattr(training, "letter_logprobs", dies_at_step_three)
-    with pytest.raises(KeyboardInterrupt):
-        train_steerer(fresh(), lm.model, pad, train, held_out, options, tmp_path / "killed", log=lambda m: None)
-    monkeypatch.setattr(training, "letter_logprobs", forward)
+    interrupted_at_step_three(monkeypatch, lambda: train_steerer(fresh(), lm.model, pad, train, held_out, options, tmp_path / "killed",
+                                                                 log=lambda m: None))
     progress = json.loads((tmp_path / "killed" / "last.json").read_text())["progress"]
     assert (progress["epoch"], progress["step"]) == (1, 2)
     messages = []

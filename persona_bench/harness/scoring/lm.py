@@ -180,8 +180,7 @@ class LetterScoringLM(TemplateLM):
             model, tokenizer = load_model(pretrained, device, dtype, trust_remote_code=bool(trust_remote_code), device_map=device_map)
         self.model, self.tokenizer = model, tokenizer
         self.batch_tokens = int(batch_tokens)
-        chosen = self.shares_stems if share_stems is None else share_stems
-        self.share_stems = chosen not in (False, "False", "false", "0", 0)  # lm-eval's --model_args pass strings
+        self.share_stems = bool(self.shares_stems if share_stems is None else share_stems)  # lm-eval parses "false" to False
         self.fingerprint = model_fingerprint(model)
         cache_path = cache_root() / "scores.sqlite" if score_cache == "default" else Path(score_cache) if score_cache else None
         self.cache = ScoreCache(cache_path)

@@ -32,18 +32,18 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...tasks.prompts import PROMPTS
 from ..core.atomic import atomic_write_json
 from ..core.errors import ConfigError, warn
 from ..core.options import option, with_roles
 from ..method.base import Method
 from ..method.context import RunContext
 from ..runs.store import claim_or_wait, release
-from ..scoring.adapters import ADAPTER_FOLDER, LoraSettings, attach_lora, load_adapter_weights, parse_targets
+from ..scoring.adapters import LoraSettings, attach_lora, parse_targets
 from ..scoring.lm import LetterScoringLM, SteeredLM
-from ..scoring.steerer import Steerer, load_steerer
-from ...tasks.prompts import PROMPTS
+from ..scoring.steerer import Steerer
 from .audit import AUDIT_FILE, audit_membership, describe_audit, leaks
-from .loop import SCHEDULES, Examples, TrainOptions, build_examples, train_steerer
+from .loop import SCHEDULES, Checkpoint, Examples, TrainOptions, build_examples, train_steerer
 
 VALIDATION_SHARE, MAX_VALIDATION = 0.1, 2000
 LONG_ON_CPU = 30_000  # answers x epochs above which a CPU run warns before training (hours at 5-25 answers/s)
@@ -236,9 +236,7 @@ class LearnedSteering(Method):
     def trained_or_loaded(self, context: RunContext, steerer, train: Examples, validation: Examples, folder: Path) -> dict:
         """Train the steerer into ``folder``, or load it when it was trained there; the training record."""
         if (folder / "training.json").is_file():
-            self.steerer = load_steerer(folder / "best").to(self.lm.device).eval()
-            if self.adapter is not None:
-                load_adapter_weights(self.lm.model, folder / "best" / ADAPTER_FOLDER)
+            self.steerer = Checkpoint(folder, self.adapter).best_module(self.lm.model).to(self.lm.device).eval()
             record = json.loads((folder / "training.json").read_text())
         else:
             context.log(f"{self.name}: training on {len(train)} answers, validating on {len(validation)} held-out answers")
@@ -256,17 +254,23 @@ class LearnedSteering(Method):
         """``answers`` tokenised as training and scoring see them, one persona vector each; a prompt
         that shows the person's answers shows train answers only, never a validation one."""
         answers = answers.reset_index(drop=True)
-        (_, _), (validation, _) = self.training_rows(context)
-        shown = context.train_answers().merge(validation[["respondent", "question"]], how="left", indicator=True)
-        fields = self.prompt_fields(context, answers, shown[shown["_merge"] == "left_only"].drop(columns="_merge"))
+        fields = self.prompt_fields(context, answers, self.drawn(context)[1])
         return build_examples(answers, context.survey, personas, self.lm, context.config.option_order, context.seed,
                               PROMPTS[self.prompt_task()], fields)
 
     def training_rows(self, context: RunContext) -> tuple[tuple[pd.DataFrame, np.ndarray], tuple[pd.DataFrame, np.ndarray]]:
         """(train, validation) answers with their persona vectors, drawn as the module docstring says (once per run)."""
+        return self.drawn(context)[0]
+
+    def drawn(self, context: RunContext) -> tuple[tuple, pd.DataFrame]:
+        """The run's :meth:`training_rows` and the answers a training prompt may show (the train answers
+        less the validation ones), made once per run."""
         if getattr(self, "_drawn", (None,))[0] is not context:
-            self._drawn = (context, self.drawn_rows(context))
-        return self._drawn[1]
+            rows = self.drawn_rows(context)
+            validation = rows[1][0][["respondent", "question"]]
+            shown = context.train_answers().merge(validation, how="left", indicator=True)
+            self._drawn = (context, rows, shown[shown["_merge"] == "left_only"].drop(columns="_merge"))
+        return self._drawn[1:]
 
     def drawn_rows(self, context: RunContext) -> tuple[tuple[pd.DataFrame, np.ndarray], tuple[pd.DataFrame, np.ndarray]]:
         answers = context.train_answers()

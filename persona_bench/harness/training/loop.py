@@ -257,6 +257,12 @@ class Checkpoint:
         if self.adapter is not None:
             load_adapter_weights(model, source / ADAPTER_FOLDER)
 
+    def best_module(self, model: torch.nn.Module) -> Steerer:
+        """The best epoch's steering module, its adapter (if any) loaded into ``model``."""
+        if self.adapter is not None:
+            load_adapter_weights(model, self.best / ADAPTER_FOLDER)
+        return load_steerer(self.best)
+
     def save_last(self, steerer: Steerer, optimiser: torch.optim.Optimizer, progress: dict) -> None:
         """Module and optimiser into a fresh folder, then the pointer names it; older folders go."""
         target = self.folder / f"last-{time.time_ns()}"
@@ -374,9 +380,7 @@ def train_steerer(
     if world.is_main:
         atomic_write_json(folder / "training.json", record)
     world.barrier()
-    if adapter is not None:
-        load_adapter_weights(model, checkpoint.best / ADAPTER_FOLDER)
-    return load_steerer(checkpoint.best).to(device).eval(), record
+    return checkpoint.best_module(model).to(device).eval(), record
 
 
 def stopped_early(state: dict, options: TrainOptions) -> bool:

@@ -23,8 +23,8 @@ import pandas as pd
 
 from ...baselines.embedders import EMBEDDER_NAMES
 from ...baselines.prompting import context_fields, demographics_fields
-from ...harness.core.options import option
 from ...harness.core.errors import ConfigError
+from ...harness.core.options import option
 from ...harness.method.base import register_method
 from ...harness.method.context import RunContext
 from ...harness.scoring.lm import LetterScoringLM
