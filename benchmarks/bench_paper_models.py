@@ -16,6 +16,7 @@ the full model and measures peak memory and training examples/s per batch size.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import time
 from functools import lru_cache
@@ -111,6 +112,9 @@ def measured(name: str, batches: list[int], tokens: int, checkpointing: bool, st
             steered_step(model, batch, tokens, "cuda", checkpointing).backward()
         torch.cuda.synchronize()
         found[batch] = (torch.cuda.max_memory_allocated() / GIB, steps * batch / (time.perf_counter() - started))
+    del model
+    gc.collect()  # else the next model's peak can include this one (seen: GPT-J measured 12.5 GiB high after Falcon)
+    torch.cuda.empty_cache()
     return found
 
 
