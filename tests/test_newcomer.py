@@ -52,7 +52,7 @@ def test_a_preset_naming_an_unknown_run_setting_is_refused():
 def test_an_unknown_preset_is_one_line_naming_the_choices(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["run", "--method", "spm", "--preset", "quik"])
-    assert exit_.value.code == 2 and "choose from 'quick'" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "choose from 'paper', 'quick'" in capsys.readouterr().err
 
 
 def git(folder: Path, *argv: str) -> str:
@@ -125,3 +125,21 @@ def test_paper_table3_grid_plans_on_opinionqa(tmp_path, capsys, monkeypatch):
         pytest.skip("needs ../shared/data")
     monkeypatch.chdir(ROOT)
     assert "Total GPU-hours on one h100" in plan_output(ROOT / "grids" / "paper-table3.yaml", tmp_path, capsys)
+
+
+def test_a_training_run_says_what_it_will_cost_before_it_trains(tiny_model_path, tmp_path, capsys):
+    flags = ["run", "--method", "spm", "--model", str(tiny_model_path), "--data", "demo:600", "--max-eval-people", "3",
+             "--out", str(tmp_path), "--no-references", "--epochs", "1", "--max-train-answers", "64"]
+    assert main(flags) == 0
+    err = capsys.readouterr().err
+    estimate = err.index("spm: training 64 answers x up to 1 epoch takes ")
+    assert estimate < err.index("spm: training on 64 answers") < err.index("training: epoch 1")
+
+
+def test_a_long_training_estimate_names_a_budget_that_fits_a_few_minutes():
+    from persona_bench.harness.training.cost import training_estimate
+
+    line = training_estimate("spm", 47_984, 2_000, 10, 0.2)
+    assert "takes about 27.2 h here" in line and line.endswith("--max-train-answers 1000 --epochs 1 takes about 4 min")
+    assert "--max-train-answers" not in training_estimate("spm", 300, 30, 1, 0.2)  # a few minutes: no suggestion
+    assert line != training_estimate("spm", 47_984, 2_000, 10, 10.0) and "no budget" in training_estimate("spm", 47_984, 2_000, 10, 10.0)

@@ -78,7 +78,7 @@ def seeds_arg(text: str) -> list[int]:
 
 # RunConfig fields whose flags are generated as declared (method, data, waves, users and the
 # method's options have flags of their own shape)
-RUN_FLAGS = ("model", "persona", "k", "max_eval_people", "seed", "protocol", "option_order", "cf_solver", "cf_dim", "dtype",
+RUN_FLAGS = ("model", "persona", "k", "max_eval_people", "seed", "protocol", "option_order", "cf_solver", "cf_dim", "fold_in", "prompt_texts", "dtype",
              "pseudonymize")
 
 
@@ -455,7 +455,8 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
 
 def plan_command(args: argparse.Namespace) -> int:
     """``sweep --plan``: the cost table of a grid and its totals."""
-    from ..harness.plan import GPUS, UTILISATION, calibrate, plan_table, run_cost
+    from ..harness.training.cost import calibrate
+    from ..harness.plan import GPUS, UTILISATION, plan_table, run_cost
     from .sweep import load_grid, with_seeds
 
     configs = with_seeds(load_grid(args.grid), args.seeds)

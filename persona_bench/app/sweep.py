@@ -9,6 +9,8 @@
         method: [majority, cf, raw, demographics]
       - method: context
         options: {k_context: [3, 5, 8, 10]}
+      - preset: paper             # a named preset (persona-bench methods lists them): fills what the entry leaves unset
+        method: spm
 
 Runs already finished in the runs folder are reused, so an interrupted sweep continues where it
 stopped. A run that fails (say, a paper model missing here) is reported and the sweep goes on.
@@ -30,6 +32,25 @@ from ..harness.runs.config import RunConfig
 from .executors import describe, execute
 
 CONFIG_FIELDS = {f.name for f in fields(RunConfig)} - {"method_options"}
+
+
+def with_preset(settings: dict) -> dict:
+    """One expanded run's settings with its ``preset`` (if any) filling the run settings and the
+    method options it leaves unset (method options only where the method declares them)."""
+    name = settings.pop("preset", None)
+    if name is None:
+        return settings
+    from ..harness.method.base import get_method
+    from ..harness.runs.presets import get_preset
+
+    preset = get_preset(name)
+    filled = {**preset.run, **settings}
+    if "method" in filled:  # as on the command line: an option at its default stays out of the run's identity
+        options = get_method(filled["method"]).Options
+        defaults = {f.name: f.default for f in fields(options)}
+        chosen = {k: v for k, v in preset.method_options(options).items() if v != defaults.get(k)}
+        filled["method_options"] = {**chosen, **settings.get("method_options", {})}
+    return filled
 
 
 def expand(entry: dict) -> list[dict]:
@@ -80,7 +101,14 @@ def load_grid(path: Path) -> list[RunConfig]:
     configs: dict[str, RunConfig] = {}
     for number, entry in enumerate(spec["grid"], start=1):
         mapping(entry, f"{path}: grid entry {number}")
-        for settings in expand({**defaults, **entry, "options": {**defaults.get("options", {}), **entry.get("options", {})}}):
+        for expanded in expand({**defaults, **entry, "options": {**defaults.get("options", {}), **entry.get("options", {})}}):
+            unknown = set(expanded) - CONFIG_FIELDS - {"method_options", "preset"}
+            if unknown:
+                raise ConfigError(f"{path}: grid entry {number} has unknown setting(s) {', '.join(sorted(unknown))}")
+            try:
+                settings = with_preset(expanded)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: grid entry {number}: {exc}") from None
             unknown = set(settings) - CONFIG_FIELDS - {"method_options"}
             if unknown:
                 raise ConfigError(f"{path}: grid entry {number} has unknown setting(s) {', '.join(sorted(unknown))}")

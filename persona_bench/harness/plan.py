@@ -17,7 +17,6 @@ tokens are counted with the run's tokenizer when its model is here (else SmolLM2
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,13 +24,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..tasks.prompts import PROMPTS, scored_prompt
+from ..tasks.prompts import PROMPTS, scored_prompt, styled
 from .data.loaders import load_survey
 from .data.protocol import SplitConfig, make_split, scored_docs, survey_for
 from .method.base import build_options, get_method
 from .runner import build_context
 from .runs.config import RunConfig
-from .scoring.models import ModelUnavailable, parameter_counts, resolve_model
+from .training.cost import training_flops as training_cost
+from .scoring.models import ModelUnavailable, active_parameters, resolve_model
 from .scoring.option_order import ordered_docs
 from .training.learned import MAX_VALIDATION, VALIDATION_SHARE, LearnedSteering
 
@@ -88,7 +88,7 @@ def prompt_texts(config: RunConfig, context: RunContext, docs: pd.DataFrame) -> 
         task = getattr(method, "task", "opinionqa_persona_raw")
         extra = method.doc_fields(docs, context) if hasattr(method, "doc_fields") else None
     blank = method.content_free_fields(docs, extra) if hasattr(method, "content_free_fields") else None
-    passes = [extra] if blank is None else [extra, blank]  # --calibrate: a second, content-free pass
+    passes = [styled(fields, len(docs), config.prompt_texts) for fields in ([extra] if blank is None else [extra, blank])]  # --calibrate: a content-free pass
     build = PROMPTS[task]
     texts = []
     for fields_of in passes:
@@ -144,41 +144,9 @@ def run_cost(config: RunConfig, runs_dir: Path, trainings: set | None = None) ->
         epochs = settings["epochs"]
         trained_tokens = counted if settings["lora_rank"] else tokens_of  # an adapter in training changes every head: nothing shared
         mean_tokens = np.mean([trained_tokens.get(t, 0) for t in texts]) if texts else 0
-        training_flops = 0.0 if reused else epochs * (4 * examples + 2 * validation) * mean_tokens * active
+        training_flops = 0.0 if reused else training_cost(examples, validation, epochs, mean_tokens, active)
     return RunCost(config.run_id(), label, len(docs), len(distinct), prompt_tokens, examples, epochs, 2.0 * prompt_tokens * active,
                    training_flops, reused)
-
-
-@lru_cache(maxsize=16)
-def active_parameters(model: str) -> int:
-    """Parameters a token passes through (all but the input embedding)."""
-    total, embedding = parameter_counts(model)
-    return total - embedding
-
-
-def calibrate(seconds: float = 5.0) -> float:
-    """FLOP/s this machine reaches on LM forwards (SmolLM2-135M when here, else matrix products)."""
-    import torch
-
-    try:
-        from .scoring.models import load_model
-
-        model, _ = load_model("smollm2-135m", "cpu", "float32")
-        active = active_parameters("smollm2-135m")
-        batch = torch.randint(0, 1000, (8, 64))
-        work = lambda: model.model(input_ids=batch)  # noqa: E731
-        flops = 2.0 * active * batch.numel()
-    except ModelUnavailable:
-        a = torch.randn(1024, 1024)
-        work = lambda: a @ a  # noqa: E731
-        flops = 2.0 * 1024**3
-    with torch.no_grad():
-        work()
-        started, done = time.perf_counter(), 0
-        while time.perf_counter() - started < seconds:
-            work()
-            done += 1
-    return flops * done / (time.perf_counter() - started)
 
 
 def plan_table(costs: list[RunCost], here: float, gpu: str) -> tuple[pd.DataFrame, dict]:

@@ -13,6 +13,14 @@ Every prompt ends with the lettered question; lm-eval appends the task's ``gen_p
 Demographics + Raw Q puts the person's traits first; Context + Raw Q puts K of the person's own
 earlier answers (most similar questions first) before the question; a group-steered prompt puts
 the OpinionQA steering context of the person's group (Santurkar et al. 2023) first.
+
+A doc whose ``prompt_texts`` is ``paper`` (``--prompt-texts paper``) is written in the paper's own words
+(Figure 4): the question, "Please respond solely with A/B/C/D:", the options; the demographics
+prompt opens "A person can be described as follows:" with the traits as ``AGE: 65+`` lines and
+asks "Based on the above demographic information, which answer choice will this person select for
+the question:"; the context prompt opens "The person has the following opinions:" and asks "Based
+on the above list of opinions, ...". The figure's line breaks are lost in the paper's text; here
+each option and each trait is a line of its own.
 """
 from __future__ import annotations
 
@@ -50,23 +58,49 @@ def letters(n: int) -> list[str]:
 
 def question_block(question: str, options: list[str]) -> str:
     """``Question: ...`` followed by one lettered line per option."""
-    return "\n".join([f"Question: {question}", *(f"{letter}. {option}" for letter, option in zip(LETTERS, options))])
+    return "\n".join([f"Question: {question}", *lettered(options)])
+
+
+def lettered(options: list[str]) -> list[str]:
+    """One ``A. option`` line per option."""
+    return [f"{letter}. {option}" for letter, option in zip(LETTERS, options)]
+
+
+def paper_question_block(question: str, options: list[str]) -> str:
+    """The paper's question (Figure 4): its text, the instruction to answer with a letter, the options."""
+    return "\n".join([question, f"Please respond solely with {'/'.join(letters(len(options)))}:", *lettered(options)])
+
+
+def in_paper_style(doc: dict) -> bool:
+    """Whether ``doc`` asks for the paper's prompt texts."""
+    return doc.get("prompt_texts") == "paper"
 
 
 def raw_prompt(doc: dict) -> str:
     """Raw Q: the question and its lettered options."""
+    if in_paper_style(doc):
+        return paper_question_block(doc["question"], doc["options"])
     return question_block(doc["question"], doc["options"])
 
 
 def demographics_prompt(doc: dict) -> str:
     """Demographics + Raw Q: the person's known traits, then the question."""
-    traits = [f"{TRAIT_NAMES.get(k, k.title())}: {v}" for k, v in doc["traits"].items() if v not in NON_VALUES]
+    known = {k: v for k, v in doc["traits"].items() if v not in NON_VALUES}
+    if in_paper_style(doc):
+        traits = "\n".join(f"{k}: {v}" for k, v in known.items())
+        return (f"A person can be described as follows:\n\n{traits}\n\nBased on the above demographic information, which answer "
+                f"choice will this person select for the question:\n{raw_prompt(doc)}")
+    traits = [f"{TRAIT_NAMES.get(k, k.title())}: {v}" for k, v in known.items()]
     header = "Answer the following question as a person with these characteristics would.\n" + "\n".join(traits)
     return f"{header}\n\n{raw_prompt(doc)}"
 
 
 def context_prompt(doc: dict) -> str:
     """Context + Raw Q: the person's K most similar earlier answers, then the question."""
+    if in_paper_style(doc):
+        shown = ["\n".join([c["question"], *lettered(c["options"]), f"{ANSWER_PREFIX} {LETTERS[c['answer']]}"]) for c in doc["context"]]
+        return ("The person has the following opinions:\n\n" + "\n\n".join(shown) + "\n\nBased on the above list of opinions, "
+                f"which answer choice will this person select for the question:\n{raw_prompt(doc)}")
     shown = [
         f"{question_block(c['question'], c['options'])}\n{ANSWER_PREFIX} {LETTERS[c['answer']]}" for c in doc["context"]
     ]
@@ -89,6 +123,13 @@ def group_context(trait: str, value: str, values: list[str], style: str) -> str:
 def steered_prompt(doc: dict) -> str:
     """Group steering + Raw Q: the steering context of the person's group (none: Raw Q alone)."""
     return f"{doc['steer']}\n\n{raw_prompt(doc)}" if doc.get("steer") else raw_prompt(doc)
+
+
+def styled(fields: list[dict] | None, n: int, texts: str) -> list[dict] | None:
+    """Per doc of ``n``, its ``fields`` asking for the prompt ``texts`` (``default`` leaves them as they are)."""
+    if texts == "default":
+        return fields
+    return [{**(fields[i] if fields else {}), "prompt_texts": texts} for i in range(n)]
 
 
 PROMPTS = {  # task name -> prompt builder, as the task YAML files reference them

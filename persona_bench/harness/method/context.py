@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from ...tasks.prompts import styled
 from ..core.distributed import World
 from ..core.errors import ConfigError, HeldOutAnswerError
 from ..data.protocol import Split
@@ -117,7 +118,7 @@ class RunContext:
         method); ``extra`` adds or replaces fields of each doc's record; the records go to ``docs_file``
         in the run folder."""
         targets = self._answers_of(docs[["respondent", "question"]])["option"]
-        records = task_records(docs, self.survey, targets, extra)
+        records = task_records(docs, self.survey, targets, styled(extra, len(docs), self.config.prompt_texts))
         return evaluate_records(records, task, lm, self.run_dir / docs_file, chat_template, self.world, self.names)
 
     @cached_property
@@ -137,6 +138,7 @@ class RunContext:
             if self.world.is_main:
                 space.save(folder, self.names)
         space.values = space.values.reindex(pd.MultiIndex.from_frame(self.visible_pairs()))
+        space.fold_in_by = self.config.fold_in
         return space
 
     def individual_vectors(self) -> tuple[pd.Index, np.ndarray]:

@@ -9,7 +9,9 @@ Two solvers share one interface (:class:`Factorizer`), shaped like implicit's re
 * :class:`AdamFactorizer`: the paper's objective and optimiser, ``r_ij ~ <u_i, q_j>`` fitted by
   minibatch Adam on the MSE (lr 1e-3, batch 2048). The persona vector is ``u_i`` (d numbers).
 
-Both fold a new person in with a closed-form ridge solve against the fixed question factors.
+Both fold a new person in against the fixed question factors, by a closed-form ridge solve toward
+the train people's mean (``ridge``, default) or, as the paper does, by optimising the person's
+vector alone with Adam (``optimise``).
 """
 from __future__ import annotations
 
@@ -82,6 +84,31 @@ def ridge_rows(
     return np.linalg.solve(gram, rhs[..., None])[..., 0]
 
 
+FOLD_INS = ("ridge", "optimise")
+
+
+def optimise_rows(ratings: Ratings, residuals: np.ndarray, features: np.ndarray, start: np.ndarray,
+                  lr: float = 1e-2, steps: int = 3000) -> np.ndarray:
+    """Per person (``ratings.users``), the vector ``x`` minimising ``sum_n (residuals[n] - x . features[items[n]])^2``
+    over their answers, found by full-batch Adam from ``start`` with the question side fixed (the
+    paper's fold-in: "we fix the question embedding and only optimize the individual embedding").
+    The rate decays to zero along a cosine so the last steps settle. With fewer answers than
+    dimensions the minimum is not unique; descent from ``start`` (the train people's mean) ends at
+    one near it."""
+    vectors = torch.nn.Parameter(torch.tensor(np.repeat(start[None, :], ratings.n_users, axis=0), dtype=torch.float64))
+    shown = torch.tensor(features[ratings.items], dtype=torch.float64)
+    users, targets = torch.as_tensor(ratings.users, dtype=torch.long), torch.tensor(residuals, dtype=torch.float64)
+    optimiser = torch.optim.Adam([vectors], lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
+    for _ in range(steps):
+        loss = torch.sum(((vectors[users] * shown).sum(-1) - targets) ** 2)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+    return vectors.detach().numpy()
+
+
 class Factorizer(ABC):
     """A CF model: fit on answers, then persona vectors, predictions and fold-in.
 
@@ -120,9 +147,15 @@ class Factorizer(ABC):
         self.prior_mean = vectors.mean(axis=0)
         self.prior_penalty = noise / (vectors.var(axis=0) + 1e-6)
 
-    def fold_in(self, ratings: Ratings) -> np.ndarray:
-        """Persona vectors of new people from their answers, question factors fixed."""
-        pattern, targets = ratings.matrices(ratings.values - self.offsets(ratings.items))
+    def fold_in(self, ratings: Ratings, how: str = "ridge") -> np.ndarray:
+        """Persona vectors of new people from their answers, question factors fixed: ``ridge`` (the
+        empirical-Bayes solve above) or ``optimise`` (:func:`optimise_rows`, no prior)."""
+        residuals = ratings.values - self.offsets(ratings.items)
+        if how == "optimise":
+            return optimise_rows(ratings, residuals, self.item_features(), self.prior_mean)
+        if how != "ridge":
+            raise ConfigError(f"fold-in {how!r}: choose from {', '.join(FOLD_INS)}")
+        pattern, targets = ratings.matrices(residuals)
         penalty = np.repeat(self.prior_penalty[None, :], ratings.n_users, axis=0)
         return ridge_rows(pattern, targets, self.item_features(), penalty, self.prior_mean)
 

@@ -41,6 +41,7 @@ class PersonaSpace:
     questions: pd.Index
     values: pd.Series = field(repr=False)
     rmse: dict[str, float] = field(default_factory=dict)
+    fold_in_by: str = "ridge"  # how people outside the fit get vectors (a run's --fold-in; cf.FOLD_INS)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -60,7 +61,7 @@ class PersonaSpace:
     def fold_in(self, answers: pd.DataFrame) -> tuple[pd.Index, np.ndarray]:
         """Persona vectors for the people in ``answers`` from those answers alone."""
         people = pd.Index(sorted(answers["respondent"].unique()), name="respondent")
-        return people, self.model.fold_in(self.ratings(answers, people))
+        return people, self.model.fold_in(self.ratings(answers, people), self.fold_in_by)
 
     def for_users(self, split: Split, users: str, k: int | None = None) -> tuple[pd.Index, np.ndarray]:
         """Individual vectors of the people a run scores: seen people's own, unseen folded in from K (None: all)."""

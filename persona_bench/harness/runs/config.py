@@ -14,14 +14,16 @@ from dataclasses import asdict, dataclass, field, fields
 from ..core.errors import ConfigError
 from ..core.options import check_choices, check_types, option
 from ..data.protocol import PROTOCOLS, USERS, SplitConfig
+from ..personas.cf import FOLD_INS
 from ..personas.kind import PersonaKind
 from ..scoring.option_order import OPTION_ORDERS
 
 DEFAULT_MODEL = "smollm2-135m"
 CF_SOLVERS = ("als", "adam")
+PROMPT_STYLES = ("default", "paper")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 # Fields a run id leaves out while they hold their default, so ids from before they existed stay valid.
-OMITTED_AT_DEFAULT = {"pseudonymize": False, "protocol": "answers", "option_order": "given"}
+OMITTED_AT_DEFAULT = {"pseudonymize": False, "protocol": "answers", "option_order": "given", "fold_in": "ridge", "prompt_texts": "default"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,11 @@ class RunConfig:
                            choices=PROTOCOLS)
     option_order: str = option("given", "the order options are shown in: given, reversed, or cyclic (every rotation scored, "
                                          "distributions averaged: a letter prior cannot help)", choices=OPTION_ORDERS)
+    fold_in: str = option("ridge", "how a person outside the CF fit gets a persona vector, question side fixed: ridge (closed form, "
+                                   "toward the train people's mean) or optimise (the paper: Adam on the person's vector alone)",
+                          choices=FOLD_INS)
+    prompt_texts: str = option("default", "prompt texts: default, or paper (Li et al. 2023, Figure 4: 'Please respond solely with "
+                                     "A/B/C/D', the paper's headers)", choices=PROMPT_STYLES)
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":

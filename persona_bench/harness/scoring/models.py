@@ -17,6 +17,7 @@ import importlib.util
 import os
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from ..core.errors import ConfigError, PersonaBenchError
@@ -255,6 +256,13 @@ def parameter_counts(name: str) -> tuple[int, int]:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     return sum(p.numel() for p in model.parameters()), model.get_input_embeddings().weight.numel()
+
+
+@lru_cache(maxsize=16)
+def active_parameters(model: str) -> int:
+    """Parameters a token passes through (all but the input embedding)."""
+    total, embedding = parameter_counts(model)
+    return total - embedding
 
 
 def random_model(name: str, device: str = "auto", dtype: str = "auto"):

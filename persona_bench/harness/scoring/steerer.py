@@ -53,6 +53,12 @@ class PersonaMLP(torch.nn.Module):
         self.persona_scale.copy_(personas.float().std(0) + 1e-6)
 
     @torch.no_grad()
+    def take_raw_personas(self) -> None:
+        """Feed persona vectors to the MLP as they are (the paper's SPM input), undoing :meth:`standardise_on`."""
+        self.persona_mean.zero_()
+        self.persona_scale.fill_(1.0)
+
+    @torch.no_grad()
     def start_at(self, output: torch.Tensor) -> None:
         """Make ``output`` (in output units, before scaling) what every persona starts from."""
         self.net[2].bias.copy_(output.float() / self.output_scale)

@@ -32,8 +32,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...tasks.prompts import PROMPTS
+from ...tasks.prompts import PROMPTS, styled
 from ..core.atomic import atomic_write_json
+from .cost import training_estimate
 from ..core.errors import ConfigError, warn
 from ..core.options import option, with_roles
 from ..method.base import Method
@@ -41,14 +42,15 @@ from ..method.context import RunContext
 from ..runs.store import claim_or_wait, release
 from ..scoring.adapters import LoraSettings, attach_lora, parse_targets
 from ..scoring.lm import LetterScoringLM, SteeredLM
-from ..scoring.steerer import Steerer
+from ..scoring.steerer import PersonaMLP, Steerer
 from .audit import AUDIT_FILE, audit_membership, describe_audit, leaks
-from .loop import SCHEDULES, Checkpoint, Examples, TrainOptions, build_examples, train_steerer
+from .loop import LOSSES, SCHEDULES, Checkpoint, Examples, TrainOptions, build_examples, seconds_per_example, train_steerer
 
 VALIDATION_SHARE, MAX_VALIDATION = 0.1, 2000
-LONG_ON_CPU = 30_000  # answers x epochs above which a CPU run warns before training (hours at 5-25 answers/s)
 OPERATIONAL = tuple(sorted(with_roles(TrainOptions, "operational")))  # how training runs, not what it computes
-TRAINER_SETTINGS = tuple(f.name for f in fields(TrainOptions) if f.name not in ("seed", *OPERATIONAL))
+TRAINER_SETTINGS = tuple(f.name for f in fields(TrainOptions) if f.name not in ("seed", "loss", *OPERATIONAL))
+# options whose default leaves a module's checkpoint key as it was before the option existed
+KEYED_ONLY_WHEN_SET = {"loss": "letters", "standardise": True}
 
 
 class LearnedSteering(Method):
@@ -80,6 +82,10 @@ class LearnedSteering(Method):
         lora_alpha: float = option(16.0, "LoRA alpha (the adapter's update is scaled by alpha / rank)")
         lora_dropout: float = option(0.0, "dropout on the LoRA adapter's input while training")
         lora_targets: str = option("", "modules the LoRA adapter adapts, e.g. q_proj,v_proj (empty: peft's default for the architecture)")
+        loss: str = option("letters", "letters: cross-entropy among the option letters; response: the paper's Eq. 2, cross-entropy "
+                                      "of the answer token over the whole vocabulary", choices=LOSSES)
+        standardise: bool = option(True, "centre and scale persona vectors by the train people's before the MLP (false: the "
+                                         "paper's raw CF vectors)")
         checkpoint_minutes: float = option(5.0, "minutes between mid-epoch checkpoints (0: at epoch ends only)", role="operational")
         gradient_checkpointing: bool = option(False, "less memory for large models (same gradients, more compute)", role="operational")
 
@@ -149,7 +155,7 @@ class LearnedSteering(Method):
 
     def train_options(self, seed: int) -> TrainOptions:
         settings = self.settings
-        return TrainOptions(**{k: settings[k] for k in (*TRAINER_SETTINGS, *OPERATIONAL)}, seed=seed)
+        return TrainOptions(**{k: settings[k] for k in (*TRAINER_SETTINGS, *OPERATIONAL)}, seed=seed, loss=settings["loss"])
 
     @property
     def settings(self) -> dict:
@@ -161,9 +167,13 @@ class LearnedSteering(Method):
         settings = {k: v for k, v in self.settings.items() if k not in ("weights", *OPERATIONAL)}
         if not settings["lora_rank"]:  # keys of the frozen LM's modules stay what they were before LoRA existed
             settings = {k: v for k, v in settings.items() if not k.startswith("lora_")}
+        settings = {k: v for k, v in settings.items() if k not in KEYED_ONLY_WHEN_SET or v != KEYED_ONLY_WHEN_SET[k]}
         payload = [self.name, context.config.model, context.config.dtype, context.config.cf_solver, context.config.cf_dim, settings]
         if context.config.option_order != "given":  # trained on options shown in that order (keys from before stay valid)
             payload.append(context.config.option_order)
+        for name, default in (("fold_in", "ridge"), ("prompt_texts", "default")):  # validation personas; the prompt trained on
+            if getattr(context.config, name) != default:
+                payload.append({name: getattr(context.config, name)})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
     def checkpoint_folder(self, context: RunContext) -> Path:
@@ -175,6 +185,10 @@ class LearnedSteering(Method):
         torch.manual_seed(context.seed)
         steerer = self.build_steerer(self.lm, context.personas.vectors.shape[1], self.settings)
         steerer.initialise(torch.tensor(context.personas.vectors, dtype=torch.float32), self.lm.model, sorted(set(train.prompts))[:64])
+        if not self.settings["standardise"]:
+            for module in steerer.modules():
+                if isinstance(module, PersonaMLP):
+                    module.take_raw_personas()
         return steerer
 
     def prepare(self, context: RunContext) -> None:
@@ -239,22 +253,26 @@ class LearnedSteering(Method):
             self.steerer = Checkpoint(folder, self.adapter).best_module(self.lm.model).to(self.lm.device).eval()
             record = json.loads((folder / "training.json").read_text())
         else:
+            if self.lm.device.type == "cpu" and context.world.is_main:
+                context.log(self.cost_estimate(steerer, train, validation))
             context.log(f"{self.name}: training on {len(train)} answers, validating on {len(validation)} held-out answers")
-            epochs = self.settings["epochs"]
-            if self.lm.device.type == "cpu" and len(train) * epochs > LONG_ON_CPU:
-                context.log(f"{self.name}: {len(train):,} answers x up to {epochs} epochs on a CPU take hours (SmolLM2 trains 5-25 answers "
-                            "a second on 2 cores); --preset quick (3,000 x 1) takes minutes")
             self.steerer, record = train_steerer(
                 steerer, self.lm.model, self.lm.tokenizer.pad_token_id or 0, train, validation,
                 self.train_options(context.seed), folder, log=context.log, world=context.world, adapter=self.adapter,
             )
         return record
 
+    def cost_estimate(self, steerer: Steerer, train: Examples, validation: Examples) -> str:
+        """What training will take here, from one timed training step on a few of its own examples
+        (:mod:`persona_bench.harness.training.cost`), with a budget that fits a few minutes when it is longer."""
+        seconds = seconds_per_example(steerer, self.lm.model, train, self.lm.tokenizer.pad_token_id or 0, self.settings["loss"])
+        return training_estimate(self.name, len(train), len(validation), self.settings["epochs"], seconds)
+
     def examples(self, context: RunContext, answers: pd.DataFrame, personas: np.ndarray) -> Examples:
         """``answers`` tokenised as training and scoring see them, one persona vector each; a prompt
         that shows the person's answers shows train answers only, never a validation one."""
         answers = answers.reset_index(drop=True)
-        fields = self.prompt_fields(context, answers, self.drawn(context)[1])
+        fields = styled(self.prompt_fields(context, answers, self.drawn(context)[1]), len(answers), context.config.prompt_texts)
         return build_examples(answers, context.survey, personas, self.lm, context.config.option_order, context.seed,
                               PROMPTS[self.prompt_task()], fields)
 

@@ -50,6 +50,18 @@ from ..scoring.steerer import Steerer, load_steerer
 from ..scoring.steering import checkpointed, token_batch, token_logprobs
 
 SCHEDULES = ("constant", "cosine")
+LOSSES = ("letters", "response")
+
+
+def answer_loss(logprobs: torch.Tensor, targets: torch.Tensor, loss: str = "letters", reduction: str = "none") -> torch.Tensor:
+    """The training objective from the LM's log-probabilities of each option's letter token (full
+    vocabulary, ``-inf`` past a question's options): ``letters``, cross-entropy of the answer among
+    the option letters (renormalised over them); ``response``, the paper's Eq. 2, cross-entropy of
+    the response token over the whole vocabulary (``-log p(answer letter)``: probability the LM puts
+    on other tokens counts against it)."""
+    if loss == "response":
+        return torch.nn.functional.nll_loss(logprobs, targets, reduction=reduction)
+    return torch.nn.functional.cross_entropy(logprobs, targets, reduction=reduction)
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,7 @@ class TrainOptions:
     schedule: str = "constant"  # constant | cosine (decay to zero after the warmup)
     lora_lr: float = 5e-4  # peak learning rate of a LoRA adapter on the LM, when one trains (same warmup and schedule)
     seed: int = 0
+    loss: str = "letters"  # the objective (answer_loss); chosen by the method's options, not by a recipe
     checkpoint_minutes: float = option(5.0, "wall time between mid-epoch checkpoints (0: epoch ends only)", role="operational")
     gradient_checkpointing: bool = option(False, "recompute the LM's activations in the backward pass (less memory, ~1/3 more compute)",
                                           role="operational")
@@ -77,6 +90,8 @@ class TrainOptions:
             raise ConfigError("training needs lr > 0, lora_lr > 0 and 0 <= warmup < 1")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule {self.schedule!r}: choose from {', '.join(SCHEDULES)}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss {self.loss!r}: choose from {', '.join(LOSSES)}")
 
     def lr_at(self, step: int, total: int) -> float:
         """The learning rate of optimiser step ``step`` (0-based) of ``total``."""
@@ -160,6 +175,25 @@ def letter_logprobs(steerer: torch.nn.Module, model: torch.nn.Module, batch: Exa
     return logprobs
 
 
+def seconds_per_example(steerer: Steerer, model: torch.nn.Module, examples: Examples, pad_id: int, loss: str = "letters",
+                        rows: int = 8) -> float:
+    """Wall seconds one training example takes here (forward and backward through the LM), timed on
+    ``rows`` examples of about the median prompt length (training batches are length-bucketed, so
+    little padding) after one untimed warm-up; gradients are discarded."""
+    by_length = np.argsort([len(p) for p in examples.prompts], kind="stable")
+    middle = max(0, len(examples) // 2 - rows // 2)
+    batch = examples.subset(by_length[middle : middle + rows])
+    device = next(model.parameters()).device
+    steerer.to(device)
+    for _ in range(2):  # the first pass allocates; the second is timed
+        started = time.perf_counter()
+        answer_loss(letter_logprobs(steerer, model, batch, pad_id), batch.targets.to(device), loss).sum().backward()
+    elapsed = time.perf_counter() - started
+    steerer.zero_grad(set_to_none=True)
+    model.zero_grad(set_to_none=True)
+    return elapsed / len(batch)
+
+
 @torch.no_grad()
 def example_losses(
     steerer: Steerer, model: torch.nn.Module, examples: Examples, pad_id: int, batch_size: int = 32, rows: np.ndarray | None = None
@@ -179,9 +213,11 @@ def example_losses(
 
 
 @torch.no_grad()
-def evaluate(steerer: Steerer, model: torch.nn.Module, examples: Examples, pad_id: int, batch_size: int = 32, world: World | None = None) -> tuple[float, float]:
-    """(mean letter cross-entropy, accuracy) on ``examples`` (each rank a share, summed over ranks;
-    summed per batch, so the validation losses of earlier trainings are reproduced bit for bit)."""
+def evaluate(steerer: Steerer, model: torch.nn.Module, examples: Examples, pad_id: int, batch_size: int = 32, world: World | None = None,
+             loss_kind: str = "letters") -> tuple[float, float]:
+    """(mean loss, accuracy) on ``examples`` (each rank a share, summed over ranks; summed per batch,
+    so the validation losses of earlier trainings are reproduced bit for bit); the loss is the
+    training objective ``loss_kind`` (:func:`answer_loss`)."""
     world = world or World()
     order = np.argsort([len(p) for p in examples.prompts], kind="stable")[world.rank :: world.size]
     loss, hits = 0.0, 0
@@ -189,7 +225,7 @@ def evaluate(steerer: Steerer, model: torch.nn.Module, examples: Examples, pad_i
         batch = examples.subset(order[start : start + batch_size])
         logprobs = letter_logprobs(steerer, model, batch, pad_id)
         targets = batch.targets.to(logprobs.device)
-        loss += torch.nn.functional.cross_entropy(logprobs, targets, reduction="sum").item()
+        loss += answer_loss(logprobs, targets, loss_kind, reduction="sum").item()
         hits += int((logprobs.argmax(1) == targets).sum().item())
     totals = np.sum(world.all_gather((loss, hits)), axis=0)
     return float(totals[0] / max(len(examples), 1)), float(totals[1] / max(len(examples), 1))
@@ -347,7 +383,7 @@ def train_steerer(
                 group["lr"] = options.lr_at((epoch - 1) * steps_per_epoch + state["step"], total_steps) * scale
             batch = train.subset(share)
             with checkpointed(model, options.gradient_checkpointing):
-                losses = torch.nn.functional.cross_entropy(trainable(batch, pad_id), batch.targets.to(device), reduction="none")
+                losses = answer_loss(trainable(batch, pad_id), batch.targets.to(device), options.loss)
                 (losses.sum() * world.size / len(rows)).backward()
             optimiser.step()
             optimiser.zero_grad(set_to_none=True)
@@ -360,7 +396,7 @@ def train_steerer(
                 last_save = time.monotonic()
         steerer.eval()
         adapter_training(model, False)
-        val_loss, val_accuracy = evaluate(steerer, model, validation, pad_id, 2 * options.batch_size, world)
+        val_loss, val_accuracy = evaluate(steerer, model, validation, pad_id, 2 * options.batch_size, world, options.loss)
         record = {
             "epoch": epoch, "train_loss": state["loss_sum"] / len(train), "val_loss": val_loss, "val_accuracy": val_accuracy,
             "seconds": round(time.monotonic() - started, 1),
