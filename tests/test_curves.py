@@ -24,6 +24,8 @@ def test_crossing_beyond_the_largest_budget_is_labelled_an_extrapolation():
     assert "below cf at every budget up to 10,000" in text and "~100,000" in text and "an extrapolation, not a measurement" in text
     assert "not rising" in crossing([(1000, 0.45), (10000, 0.40)], 0.50, "cf")
     assert "from the smallest budget" in crossing([(1000, 0.55), (10000, 0.60)], 0.50, "majority")
+    flat = crossing([(3000, 0.590), (10000, 0.592)], 0.623, "majority")  # the W26 SPM + LoRA curve
+    assert "nearly flat over the last two (+0.12 points per doubling" in flat and "~" not in flat
 
 
 def test_curve_command_runs_budgets_and_companions_and_draws_the_curve(tiny_model_path, tmp_path, capsys):

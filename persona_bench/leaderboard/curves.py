@@ -26,6 +26,7 @@ from .tables import Table, cell_record, cell_text, settings_label, where_label
 
 SCOPE = ["data", "waves_label", "protocol", "option_order", "users", "max_eval_people", "seed"]
 CROSSED = ("majority", "cf")
+FAR_DECADES = 2  # an extrapolated crossing beyond 100x the largest budget is not stated as a number
 
 
 def crossing(points: list[tuple[int, float]], level: float, name: str) -> str:
@@ -41,7 +42,11 @@ def crossing(points: list[tuple[int, float]], level: float, name: str) -> str:
     slope = (a1 - a0) / (math.log10(b1) - math.log10(b0))
     if slope <= 0:
         return f"below {name} at every budget up to {b1:,} answers, and not rising over the last two"
-    needed = 10 ** (math.log10(b1) + (level - a1) / slope)
+    decades = (level - a1) / slope
+    if decades > FAR_DECADES:  # a nearly flat curve: the "crossing" would be a number of no meaning
+        return (f"below {name} at every budget up to {b1:,} answers, and nearly flat over the last two "
+                f"({100 * slope * math.log10(2):+.2f} points per doubling of the answers)")
+    needed = 10 ** (math.log10(b1) + decades)
     return (f"below {name} at every budget up to {b1:,} answers; extrapolating the last two budgets log-linearly "
             f"it would reach {name} at ~{needed:,.0f} answers (an extrapolation, not a measurement)")
 
