@@ -11,6 +11,7 @@ from persona_bench.harness.personas.analysis import (
     cell,
     cluster_composition,
     cluster_distinctive_questions,
+    distribution_text,
     question_disagreement,
     topic_disagreement,
     topic_summary,
@@ -18,7 +19,7 @@ from persona_bench.harness.personas.analysis import (
     write_analysis,
 )
 from persona_bench.harness.core.errors import ConfigError
-from persona_bench.harness.personas.space import fit_personas, kmeans
+from persona_bench.harness.personas.space import elbow_curve, fit_personas, kmeans, pick_elbow
 from persona_bench.harness.data.survey import Question, Survey, responses_frame
 
 PEOPLE = ["p1", "p2", "p3", "p4", "p5"]
@@ -89,6 +90,7 @@ def test_distinctive_questions_and_minimum_answers(tiny):
     assert list(first["tv"]) == pytest.approx([0.25, 0.125])
     assert list(first["cluster_answer"]) == ["High", "No"]
     assert list(first["population_answer"]) == ["High", "No"]
+    assert distribution_text(tiny, "Q2", first["cluster_shares"].iloc[0]) == "Low: 25.0%, Mid: 0.0%, High: 75.0%"  # p1 (weight 1), p2 (3)
     assert cluster_distinctive_questions(tiny, PEOPLE, LABELS, min_answers=3).empty
 
 
@@ -138,18 +140,26 @@ def test_demo_distributions_and_topics_are_consistent(demo_truth):
     np.testing.assert_allclose(summary["tv_ave"].to_numpy(), means.reindex(summary.index).to_numpy())
 
 
-def test_write_analysis_writes_markdown_and_pngs(demo_survey, demo_split, tmp_path):
+def test_write_analysis_writes_every_table_and_figure_of_the_paper(demo_survey, demo_split, tmp_path):
     space = fit_personas(demo_survey, demo_split)
     labels = kmeans(space.vectors, 4).labels
-    paths = write_analysis(demo_survey, space.people, labels, tmp_path / "analysis")
+    curve = elbow_curve(space, demo_split, ks=(1, 2, 3, 4, 5, 6))
+    paths = write_analysis(demo_survey, space.people, labels, tmp_path / "analysis", elbow=(curve, pick_elbow(curve)))
     names = sorted(p.name for p in paths)
-    expected = [f"composition_{t}.png" for t in ("AGE", "EDUCATION", "POLIDEOLOGY", "POLPARTY", "RELIGATTEND")]
-    assert names == sorted(["analysis.md", "topic_disagreement.png", *expected])
+    expected = [f"composition_{t}.png" for t in demo_survey.traits]  # Figures 2 and 3: every trait, RACE included
+    assert "composition_RACE.png" in expected and len(expected) == 12
+    assert names == sorted(["analysis.md", "topic_disagreement.png", "elbow.png", *expected])
     markdown = (tmp_path / "analysis" / "analysis.md").read_text()
-    for heading in ("## Clusters", "## Composition: POLPARTY", "## Most distinctive questions per cluster",
+    for heading in ("## Clusters", f"## Elbow: k = {pick_elbow(curve)}", "## Composition: RACE", "## Cluster 3 vs. the overall population",
                     "## Disagreement between clusters per topic", "## Most contested questions per topic"):
         assert heading in markdown
-    assert "| cluster 3 " in markdown and "%" in markdown
+    # Tables 1, 12-16: a cluster's top 3 questions with both full distributions
+    cluster_0 = markdown.split("## Cluster 0 vs. the overall population")[1].split("## ")[0]
+    rows = [line for line in cluster_0.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == 3 and all(row.count("%") >= 4 for row in rows)
+    # Tables 2, 17, 18: each cluster's modal answer and share beside TV_ave
+    contested = markdown.split("## Most contested questions per topic")[1]
+    assert "| cluster 3 " in contested.splitlines()[4] and "%)" in contested
     for path in paths[1:]:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in (tmp_path / "analysis").iterdir() if p.name.endswith(".tmp")]

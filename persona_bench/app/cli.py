@@ -359,9 +359,13 @@ def personas_analyze(args: argparse.Namespace, extra: list[str]) -> int:
     from ..harness.personas.space import elbow_curve, kmeans, pick_elbow
 
     survey, split, space = fitted_personas(args)
-    k = args.k or pick_elbow(elbow_curve(space, split, seed=args.seed))
+    curve = elbow_curve(space, split, seed=args.seed)
+    elbow = pick_elbow(curve)
+    k = args.k or elbow
+    if args.k and args.k != elbow:
+        print(f"k = {args.k} as given; the elbow picks k = {elbow}")
     labels = kmeans(space.vectors, k, seed=args.seed).labels
-    for path in write_analysis(survey, space.people, labels, args.out):
+    for path in write_analysis(survey, space.people, labels, args.out, elbow=(curve, elbow)):
         print(f"wrote {path}")
     return 0
 

@@ -29,7 +29,6 @@ from ..core.errors import ConfigError
 from ..data.survey import Survey
 
 POPULATION = "population"
-KEY_TRAITS = ("POLPARTY", "POLIDEOLOGY", "AGE", "EDUCATION", "RELIGATTEND")
 MIN_ANSWERS = 10
 
 
@@ -148,7 +147,8 @@ def cluster_distinctive_questions(
 ) -> pd.DataFrame:
     """Per cluster, the ``top`` questions whose answers differ most (TV) from the population's.
 
-    Columns: cluster, question, text, cluster_answer and population_answer (modal options), tv.
+    Columns: cluster, question, text, cluster_answer and population_answer (modal options),
+    cluster_shares and population_shares (the full distributions, one share per option), tv.
     """
     clusters = cluster_shares(survey, people, labels, min_answers)
     population = answer_distributions(survey, people).shares.xs(POPULATION, level="group")
@@ -161,6 +161,8 @@ def cluster_distinctive_questions(
             "text": [survey.questions[q].text for q in questions],
             "cluster_answer": modal_answers(survey, questions, clusters.to_numpy()),
             "population_answer": modal_answers(survey, questions, population),
+            "cluster_shares": list(clusters.to_numpy()),
+            "population_shares": list(population),
             "tv": total_variation(clusters.to_numpy(), population),
         }
     )
@@ -174,7 +176,8 @@ def question_disagreement(
 ) -> pd.DataFrame:
     """TV_ave per question: the mean TV distance over all pairs of clusters that answered it.
 
-    Columns: topic, question, text, tv_ave, clusters (how many had ``min_answers`` answers);
+    Columns: topic, question, text, tv_ave, clusters (how many had ``min_answers`` answers),
+    modal (per cluster: its most chosen option and that option's share, None without enough answers);
     questions answered by fewer than two such clusters are left out. Sorted by tv_ave, descending.
     """
     shares = cluster_shares(survey, people, labels, min_answers)
@@ -187,6 +190,8 @@ def question_disagreement(
     compared = ~np.isnan(pairwise)
     tv_ave = np.where(compared, pairwise, 0.0).sum(axis=0) / np.maximum(compared.sum(axis=0), 1)
     answered = (~np.isnan(grid[:, :, 0])).sum(axis=0)
+    modal = [{group: None if np.isnan(grid[g, j, 0]) else (survey.questions[q].options[int(np.argmax(grid[g, j]))], float(np.max(grid[g, j])))
+              for g, group in enumerate(groups)} for j, q in enumerate(questions)]
     table = pd.DataFrame(
         {
             "topic": [survey.questions[q].topic for q in questions],
@@ -194,6 +199,7 @@ def question_disagreement(
             "text": [survey.questions[q].text for q in questions],
             "tv_ave": tv_ave,
             "clusters": answered,
+            "modal": modal,
         }
     )
     table = table[table["clusters"] >= 2]
@@ -264,28 +270,48 @@ def composition_table(composition: pd.DataFrame, trait: str) -> pd.DataFrame:
     return wide.map(percent).rename_axis(trait).reset_index()
 
 
-def distinctive_table(distinctive: pd.DataFrame) -> pd.DataFrame:
-    """:func:`cluster_distinctive_questions` formatted for markdown."""
+def distribution_text(survey: Survey, question: str, shares: np.ndarray) -> str:
+    """``Always acceptable: 87.4%, Sometimes acceptable: 12.5%, ...``: every option of ``question`` with its share."""
+    options = survey.questions[question].options
+    return ", ".join(f"{option}: {percent(share)}" for option, share in zip(options, shares))
+
+
+def distinctive_table(survey: Survey, distinctive: pd.DataFrame, cluster) -> pd.DataFrame:
+    """One cluster's rows of :func:`cluster_distinctive_questions` in the paper's shape (Tables 1,
+    12-16): the question, its answer distribution in the cluster and in the population, the TV."""
+    rows = distinctive[distinctive["cluster"] == cluster]
     return pd.DataFrame(
         {
-            "cluster": distinctive["cluster"].astype(str),
-            "question": distinctive["question"],
-            "text": distinctive["text"].map(cell),
-            "cluster answer": distinctive["cluster_answer"].map(lambda t: cell(t, 40)),
-            "population answer": distinctive["population_answer"].map(lambda t: cell(t, 40)),
-            "TV": distinctive["tv"].map("{:.3f}".format),
+            "question": [cell(f"{key}: {text}", 100) for key, text in zip(rows["question"], rows["text"])],
+            f"cluster {cluster}": [cell(distribution_text(survey, q, v), 160) for q, v in zip(rows["question"], rows["cluster_shares"])],
+            "overall population": [cell(distribution_text(survey, q, v), 160) for q, v in zip(rows["question"], rows["population_shares"])],
+            "TV": rows["tv"].map("{:.3f}".format),
         }
     )
 
 
 def contested_table(disagreement: pd.DataFrame) -> pd.DataFrame:
-    """:func:`topic_disagreement` formatted for markdown."""
+    """:func:`topic_disagreement` formatted for markdown in the paper's shape (Tables 2, 17, 18):
+    each question with its TV_ave and every cluster's most chosen answer and its share."""
+    clusters = list(disagreement["modal"].iloc[0]) if len(disagreement) else []
     return pd.DataFrame(
         {
             "topic": disagreement["topic"],
-            "question": disagreement["question"],
-            "text": disagreement["text"].map(cell),
+            "question": [cell(f"{key}: {text}", 100) for key, text in zip(disagreement["question"], disagreement["text"])],
             "TV_ave": disagreement["tv_ave"].map("{:.3f}".format),
+            **{f"cluster {c}": disagreement["modal"].map(lambda modal, c=c: "-" if modal[c] is None else f"{cell(modal[c][0], 40)} ({percent(modal[c][1])})")
+               for c in clusters},
+        }
+    )
+
+
+def elbow_table(curve: pd.DataFrame, chosen: int) -> pd.DataFrame:
+    """The elbow curve (k, Eq. 1 loss with centroids, K-Means inertia), the picked k marked."""
+    return pd.DataFrame(
+        {
+            "k": [f"**{k}** (elbow)" if k == chosen else str(k) for k in curve["k"]],
+            "Eq. 1 loss (centroid MSE)": curve["loss"].map("{:.5f}".format),
+            "K-Means inertia": curve["inertia"].map("{:.2f}".format),
         }
     )
 
@@ -326,6 +352,23 @@ def plot_composition(composition: pd.DataFrame, trait: str, path: Path) -> Path:
     return save_png(figure, path)
 
 
+def plot_elbow(curve: pd.DataFrame, chosen: int, path: Path) -> Path:
+    """Eq. 1's loss with cluster centroids per k, the elbow pick marked."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 3.6), layout="constrained")
+    ax = figure.subplots()
+    ax.plot(curve["k"], curve["loss"], marker="o", color="C0")
+    picked = curve[curve["k"] == chosen]
+    ax.plot(picked["k"], picked["loss"], marker="o", markersize=11, fillstyle="none", color="C3", label=f"elbow: k = {chosen}")
+    ax.set_xlabel("clusters k")
+    ax.set_ylabel("Eq. 1 loss with centroids (MSE)")
+    ax.set_title("Elbow of the cluster personas")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save_png(figure, path)
+
+
 def plot_topics(summary: pd.DataFrame, path: Path) -> Path:
     """Horizontal bar chart of the mean TV_ave per topic, largest on top."""
     from matplotlib.figure import Figure
@@ -348,48 +391,62 @@ def write_analysis(
     people: Sequence[str],
     labels: ArrayLike,
     out_dir: Path,
-    traits: Sequence[str] = KEY_TRAITS,
-    top: int = 5,
+    traits: Sequence[str] | None = None,
+    top: int = 3,
     top_per_topic: int = 3,
     min_answers: int = MIN_ANSWERS,
+    elbow: tuple[pd.DataFrame, int] | None = None,
 ) -> list[Path]:
-    """Write ``analysis.md``, ``composition_<TRAIT>.png`` per shown trait and ``topic_disagreement.png``.
+    """Write ``analysis.md``, ``composition_<TRAIT>.png`` per trait, ``topic_disagreement.png`` and,
+    given ``elbow`` (its curve and the picked k), ``elbow.png``: the paper's Sec. 4.2 and appendix
+    analyses (Tables 1, 2, 12-18 in its shape, Figures 2 and 3 for every trait).
 
-    ``traits`` picks the composition tables and charts (those the survey lacks are skipped);
-    the cluster overview uses every trait. Returns the written paths.
+    ``traits`` picks the composition tables and charts (default: every trait of the survey; those it
+    lacks are skipped); the cluster overview uses every trait. Returns the written paths.
     """
     out_dir = Path(out_dir)
-    shown = [t for t in traits if t in survey.traits]
+    shown = [t for t in (survey.traits if traits is None else traits) if t in survey.traits]
     composition = cluster_composition(survey, people, labels)
     disagreement = topic_disagreement(survey, people, labels, top_per_topic, min_answers)
     summary = topic_summary(disagreement)
     sizes = cluster_sizes(survey, people, labels)
+    distinctive = cluster_distinctive_questions(survey, people, labels, top, min_answers)
     sections = [
         section(
             "Clusters", "Size of each cluster and the trait values most over-represented in it.", clusters_table(sizes, composition)
         ),
+        *([section(
+            f"Elbow: k = {elbow[1]}",
+            "Eq. 1's loss on the train answers with each person's vector replaced by their K-Means centroid, per k; "
+            "the elbow is the k farthest below the line from the first point to the last (paper Sec. 4.2: k = 6).",
+            elbow_table(*elbow),
+        )] if elbow else []),
         *(
             section(
                 f"Composition: {trait}",
-                f"Weighted share of each {trait} value in each cluster vs. the whole train population (paper Fig. 2/3).",
+                f"Weighted share of each {trait} value in each cluster vs. the whole train population (paper Figures 2, 3).",
                 composition_table(composition, trait),
             )
             for trait in shown
         ),
-        section(
-            "Most distinctive questions per cluster",
-            f"Per cluster, the {top} questions whose answer distribution is farthest (TV distance) from the population's "
-            "(paper Table 1).",
-            distinctive_table(cluster_distinctive_questions(survey, people, labels, top, min_answers)),
+        *(
+            section(
+                f"Cluster {cluster} vs. the overall population",
+                f"The {top} questions whose answer distribution in cluster {cluster} is farthest (TV distance) from the "
+                "population's, with both distributions (paper Tables 1, 12-16).",
+                distinctive_table(survey, distinctive, cluster),
+            )
+            for cluster in sorted(distinctive["cluster"].unique())
         ),
         section(
             "Disagreement between clusters per topic",
-            "Mean over each topic's questions of TV_ave, the TV distance averaged over all cluster pairs (paper Table 2).",
+            "Mean over each topic's questions of TV_ave, the TV distance averaged over all cluster pairs.",
             summary.assign(tv_ave=summary["tv_ave"].map("{:.3f}".format), questions=summary["questions"].astype(str)),
         ),
         section(
             "Most contested questions per topic",
-            f"Per topic, the {top_per_topic} questions with the largest TV_ave between clusters (paper Tables 17, 18).",
+            f"Per topic, the {top_per_topic} questions with the largest TV_ave between clusters, with each cluster's most "
+            "chosen answer and its share (paper Tables 2, 17, 18).",
             contested_table(disagreement),
         ),
     ]
@@ -400,4 +457,5 @@ def write_analysis(
     markdown = out_dir / "analysis.md"
     atomic_write_text(markdown, header + "\n".join(sections))
     charts = [plot_composition(composition, trait, out_dir / f"composition_{trait}.png") for trait in shown]
-    return [markdown, *charts, plot_topics(summary, out_dir / "topic_disagreement.png")]
+    extra = [plot_elbow(*elbow, out_dir / "elbow.png")] if elbow else []
+    return [markdown, *charts, plot_topics(summary, out_dir / "topic_disagreement.png"), *extra]
