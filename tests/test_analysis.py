@@ -163,3 +163,15 @@ def test_write_analysis_writes_every_table_and_figure_of_the_paper(demo_survey, 
     for path in paths[1:]:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in (tmp_path / "analysis").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_personas_analyze_writes_the_paper_analyses_and_no_per_person_file(tmp_path, monkeypatch, capsys):
+    from persona_bench.app.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["personas", "analyze", "--data", "demo:600", "--k", "4"]) == 0  # --out defaults to personas-analysis
+    written = sorted(p.name for p in (tmp_path / "personas-analysis").iterdir())
+    assert "analysis.md" in written and "elbow.png" in written and "composition_RACE.png" in written
+    assert not [name for name in written if name.startswith("split")], "a published analysis names no person"
+    out = capsys.readouterr().out
+    assert "wrote personas-analysis/analysis.md" in out

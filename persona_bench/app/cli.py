@@ -132,9 +132,11 @@ def build_parser(run_defaults: Mapping[str, object] | None = None) -> argparse.A
     personas = sub.add_parser("personas", help="fit and analyse data-driven personas").add_subparsers(dest="action", required=True)
     fit = personas.add_parser("fit", help="collaborative filtering, elbow curve and clusters")
     analyze = personas.add_parser("analyze", help="cluster composition and distinctive questions (paper Sec. 4.2)")
+    fit.add_argument("--out", type=Path, required=True, help="output folder")
+    analyze.add_argument("--out", type=Path, default=Path("personas-analysis"),
+                         help="output folder (default: personas-analysis; holds no per-person data)")
     for p in (fit, analyze):
         add_data_args(p)
-        p.add_argument("--out", type=Path, required=True, help="output folder")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--solver", choices=("als", "adam"), default="als", help="CF solver (default: als)")
         p.add_argument("--dim", type=int, default=16, help="embedding size d (default: 16)")
@@ -315,14 +317,16 @@ def parse_ks(text: str) -> tuple[int, ...]:
         raise PersonaBenchError(f"--ks {text!r}: expected a range like 1-12 or a list like 2,4,6") from None
 
 
-def fitted_personas(args: argparse.Namespace):
-    """Survey, split and persona space for the personas commands (the split is saved in --out)."""
+def fitted_personas(args: argparse.Namespace, save_split: bool = True):
+    """Survey, split and persona space for the personas commands (the split, which names people, is
+    saved in --out when ``save_split``)."""
     from ..harness.personas.space import fit_personas
     from ..harness.data.protocol import SplitConfig, make_split
 
     survey = load_data(args)
     split = make_split(survey, SplitConfig(seed=args.seed))
-    split.save(args.out)
+    if save_split:
+        split.save(args.out)
     space = fit_personas(survey, split, args.solver, args.dim, args.seed)
     return survey, split, space
 
@@ -358,7 +362,7 @@ def personas_analyze(args: argparse.Namespace, extra: list[str]) -> int:
     from ..harness.personas.analysis import write_analysis
     from ..harness.personas.space import elbow_curve, kmeans, pick_elbow
 
-    survey, split, space = fitted_personas(args)
+    survey, split, space = fitted_personas(args, save_split=False)  # its output is for publishing: no per-person file
     curve = elbow_curve(space, split, seed=args.seed)
     elbow = pick_elbow(curve)
     k = args.k or elbow
