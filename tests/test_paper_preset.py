@@ -156,3 +156,18 @@ def test_the_paper_grid_plans(tmp_path, capsys):
     grid, configs = paper_grid_on_the_demo(tmp_path)
     assert main(["sweep", str(grid), "--plan", "--out", str(tmp_path / "runs")]) == 0
     assert f"Total: {len(configs)} runs" in capsys.readouterr().out
+
+
+def test_paper_md_has_a_section_per_table_and_figure():
+    text = (ROOT / "PAPER.md").read_text()
+    index = text.split("## Index")[1].split("\n## ")[0]
+    covered = set()
+    for row in index.splitlines():
+        first = row.split("|")[1].strip() if row.startswith("|") else ""
+        for kind, numbers in ((k, first[len(k):]) for k in ("Tables ", "Table ", "Figure ") if first.startswith(k)):
+            if "-" in numbers:
+                low, high = numbers.split("-")
+                covered |= {f"{kind.strip().rstrip('s')} {n}" for n in range(int(low), int(high) + 1)}
+            else:
+                covered |= {f"{kind.strip().rstrip('s')} {n.strip()}" for n in numbers.split(",")}
+    assert covered == {f"Table {n}" for n in range(1, 19)} | {f"Figure {n}" for n in range(1, 5)}
