@@ -387,7 +387,7 @@ def list_methods(args: argparse.Namespace, extra: list[str]) -> int:
         rows.append([name, method.kind, "yes" if method.needs_model else "no", "yes" if method.uses_persona else "no", options, method.description])
     print(tabulate(rows, headers=["method", "kind", "LLM", "persona", "options", "description"], tablefmt="github"))
     presets = [[name, preset.flags(), preset.description] for name, preset in sorted(PRESETS.items())]
-    print("\nPresets (`--preset NAME` on run, train and curve; a method takes the options it has; explicit flags win):\n")
+    print("\nPresets (`--preset NAME` on run, train and curve, `preset: NAME` in grids; a method takes the options it has; explicit flags win):\n")
     print(tabulate(presets, headers=["preset", "stands for", "description"], tablefmt="github"))
     return 0
 
