@@ -35,6 +35,10 @@ def test_the_paper_preset_stands_for_the_paper_settings_and_explicit_flags_win()
     assert raw.prompt_texts == "paper" and raw.method_options == {}, "a prompting method takes the paper's prompts and nothing else"
     mine = config_of(["--method", "spm", "--preset", "paper", "--loss", "letters", "--fold-in", "ridge"])
     assert mine.fold_in == "ridge" and "loss" not in mine.method_options
+    majority = config_of(["--method", "majority", "--preset", "paper"])
+    assert (majority.prompt_texts, majority.fold_in) == ("default", "ridge") and majority.run_id() == config_of(["--method", "majority", "--cf-solver", "adam"]).run_id()
+    finetune = config_of(["--method", "finetune", "--preset", "paper"])  # no paper recipe there: it keeps its own
+    assert "recipe" not in finetune.method_options and finetune.prompt_texts == "paper" and finetune.fold_in == "ridge"
 
 
 def test_every_paper_setting_reaches_the_code_that_uses_it(tiny_model_path, tmp_path, monkeypatch):
@@ -140,7 +144,10 @@ def paper_grid_on_the_demo(tmp_path):
 def test_the_paper_grid_runs_every_table_under_the_preset(tmp_path):
     """Every run of grids/paper.yaml carries the paper's settings, and Tables 3-11 are all there."""
     _, configs = paper_grid_on_the_demo(tmp_path)
-    assert {(c.cf_solver, c.fold_in, c.prompt_texts) for c in configs} == {("adam", "optimise", "paper")}
+    assert {c.cf_solver for c in configs} == {"adam"}
+    assert {c.prompt_texts for c in configs if c.method in ("spm", "raw", "demographics", "context")} == {"paper"}
+    assert {c.fold_in for c in configs if c.method in ("spm", "cf")} == {"optimise"}
+    assert {(c.fold_in, c.prompt_texts) for c in configs if c.method == "majority"} == {("ridge", "default")}  # settings it does not use
     spm = [c for c in configs if c.method == "spm"]
     assert all(c.method_options.get("loss") == "response" and c.method_options.get("standardise") is False for c in spm)
     personas = {c.persona for c in spm}
@@ -148,6 +155,15 @@ def test_the_paper_grid_runs_every_table_under_the_preset(tmp_path):
             "demographic:INCOMExPOLPARTY", "demographic:RELIGxPOLPARTY"} <= personas  # Tables 9-11
     unseen_baselines = {c.method for c in configs if c.users == "unseen" and c.model == "gpt-j-6b"}
     assert unseen_baselines == {"spm", "raw", "demographics", "context"}  # Table 6
+
+
+def test_a_grid_entry_under_a_preset_is_the_run_its_command_line_makes(tmp_path):
+    from persona_bench.app.sweep import load_grid
+
+    (tmp_path / "grid.yaml").write_text("defaults: {preset: paper, data: demo}\ngrid:\n  - method: spm\n    options: {loss: letters}\n  - method: majority\n")
+    spm, majority = load_grid(tmp_path / "grid.yaml")
+    assert spm.run_id() == config_of(["--method", "spm", "--preset", "paper", "--loss", "letters"]).run_id()
+    assert majority.run_id() == config_of(["--method", "majority", "--preset", "paper"]).run_id()
 
 
 @pytest.mark.slow

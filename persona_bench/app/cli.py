@@ -508,8 +508,9 @@ def run_config(args: argparse.Namespace, extra: list[str]):
     preset = {}
     if args.preset:
         chosen = get_preset(args.preset)
-        preset = chosen.method_options(method.Options)
-        stderr_log(f"preset {args.preset} for {args.method}: {chosen.flags(method.Options)} (flags given explicitly win)")
+        recipes = getattr(method, "recipes", None)
+        preset = chosen.method_options(method.Options, recipes)
+        stderr_log(f"preset {args.preset} for {args.method}: {chosen.flags(method.Options, recipes)} (flags given explicitly win)")
     cross_wave = args.protocol == "cross-wave"
     if cross_wave != bool(args.from_wave and args.to_wave) or (args.from_wave or args.to_wave) and not cross_wave:
         raise ConfigError("--protocol cross-wave goes with --from WAVE --to WAVE (and they with it)")

@@ -46,10 +46,11 @@ def with_preset(settings: dict) -> dict:
     preset = get_preset(name)
     filled = {**preset.run, **settings}
     if "method" in filled:  # as on the command line: an option at its default stays out of the run's identity
-        options = get_method(filled["method"]).Options
-        defaults = {f.name: f.default for f in fields(options)}
-        chosen = {k: v for k, v in preset.method_options(options).items() if v != defaults.get(k)}
-        filled["method_options"] = {**chosen, **settings.get("method_options", {})}
+        method = get_method(filled["method"])
+        defaults = {f.name: f.default for f in fields(method.Options)}
+        merged = {**preset.method_options(method.Options, getattr(method, "recipes", None)), **settings.get("method_options", {})}
+        preset_keys = set(preset.method)  # an option at its default stays out only where the preset set it, so other ids stay
+        filled["method_options"] = {k: v for k, v in merged.items() if not (k in preset_keys and v == defaults.get(k))}
     return filled
 
 

@@ -68,6 +68,10 @@ def results_frame(records: list[RunRecord], metric: str = "accuracy") -> pd.Data
         variant = dict(record.variant)
         if config.cf_solver != "als" or config.cf_dim != 16:
             variant.update(cf_solver=config.cf_solver, cf_dim=config.cf_dim)  # a different persona space
+        if config.fold_in != "ridge":
+            variant.update(fold_in=config.fold_in)  # other vectors for people outside the fit
+        if config.prompt_texts != "default":
+            variant.update(prompt_texts=config.prompt_texts)  # other prompts
         overrides = recipe_overrides(record, variant)
         score = record.metric(metric)
         row = record.as_dict()

@@ -176,4 +176,6 @@ def resolve_config(config: RunConfig) -> RunConfig:
     model = (config.model or DEFAULT_MODEL) if method.needs_model else None
     persona = config.persona if method.uses_persona else "individual"
     dtype = config.dtype if method.needs_model else "auto"
-    return replace(config, model=model, persona=persona, dtype=dtype, waves=tuple(config.waves))
+    prompt_texts = config.prompt_texts if method.needs_model else "default"  # settings a method does not use leave its id alone
+    fold_in = config.fold_in if method.uses_persona else "ridge"
+    return replace(config, model=model, persona=persona, dtype=dtype, waves=tuple(config.waves), prompt_texts=prompt_texts, fold_in=fold_in)

@@ -26,15 +26,17 @@ class Preset:
     run: Mapping[str, object] = field(default_factory=dict)
     method: Mapping[str, object] = field(default_factory=dict)
 
-    def method_options(self, options: type) -> dict:
-        """The preset's method options that a method's ``Options`` dataclass declares."""
+    def method_options(self, options: type, recipes: Mapping[str, dict] | None = None) -> dict:
+        """The preset's method options that a method's ``Options`` dataclass declares (a ``recipe`` only
+        where the method has one of that name, ``recipes``)."""
         declared = {f.name for f in fields(options)}
-        return {name: value for name, value in self.method.items() if name in declared}
+        return {name: value for name, value in self.method.items()
+                if name in declared and not (name == "recipe" and recipes is not None and value not in recipes)}
 
-    def flags(self, options: type | None = None) -> str:
+    def flags(self, options: type | None = None, recipes: Mapping[str, dict] | None = None) -> str:
         """The flags it stands for (for a method whose ``Options`` is given: those that method
         takes): ``--max-eval-people 40 --mode prompt ...``."""
-        method = self.method if options is None else self.method_options(options)
+        method = self.method if options is None else self.method_options(options, recipes)
         def flag(name: str, value) -> str:
             dashed = name.replace("_", "-")
             return (f"--{dashed}" if value else f"--no-{dashed}") if isinstance(value, bool) else f"--{dashed} {value}"
