@@ -265,7 +265,8 @@ class LearnedSteering(Method):
     def cost_estimate(self, steerer: Steerer, train: Examples, validation: Examples) -> str:
         """What training will take here, from one timed training step on a few of its own examples
         (:mod:`persona_bench.harness.training.cost`), with a budget that fits a few minutes when it is longer."""
-        seconds = seconds_per_example(steerer, self.lm.model, train, self.lm.tokenizer.pad_token_id or 0, self.settings["loss"])
+        seconds = seconds_per_example(steerer, self.lm.model, train, self.lm.tokenizer.pad_token_id or 0, self.settings["loss"],
+                                      gradient_checkpointing=self.settings["gradient_checkpointing"])
         return training_estimate(self.name, len(train), len(validation), self.settings["epochs"], seconds)
 
     def examples(self, context: RunContext, answers: pd.DataFrame, personas: np.ndarray) -> Examples:

@@ -176,18 +176,20 @@ def letter_logprobs(steerer: torch.nn.Module, model: torch.nn.Module, batch: Exa
 
 
 def seconds_per_example(steerer: Steerer, model: torch.nn.Module, examples: Examples, pad_id: int, loss: str = "letters",
-                        rows: int = 8) -> float:
-    """Wall seconds one training example takes here (forward and backward through the LM), timed on
-    ``rows`` examples of about the median prompt length (training batches are length-bucketed, so
-    little padding) after one untimed warm-up; gradients are discarded."""
+                        rows: int = 8, gradient_checkpointing: bool = False) -> float:
+    """Wall seconds one training example takes here (forward and backward through the LM, with
+    gradient checkpointing as training will use it), timed on ``rows`` examples of about the median
+    prompt length (training batches are length-bucketed, so little padding) after an untimed one-row
+    warm-up; gradients are discarded."""
     by_length = np.argsort([len(p) for p in examples.prompts], kind="stable")
     middle = max(0, len(examples) // 2 - rows // 2)
     batch = examples.subset(by_length[middle : middle + rows])
     device = next(model.parameters()).device
     steerer.to(device)
-    for _ in range(2):  # the first pass allocates; the second is timed
+    for timed in (batch.subset([0]), batch):  # the first pass allocates; the second is timed
         started = time.perf_counter()
-        answer_loss(letter_logprobs(steerer, model, batch, pad_id), batch.targets.to(device), loss).sum().backward()
+        with checkpointed(model, gradient_checkpointing):
+            answer_loss(letter_logprobs(steerer, model, timed, pad_id), timed.targets.to(device), loss).sum().backward()
     elapsed = time.perf_counter() - started
     steerer.zero_grad(set_to_none=True)
     model.zero_grad(set_to_none=True)
