@@ -30,9 +30,9 @@ from .data.protocol import SplitConfig, make_split, scored_docs, survey_for
 from .method.base import build_options, get_method
 from .runner import build_context
 from .runs.config import RunConfig
-from .training.cost import training_flops as training_cost
 from .scoring.models import ModelUnavailable, active_parameters, resolve_model
 from .scoring.option_order import ordered_docs
+from .training.cost import training_flops as training_cost
 from .training.learned import MAX_VALIDATION, VALIDATION_SHARE, LearnedSteering
 
 GPUS = {"h100": 989e12, "a100": 312e12, "l40s": 362e12}  # dense bf16 peak FLOP/s (vendor figures)

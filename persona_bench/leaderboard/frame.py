@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..harness.runs.config import OMITTED_AT_DEFAULT
 from ..harness.runs.record import RunRecord
 from ..harness.runs.store import read_person_metrics, read_samples
 
@@ -68,10 +69,9 @@ def results_frame(records: list[RunRecord], metric: str = "accuracy") -> pd.Data
         variant = dict(record.variant)
         if config.cf_solver != "als" or config.cf_dim != 16:
             variant.update(cf_solver=config.cf_solver, cf_dim=config.cf_dim)  # a different persona space
-        if config.fold_in != "ridge":
-            variant.update(fold_in=config.fold_in)  # other vectors for people outside the fit
-        if config.prompt_texts != "default":
-            variant.update(prompt_texts=config.prompt_texts)  # other prompts
+        for name in ("fold_in", "prompt_texts"):  # other vectors for people outside the fit; other prompts
+            if getattr(config, name) != OMITTED_AT_DEFAULT[name]:
+                variant[name] = getattr(config, name)
         overrides = recipe_overrides(record, variant)
         score = record.metric(metric)
         row = record.as_dict()

@@ -42,7 +42,7 @@ from ..core.options import NOT_WHAT_IT_IS, accepts, allowed_types, check_choices
 from ..core.plugins import METHOD_ENTRY_POINT_GROUP, load_plugins, plugins
 from ..data.protocol import PROTOCOLS
 from ..metrics.groups import SCORES_ARE
-from ..runs.config import DEFAULT_MODEL, RunConfig
+from ..runs.config import DEFAULT_MODEL, OMITTED_AT_DEFAULT, RunConfig
 from .context import RunContext
 
 KINDS = ("reference", "prompting", "steering", "finetuning")
@@ -176,6 +176,6 @@ def resolve_config(config: RunConfig) -> RunConfig:
     model = (config.model or DEFAULT_MODEL) if method.needs_model else None
     persona = config.persona if method.uses_persona else "individual"
     dtype = config.dtype if method.needs_model else "auto"
-    prompt_texts = config.prompt_texts if method.needs_model else "default"  # settings a method does not use leave its id alone
-    fold_in = config.fold_in if method.uses_persona else "ridge"
+    prompt_texts = config.prompt_texts if method.needs_model else OMITTED_AT_DEFAULT["prompt_texts"]  # unused settings leave its id alone
+    fold_in = config.fold_in if method.uses_persona else OMITTED_AT_DEFAULT["fold_in"]
     return replace(config, model=model, persona=persona, dtype=dtype, waves=tuple(config.waves), prompt_texts=prompt_texts, fold_in=fold_in)

@@ -39,6 +39,7 @@ from ..core.errors import ConfigError, warn
 from ..core.options import option, with_roles
 from ..method.base import Method
 from ..method.context import RunContext
+from ..runs.config import OMITTED_AT_DEFAULT
 from ..runs.store import claim_or_wait, release
 from ..scoring.adapters import LoraSettings, attach_lora, parse_targets
 from ..scoring.lm import LetterScoringLM, SteeredLM
@@ -171,8 +172,8 @@ class LearnedSteering(Method):
         payload = [self.name, context.config.model, context.config.dtype, context.config.cf_solver, context.config.cf_dim, settings]
         if context.config.option_order != "given":  # trained on options shown in that order (keys from before stay valid)
             payload.append(context.config.option_order)
-        for name, default in (("fold_in", "ridge"), ("prompt_texts", "default")):  # validation personas; the prompt trained on
-            if getattr(context.config, name) != default:
+        for name in ("fold_in", "prompt_texts"):  # the validation people's personas; the prompt trained on
+            if getattr(context.config, name) != OMITTED_AT_DEFAULT[name]:
                 payload.append({name: getattr(context.config, name)})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
