@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from persona_bench.app.cli import main, parse_command_line, run_config
 from persona_bench.harness.personas import cf
 from persona_bench.harness.personas.cf import ALSFactorizer, AdamFactorizer, Ratings, optimise_rows
+from persona_bench.harness.runs.record import RunRecord
 from persona_bench.harness.training.loop import TrainOptions, answer_loss
 from persona_bench.tasks.prompts import PROMPTS, context_prompt, demographics_prompt, raw_prompt, styled
 
@@ -49,7 +50,8 @@ def test_every_paper_setting_reaches_the_code_that_uses_it(tiny_model_path, tmp_
              "--max-train-answers", "64", "--epochs", "1", "--max-eval-people", "5", "--out", str(tmp_path), "--no-references"]
     assert main([*flags, "--users", "unseen", "--k", "5"]) == 0
     record = json.loads(next(tmp_path.glob("spm-*/results.json")).read_text())
-    # the record lists what the preset resolved to
+    # the record names the preset and lists what it resolved to
+    assert record["preset"] == "paper" and RunRecord.from_dict(record).preset == "paper"
     assert (record["cf_solver"], record["fold_in"], record["prompt_texts"]) == ("adam", "optimise", "paper")
     assert {k: record["settings"][k] for k in ("recipe", "mode", "virtual_tokens", "hidden", "placement", "init", "lr", "standardise", "loss")} == {
         "recipe": "paper", "mode": "prefix", "virtual_tokens": 1, "hidden": 32, "placement": "start", "init": "paper", "lr": 1e-3,

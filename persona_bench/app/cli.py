@@ -559,8 +559,8 @@ def run_with_companions(config, args: argparse.Namespace) -> dict:
     from ..harness.core.distributed import World
     from ..harness.runner import REFERENCES, companions, evaluate
 
-    result = evaluate(config, args.out, force=args.force, log=stderr_log, **placement(args))
-    beside = {} if args.no_references else {label: evaluate(other, args.out, log=stderr_log, **placement(args)) for label, other in companions(config).items()}
+    result = evaluate(config, args.out, force=args.force, log=stderr_log, preset=args.preset, **placement(args))
+    beside = {} if args.no_references else {label: evaluate(other, args.out, log=stderr_log, preset=args.preset, **placement(args)) for label, other in companions(config).items()}
     if not World.current().is_main:
         return {}
     if args.seeds:
@@ -606,10 +606,10 @@ def curve_command(args: argparse.Namespace, extra: list[str]) -> int:
 
     config = run_config(args, extra)
     results = [
-        evaluate(replace(config, method_options={**config.method_options, "max_train_answers": budget}), args.out, log=stderr_log, **placement(args))
+        evaluate(replace(config, method_options={**config.method_options, "max_train_answers": budget}), args.out, log=stderr_log, preset=args.preset, **placement(args))
         for budget in args.budgets
     ]
-    beside = {label: evaluate(other, args.out, log=stderr_log, **placement(args)) for label, other in companions(config).items()}
+    beside = {label: evaluate(other, args.out, log=stderr_log, preset=args.preset, **placement(args)) for label, other in companions(config).items()}
     if not World.current().is_main:
         return 0
     print(tabulate([results_row(r) for r in (*results, *beside.values())], headers=RESULT_HEADERS, tablefmt="github"))

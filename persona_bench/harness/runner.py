@@ -175,27 +175,28 @@ def audit_finished_run(
 
 def evaluate(
     config: RunConfig, runs_dir: Path, force: bool = False, log: Callable[[str], None] = progress, device: str = "auto",
-    device_map: str | None = None,
+    device_map: str | None = None, preset: str | None = None,
 ) -> RunRecord:
     """Run (or reuse) one configuration and return its results record (``device`` and ``device_map``
-    do not change it): once across the processes sharing ``runs_dir``. While another process is
+    do not change it; ``preset``, the name of the preset the config was made under, is written in a
+    new record but is not part of the run's identity): once across the processes sharing ``runs_dir``. While another process is
     doing the same run, this one waits and then reuses its result (``force``: reruns it after)."""
     config = checked(config)
     world = World.current()
     run_dir = Path(runs_dir) / config.run_id()
     if world.distributed:  # the ranks of one launch do the run together
-        return evaluate_here(config, runs_dir, force, log, device, device_map)
+        return evaluate_here(config, runs_dir, force, log, device, device_map, preset)
     if not claim_or_wait(run_dir, lambda: read_results(run_dir) is not None and not force, log):
-        return evaluate_here(config, runs_dir, False, log, device, device_map)  # done by another process: reused
+        return evaluate_here(config, runs_dir, False, log, device, device_map, preset)  # done by another process: reused
     try:
-        return evaluate_here(config, runs_dir, force, log, device, device_map)
+        return evaluate_here(config, runs_dir, force, log, device, device_map, preset)
     finally:
         release(run_dir)
 
 
 def evaluate_here(
     config: RunConfig, runs_dir: Path, force: bool = False, log: Callable[[str], None] = progress, device: str = "auto",
-    device_map: str | None = None,
+    device_map: str | None = None, preset: str | None = None,
 ) -> RunRecord:
     """:func:`evaluate` in this process, whoever else is doing it (callers hold the run's claim)."""
     config = checked(config)
@@ -236,7 +237,7 @@ def evaluate_here(
             options=asdict(method.options),
             variant={k: v for k, v in config.method_options.items() if k not in method.budget_options},
             training=Training(**{k: report.pop(k) for k in TRAINING_FIELDS if k in report}) if "budget" in report else None,
-            report=report, metrics=metrics,
+            preset=preset, report=report, metrics=metrics,
             answer_positions=answer_positions,
             **group_figures(docs, scores, per_person["accuracy"], context._survey, context.train_answers(), config.seed, method.scores_are),
             wall_seconds=round(time.perf_counter() - started, 2), processes=world.size,

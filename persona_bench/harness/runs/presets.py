@@ -4,7 +4,8 @@ A preset fills run settings (any :class:`~persona_bench.harness.runs.config.RunC
 method options; each method option is applied only where the chosen method declares it (``--preset
 quick --method raw`` takes just the eval-people cap). Flags given explicitly always win. A preset
 is a shorthand, not part of a run's identity: a run made with ``--preset quick`` is the run made
-with the flags it stands for, and is reused by either.
+with the flags it stands for, and is reused by either. The record of a run names the preset of the
+command that made it (``preset``).
 """
 from __future__ import annotations
 
