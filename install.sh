@@ -6,7 +6,7 @@
 #                         CUDA build (for a GPU; several GB), on macOS the CPU build; on a machine
 #                         whose pip reads a local wheel folder (an offline setup), whatever it holds
 #   ./install.sh --cpu    torch 2.13.0 CPU-only, from PyTorch's CPU wheel index (a few hundred MB)
-#   ./install.sh --dev    also the test tools (pytest, hypothesis, ray, submitit); combines with --cpu
+#   ./install.sh --dev    also the test tools (pytest, hypothesis, ray, submitit, selenium); combines with --cpu
 #
 # Then: persona-bench run --method spm --preset quick   (or: python -m pytest -q with --dev)
 set -eu

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import pandas as pd
 import pytest
 
 from persona_bench.app.cli import main
@@ -192,3 +193,16 @@ def test_a_variant_s_recipes_are_compared_at_equal_budget():
     recipes = tables["spm [placement=answer] by recipe at equal training budget"].frame
     assert recipes.to_dict("records") == [{"model": "m", "budget_label": "1,000 answers x 1 epochs",
                                            "default": "45.0 [40.0, 50.0]", "default, lr=0.003": "41.0 [36.0, 46.0]"}]
+
+
+def test_a_curve_labels_its_budget_axis_with_the_budgets(monkeypatch, tmp_path):
+    from persona_bench.leaderboard import curves
+
+    drawn = []
+    monkeypatch.setattr(curves, "save", lambda figure, path: drawn.append(figure) or path)
+    points = pd.DataFrame({"train_answers": [1000, 2000, 4000], "accuracy": [0.5, 0.55, 0.6], "method": "spm",  # one decade: log
+                           "ci95": [(0.45, 0.55), (0.5, 0.6), (0.55, 0.65)]})  # scale alone would label minor ticks 2x10^3, 3x10^3...
+    curves.curve_plot(points, {}, "spm", tmp_path / "curve.png")
+    axis = drawn[0].axes[0].xaxis
+    assert [label.get_text() for label in axis.get_ticklabels()] == ["1,000", "2,000", "4,000"]
+    assert not [label.get_text() for label in axis.get_ticklabels(minor=True) if label.get_text()]  # no overlapping 3x10^3 labels

@@ -10,7 +10,7 @@
     persona-bench train [--method spm] [run flags] [method flags]
     persona-bench curve [--method spm] --budgets 1000,3000,10000 [run flags] [method flags] [--leaderboard FILE]
     persona-bench sweep GRID.yaml [--out RUNS_DIR] [--leaderboard FILE]
-    persona-bench leaderboard [--runs RUNS_DIR] [--out FILE] [--metric NAME] [--skip-bad]
+    persona-bench leaderboard [--runs RUNS_DIR] [--out FILE] [--metric NAME] [--skip-bad] [--html]
 
 ``python -m persona_bench`` is the same command (``torchrun --nproc_per_node N -m persona_bench run ...``
 scores and trains data-parallel).
@@ -160,6 +160,8 @@ def build_parser(run_defaults: Mapping[str, object] | None = None) -> argparse.A
     board.add_argument("--metric", default="accuracy", help="rank, mark and test the tables by this registered metric (default: accuracy; "
                        "persona-bench metrics lists them)")
     board.add_argument("--skip-bad", action="store_true", help="leave out unreadable results.json files (named in the leaderboard's note) instead of failing")
+    board.add_argument("--html", action="store_true", help="also write the leaderboard as one self-contained HTML page beside it "
+                       "(sortable tables, CI bars, plots inline, each run's configuration on demand)")
     grid = sub.add_parser("sweep", help="run an experiment grid (resumable), then refresh the leaderboard")
     grid.add_argument("grid", type=Path, help="grid YAML, e.g. grids/cpu.yaml")
     grid.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
@@ -421,12 +423,13 @@ def leaderboard_file(runs_dir: Path, given: Path | None) -> Path:
     return given or runs_dir / "LEADERBOARD.md"
 
 
-def refresh_leaderboard(runs_dir: Path, out: Path, command: str, note: str = "", skip_bad: bool = False, metric: str = "accuracy") -> None:
-    """Write the leaderboard of ``runs_dir`` to ``out``, saying it came from ``command``."""
+def refresh_leaderboard(runs_dir: Path, out: Path, command: str, note: str = "", skip_bad: bool = False, metric: str = "accuracy",
+                        html: bool = False) -> None:
+    """Write the leaderboard of ``runs_dir`` to ``out`` (``html``: its page too), saying it came from ``command``."""
     from ..leaderboard import write_leaderboard
     from ..leaderboard.render import provenance
 
-    for path in write_leaderboard(runs_dir, out, f"{provenance(command)} {note}".strip(), skip_bad=skip_bad, metric=metric):
+    for path in write_leaderboard(runs_dir, out, f"{provenance(command)} {note}".strip(), skip_bad=skip_bad, metric=metric, html=html):
         print(f"wrote {path}")
 
 
@@ -434,8 +437,8 @@ def refresh_leaderboard(runs_dir: Path, out: Path, command: str, note: str = "",
 def leaderboard_command(args: argparse.Namespace, extra: list[str]) -> int:
     args.out = leaderboard_file(args.runs, args.out)
     command = (f"persona-bench leaderboard --runs {args.runs} --out {args.out}" + (" --skip-bad" if args.skip_bad else "")
-               + (f" --metric {args.metric}" if args.metric != "accuracy" else ""))
-    refresh_leaderboard(args.runs, args.out, command, args.note, args.skip_bad, args.metric)
+               + (f" --metric {args.metric}" if args.metric != "accuracy" else "") + (" --html" if args.html else ""))
+    refresh_leaderboard(args.runs, args.out, command, args.note, args.skip_bad, args.metric, args.html)
     return 0
 
 

@@ -88,6 +88,8 @@ def curve_plot(points: pd.DataFrame, lines: dict[str, pd.Series], title: str, pa
     for (label, run), style in zip(lines.items(), ["--", "-.", ":", (0, (5, 1)), (0, (1, 3))]):
         axes.axhline(run["accuracy"] * 100, linestyle=style, color="0.35", linewidth=1, label=f"{label} ({100 * run['accuracy']:.1f})")
     axes.set_xscale("log")
+    axes.minorticks_off()  # log-scale minor labels (3x10^3, 4x10^3, ...) overlap: the axis names the budgets themselves
+    axes.set_xticks(x, [f"{int(v):,}" for v in x])
     axes.set(title=title, xlabel="answers trained on (log scale)", ylabel="macro accuracy (%)")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))

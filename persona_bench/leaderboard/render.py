@@ -13,6 +13,7 @@ from ..harness.runs.store import finished_runs
 from .curves import learning_curves
 from .frame import results_frame
 from .groups import group_tables
+from .html import write_html
 from .plots import write_plots
 from .tables import NOT_SIGNIFICANT, Table, main_tables, metric_tables, position_tables, seed_tables, sweep_tables
 
@@ -62,13 +63,17 @@ def metric_legend(metric: str, records: list) -> str:
             "plots and group tables stay in macro accuracy.")
 
 
-def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad: bool = False, metric: str = "accuracy") -> list[Path]:
-    """Write the leaderboard markdown, its CSV and its plots next to it; return the written paths.
+def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad: bool = False, metric: str = "accuracy",
+                      html: bool = False) -> list[Path]:
+    """Write the leaderboard markdown, its CSV and its plots next to it (and with ``html`` the same
+    as one self-contained page, :mod:`persona_bench.leaderboard.html`); return the written paths.
     Main tables and sweeps rank, mark and test by ``metric`` (any registered metric the runs kept).
 
     An unreadable results.json stops it with the file named, unless ``skip_bad``: then the file
     is left out and named in the leaderboard's note."""
     runs_dir, out = Path(runs_dir), Path(out)
+    if html and out.suffix == ".html":
+        raise ConfigError(f"--out {out}: the leaderboard's markdown file (its page goes beside it, {out.stem}.html)")
     records, problems = finished_runs(runs_dir, skip_bad=skip_bad)
     if not records:
         raise ConfigError(f"{runs_dir}: no finished runs (results.json) found")
@@ -81,29 +86,28 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
     plots = [*curve_plots, *write_plots(accuracy, out.parent)]
     main, sweeps, groups = main_tables(ranked, runs_dir), [*seed_tables(ranked), *sweep_tables(ranked)], group_tables(accuracy)
     positions, every_metric = position_tables(ranked), metric_tables(accuracy)
-    skipped = ["Left out (unreadable, --skip-bad): " + "; ".join(problems) + "\n"] if problems else []
+    skipped = ["Left out (unreadable, --skip-bad): " + "; ".join(problems)] if problems else []
+    legends = [LEGEND, metric_legend(metric, records) if metric != "accuracy" else ""]
     sections = [
+        ("Main comparison (paper Table 3 layout)", main),
+        ("Every metric", every_metric),
+        ("Answer positions (letter bias)", positions),
+        ("Group alignment and subgroup disparity", groups),
+        ("Learning curves", curves),
+        ("Sweeps", sweeps),
+    ]
+    markdown = [
         "# persona-bench leaderboard\n",
         provenance.strip() + "\n" if provenance else "",
-        *skipped,
-        LEGEND + "\n",
-        metric_legend(metric, records) + "\n" if metric != "accuracy" else "",
-        "## Main comparison (paper Table 3 layout)\n",
-        *(render_table(t) for t in main),
-        "## Every metric\n" if every_metric else "",
-        *(render_table(t) for t in every_metric),
-        "## Answer positions (letter bias)\n" if positions else "",
-        *(render_table(t) for t in positions),
-        "## Group alignment and subgroup disparity\n" if groups else "",
-        *(render_table(t) for t in groups),
-        "## Learning curves\n" if curves else "",
-        *(render_table(t) for t in curves),
-        "## Sweeps\n" if sweeps else "",
-        *(render_table(t) for t in sweeps),
+        *(line + "\n" for line in skipped),
+        *(legend + "\n" for legend in legends if legend),
+        *(part for number, (heading, tables) in enumerate(sections) if tables or number == 0  # the main heading always
+          for part in (f"## {heading}\n", *(render_table(t) for t in tables))),
         "## Plots\n" if plots else "",
         *(f"![{p.stem}]({p.name})\n" for p in plots),
     ]
-    atomic_write_text(out, "\n".join(s for s in sections if s))
+    atomic_write_text(out, "\n".join(s for s in markdown if s))
     table = out.with_suffix(".csv")
     atomic_write_text(table, pd.DataFrame([cell for t in (*main, *positions, *groups, *curves, *sweeps) for cell in t.cells]).to_csv(index=False))
-    return [out, table, *plots]
+    page = [write_html(out.with_suffix(".html"), provenance.strip(), legends, sections, plots, records, skipped)] if html else []
+    return [out, table, *page, *plots]
