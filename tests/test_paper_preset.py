@@ -69,7 +69,7 @@ def test_every_paper_setting_reaches_the_code_that_uses_it(tiny_model_path, tmp_
     assert torch.equal(weights["mlp.persona_mean"], torch.zeros(16)) and torch.equal(weights["mlp.persona_scale"], torch.ones(16))
     # loss: Eq. 2's, on the response token
     training = json.loads(next(shared.glob("steering/spm-*/training.json")).read_text())
-    assert training["options"]["loss"] == "response"
+    assert training["options"]["loss"] == "response" and record["membership_audit"]["objective"] == "response"  # the audit attacks that loss
     # prompt: the paper's words, in the docs lm-eval scored (its doc_to_text is the task's prompt builder)
     doc = json.loads(next(tmp_path.glob("spm-*/docs.jsonl")).read_text().splitlines()[0])
     assert doc["prompt_texts"] == "paper" and "\nPlease respond solely with A/B/" in PROMPTS["opinionqa_persona_raw"](doc)

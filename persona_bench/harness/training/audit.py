@@ -5,8 +5,9 @@ Two attacks, each an AUC (the chance that a random member scores as "more member
 random non-member; ties count half) with a 95% bootstrap CI over people, read beside 0.5 (no
 leak):
 
-* ``loss``: the loss-threshold attack (Yeom et al. 2018): a person's mean letter cross-entropy
-  under the trained steerer; lower means member.
+* ``loss``: the loss-threshold attack (Yeom et al. 2018): a person's mean loss under the trained
+  steerer, by the objective it trained on (the letters' cross-entropy, or the response token's
+  under ``--loss response``); lower means member.
 * ``calibrated``: the difficulty-calibrated loss (Watson et al. 2022): the same minus the
   person's mean loss under the untrained control (the same module, initialised alike, never
   trained), which removes how hard the person's answers are for the LM and is the stronger attack.
@@ -73,11 +74,12 @@ def describe_audit(audit: dict) -> str:
 def audit_membership(
     context: RunContext, trained: Steerer, untrained: Steerer, model, pad_id: int,
     train: pd.DataFrame, validation: pd.DataFrame, examples: Callable[[pd.DataFrame, np.ndarray], Examples],
-    max_people: int = MAX_AUDIT_PEOPLE,
+    max_people: int = MAX_AUDIT_PEOPLE, loss: str = "letters",
 ) -> dict:
     """The audit of the module docstring. ``train`` and ``validation`` are the answers (respondent,
     question, option rows) the steerer was trained and validated on; ``examples(answers,
-    personas)`` tokenises answers as training did."""
+    personas)`` tokenises answers as training did; ``loss`` is the objective it was trained on
+    (:func:`~persona_bench.harness.training.loop.answer_loss`), the loss the attacks read."""
     from ..personas.space import answer_values
     from ..scoring.adapters import adapters_off
     from .loop import example_losses
@@ -115,12 +117,12 @@ def audit_membership(
     losses = {}
     for name, steerer in (("trained", trained), ("untrained", untrained)):
         with adapters_off(model, off=name == "untrained"):  # a LoRA adapter starts at zero: untrained, the LM alone
-            losses[name] = example_losses(steerer, model, batch, pad_id)[0]
+            losses[name] = example_losses(steerer, model, batch, pad_id, loss=loss)[0]
     per_person = pd.DataFrame({"respondent": scored["respondent"], "member": member_rows, **losses}).groupby("respondent").mean()
     is_member = per_person["member"].to_numpy(dtype=bool)
     scores = {"loss": -per_person["trained"].to_numpy(), "calibrated": (per_person["untrained"] - per_person["trained"]).to_numpy()}
     return {
         "members": int(is_member.sum()), "non_members": int((~is_member).sum()), "non_member_source": source,
-        "answers": len(scored),
+        "answers": len(scored), "objective": loss,
         **{attack: auc_with_ci(score[is_member], score[~is_member], context.seed) for attack, score in scores.items()},
     }

@@ -226,16 +226,15 @@ class LearnedSteering(Method):
         untrained = self.untrained_steerer(context, self.examples(context, train, train_personas)).to(self.lm.device).eval()
         return audit_membership(
             context, self.steerer, untrained, self.lm.model, self.lm.tokenizer.pad_token_id or 0, train, validation,
-            lambda answers, personas: self.examples(context, answers, personas),
+            lambda answers, personas: self.examples(context, answers, personas), loss=self.settings["loss"],
         )
 
     def audited(self, context: RunContext, folder: Path) -> dict | None:
         """The trained module's membership audit, made once per module and kept beside it; a
         warning when it finds a leak, or when it cannot be made (the run goes on without it)."""
         path = folder / AUDIT_FILE
-        if path.is_file():
-            audit = json.loads(path.read_text())
-        else:
+        audit = json.loads(path.read_text()) if path.is_file() else None
+        if audit is None or audit.get("objective", "letters") != self.settings["loss"]:  # none yet, or of another loss
             context.log(f"{self.name}: membership audit of the trained module")
             try:
                 audit = self.membership_audit(context)

@@ -198,10 +198,11 @@ def seconds_per_example(steerer: Steerer, model: torch.nn.Module, examples: Exam
 
 @torch.no_grad()
 def example_losses(
-    steerer: Steerer, model: torch.nn.Module, examples: Examples, pad_id: int, batch_size: int = 32, rows: np.ndarray | None = None
+    steerer: Steerer, model: torch.nn.Module, examples: Examples, pad_id: int, batch_size: int = 32, rows: np.ndarray | None = None,
+    loss: str = "letters",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per example of ``rows`` (default: all), in that order: the letter cross-entropy and whether
-    the top letter is the answer (batched by prompt length)."""
+    """Per example of ``rows`` (default: all), in that order: the loss (:func:`answer_loss` ``loss``)
+    and whether the top letter is the answer (batched by prompt length)."""
     rows = np.arange(len(examples)) if rows is None else np.asarray(rows, dtype=np.int64)
     order = rows[np.argsort([len(examples.prompts[i]) for i in rows], kind="stable")]
     losses, hits = np.zeros(len(examples)), np.zeros(len(examples), dtype=bool)
@@ -209,7 +210,7 @@ def example_losses(
         chunk = order[start : start + batch_size]
         logprobs = letter_logprobs(steerer, model, examples.subset(chunk), pad_id)
         targets = examples.targets[chunk].to(logprobs.device)
-        losses[chunk] = torch.nn.functional.cross_entropy(logprobs, targets, reduction="none").float().cpu().numpy()
+        losses[chunk] = answer_loss(logprobs, targets, loss).float().cpu().numpy()
         hits[chunk] = (logprobs.argmax(1) == targets).cpu().numpy()
     return losses[rows], hits[rows]
 
