@@ -3,11 +3,11 @@ Falcon-7B-Instruct and GPT-J-6B (random bfloat16 weights at their public shapes,
 ``write_random_model.py``), a tiny budget, to completion; with and without gradient checkpointing.
 
 Each run is a separate process (the command a user types, ``--no-references`` so only SPM runs)
-with its own runs folder (gradient checkpointing does not change a run's identity, so a shared one
-would reuse the first training).
+with its own runs folder and score cache (gradient checkpointing does not change a run's identity,
+so a shared folder would reuse the first training, and a shared cache the first run's scores).
 Measured: its peak resident memory (``os.wait4``), on a GPU the peak GPU memory in use (nvidia-smi,
 polled twice a second, less what was in use before), and, from the time each log line arrives,
-the seconds to load and prepare, per training step (from the training's first log line to the
+the seconds to load and prepare (on a CPU with the cost line's timed step), per training step (from the training's first log line to the
 audit's, validation included, over its steps), for the membership audit and per scored doc.
 
     python benchmarks/bench_full_size.py --models models/falcon-7b-random,models/gpt-j-random [--dtype bfloat16]
@@ -31,6 +31,7 @@ from tabulate import tabulate
 
 GIB = 2**30
 PHASES = {  # log line -> the phase that starts there
+    "cost": re.compile(r"takes ((?:about [\d.]+ (?:h|min))|under a minute) here"),  # on a CPU: the cost line, before training
     "train": re.compile(r"training on (\d+) answers"),
     "audit": re.compile(r"membership audit of the trained module"),
     "score": re.compile(r"scoring (\d+) docs"),
@@ -64,7 +65,9 @@ def run_flagship(model: str, runs: Path, dtype: str, checkpointing: bool, train_
     if baseline is not None:
         threading.Thread(target=poll, daemon=True).start()
     started, stamps, found = time.perf_counter(), {}, {}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # its own score cache: the runs with and without checkpointing train identical modules, whose scores would be reused
+    environment = {**os.environ, "PERSONA_BENCH_CACHE": str(runs / "cache")}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment)
     with open(log, "ab") as sink:
         sink.write(("$ " + " ".join(command) + "\n").encode())
         for raw in process.stdout:
@@ -85,6 +88,7 @@ def run_flagship(model: str, runs: Path, dtype: str, checkpointing: bool, train_
     return {
         "model": model, "checkpointing": checkpointing, "total_s": total,
         "load_s": stamps["train"], "train_step_s": (stamps["audit"] - stamps["train"]) / steps, "steps": steps,
+        "train_s": stamps["audit"] - stamps["train"], "cost_line": found["cost"][0] if "cost" in found else None,
         "audit_s": stamps["score"] - stamps["audit"], "doc_s": (stamps["table"] - stamps["score"]) / docs,
         "docs": docs, "peak_rss_gib": usage.ru_maxrss * 1024 / GIB,
         "peak_gpu_gib": (peak_gpu[0] - baseline) if baseline is not None else None,
@@ -114,12 +118,13 @@ def main() -> None:
         args.json.write_text(json.dumps(rows, indent=1))
     table = [[Path(r["model"]).name, "yes" if r["checkpointing"] else "no"]
              + ([r["failed"]] + [""] * 7 if "failed" in r else
-                [f"{r['load_s']:.0f}", f"{r['train_step_s']:.1f}", f"{r['audit_s']:.0f}", f"{r['doc_s']:.2f}",
+                [f"{r['load_s']:.0f}", f"{r['train_step_s']:.1f}", f"{r['cost_line'] or 'no line (GPU)'} / {r['train_s']:.0f} s", f"{r['audit_s']:.0f}", f"{r['doc_s']:.2f}",
                  f"{r['total_s']:.0f}", f"{r['peak_rss_gib']:.1f}", f"{r['peak_gpu_gib']:.1f}" if r["peak_gpu_gib"] is not None else "no GPU"])
              for r in rows]
     print(f"persona-bench run --method spm, demo, {args.train_answers} train answers x 1 epoch, {args.eval_people} eval people, "
           f"{args.dtype}, --no-references")
     print(tabulate(table, headers=["model", "gradient checkpointing", "load + prepare s", "s per training step (batch 16)",
+                                   "training: cost line said / took",
                                    "membership audit s", "s per scored doc", "total s", "peak RSS GiB", "peak GPU GiB"],
                    tablefmt="github"))
 
