@@ -16,10 +16,10 @@ from persona_bench.harness.core.options import option, with_roles
 
 def test_roles_come_from_the_declarations():
     spm = get_method("spm")
-    assert spm.budget_options == with_roles(spm.Options, "budget", "recipe", "operational")
+    assert spm.budget_options == with_roles(spm.Options, "budget", "recipe", "operational", "seed")
     assert {"init", "lr", "max_train_answers", "checkpoint_minutes"} <= spm.budget_options
     assert not {"mode", "virtual_tokens", "placement", "weights"} & spm.budget_options  # what SPM is: its variant
-    assert spm.untrained_options == {"recipe", "init"}
+    assert spm.untrained_options == {"recipe", "init", "train_seed"}  # the control starts as its trained twin did
     assert get_method("context").budget_options == frozenset()
 
 

@@ -25,3 +25,27 @@ def test_sweep_seeds_multiply_the_grid(tmp_path):
     grid.write_text("defaults: {data: 'demo:300', max_eval_people: 20}\ngrid:\n  - method: [majority]\n")
     assert main(["sweep", str(grid), "--seeds", "3,4", "--out", str(tmp_path / "runs"), "--leaderboard", str(tmp_path / "L.md")]) == 0
     assert sorted(json.loads(p.read_text())["seed"] for p in (tmp_path / "runs").glob("*/results.json")) == [3, 4]
+
+
+def test_a_training_seed_draws_the_module_again_beside_the_split_seed(tiny_model_path, tmp_path):
+    from safetensors.torch import load_file
+
+    common = ["run", "--method", "spm", "--model", str(tiny_model_path), "--data", "demo:300", "--max-eval-people", "10",
+              "--max-train-answers", "48", "--epochs", "1", "--no-references", "--out", str(tmp_path / "runs")]
+    for extra in ([], ["--train-seed", "0"], ["--train-seed", "1"]):
+        assert main([*common, *extra]) == 0
+    # --train-seed 0 under split seed 0 is the default's training: one module for both, another for seed 1
+    modules = sorted((tmp_path / "runs").glob("_shared/*/steering/spm-*"))
+    assert len(modules) == 2 and len(list((tmp_path / "runs").glob("spm-*/results.json"))) == 3
+    first, second = (load_file(str(next(m.glob("best/steerer.safetensors")))) for m in modules)
+    assert any(not (first[name] == second[name]).all() for name in first)  # initialised and trained anew
+    records = {json.loads(p.read_text())["options"]["train_seed"]: json.loads(p.read_text()) for p in (tmp_path / "runs").glob("spm-*/results.json")}
+    assert set(records) == {None, 0, 1} and records[None]["variant"] == records[1]["variant"] == {}  # not a variant
+    assert main(["leaderboard", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "L.md")]) == 0
+    board = (tmp_path / "L.md").read_text()
+    section = board[board.index("### Training seeds"):].split("\n### ")[0]
+    header = section.splitlines()[2]
+    assert all(column in header for column in ("| 0 ", "| 1 ", "mean", "sd", "range")) and "spm (" in section
+    main_table = board[board.index("## Main comparison"):board.index("## Every metric")]
+    shown = f"{100 * records[None]['accuracy']:.1f} ["
+    assert shown in main_table and (f"{100 * records[1]['accuracy']:.1f} [" == shown or f"{100 * records[1]['accuracy']:.1f} [" not in main_table)

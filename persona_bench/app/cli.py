@@ -403,7 +403,7 @@ def describe_method(method: type) -> int:
     print(f"{method.name} ({method.kind}): {method.description}\n")
     print(tabulate(rows, headers=["flag", "role", "choices", "default", "help"], tablefmt="github") if rows else "no options")
     print("\nRoles: shape = what the method is (a variant); budget, recipe = how much and how it trains (a recipe fills the "
-          "ones left unset); operational = how it runs (same result).")
+          "ones left unset); operational = how it runs (same result); seed = which draw of its training (the same run trained again).")
     return 0
 
 

@@ -11,7 +11,9 @@ trained: ``1,000 answers x 3 epochs``, empty for methods that do not train), ``t
 ``epochs`` (numbers, for learning curves), ``recipe`` (the named preset, followed by any of its
 settings the run overrode, e.g. ``default, init=scaled``: two runs with one label trained alike;
 ``recipe_name`` and ``recipe_overrides`` hold the parts),
-``waves_label`` (``W26``, ``W26+W41``; ``all`` when no waves were chosen), ``untrained_control``.
+``waves_label`` (``W26``, ``W26+W41``; ``all`` when no waves were chosen), ``untrained_control``,
+``train_seed`` (the training's seed: ``--train-seed``, else the split's ``seed``) and ``redrawn``
+(trained at another seed than the split's: shown only in the training-seed tables).
 """
 from __future__ import annotations
 
@@ -84,6 +86,8 @@ def results_frame(records: list[RunRecord], metric: str = "accuracy") -> pd.Data
             recipe_overrides=overrides, waves_label="+".join(config.waves) or "all",
             model=config.model or "-", k=config.k if config.users == "unseen" else None, protocol=config.protocol,
             option_order=config.option_order,
+            train_seed=config.seed if record.options.get("train_seed") is None else record.options["train_seed"],
+            redrawn=record.options.get("train_seed") not in (None, config.seed),
             metric=metric, score=score.value, score_ci95=list(score.ci95), higher_is_better=score.higher_is_better,
         )
         rows.append(row)

@@ -15,7 +15,8 @@ from .frame import results_frame
 from .groups import group_tables
 from .html import write_html
 from .plots import write_plots
-from .tables import NOT_SIGNIFICANT, Table, main_tables, metric_tables, position_tables, seed_tables, sweep_tables
+from .tables import (NOT_SIGNIFICANT, Table, main_tables, metric_tables, position_tables, seed_tables, sweep_tables,
+                     training_seed_tables)
 
 LEGEND = (
     "Macro accuracy in percent (accuracy per person, averaged over people) with its 95% bootstrap CI over "
@@ -80,11 +81,14 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
     kept = sorted({"accuracy", *(name for record in records for name in record.metrics)})
     if metric not in kept:
         raise ConfigError(f"--metric {metric}: no run in {runs_dir} has it (they have: {', '.join(kept)})")
-    accuracy = results_frame(records)
-    ranked = accuracy if metric == "accuracy" else results_frame(records, metric)
+    every_accuracy = results_frame(records)
+    every_ranked = every_accuracy if metric == "accuracy" else results_frame(records, metric)
+    # a run trained at another training seed than its split's is shown only beside its draws (training-seed tables)
+    accuracy, ranked = (frame[~frame["redrawn"]] for frame in (every_accuracy, every_ranked))
     curves, curve_plots = learning_curves(accuracy, out.parent)
     plots = [*curve_plots, *write_plots(accuracy, out.parent)]
-    main, sweeps, groups = main_tables(ranked, runs_dir), [*seed_tables(ranked), *sweep_tables(ranked)], group_tables(accuracy)
+    main, groups = main_tables(ranked, runs_dir), group_tables(accuracy)
+    sweeps = [*seed_tables(ranked), *training_seed_tables(every_ranked), *sweep_tables(ranked)]
     positions, every_metric = position_tables(ranked), metric_tables(accuracy)
     skipped = ["Left out (unreadable, --skip-bad): " + "; ".join(problems)] if problems else []
     legends = [LEGEND, metric_legend(metric, records) if metric != "accuracy" else ""]

@@ -328,6 +328,34 @@ def seed_tables(results: pd.DataFrame) -> list[Table]:
     return tables
 
 
+def training_seed_tables(results: pd.DataFrame) -> list[Table]:
+    """Per scope, each trained method (variant, budget, recipe) trained at several training seeds with
+    the split fixed: macro accuracy at each seed with its CI, then the mean, standard deviation and range."""
+    tables = []
+    trained = results[results["train_answers"].fillna(0) > 0]
+    for values, group in trained.groupby(SCOPE, dropna=False, sort=True):
+        scope = dict(zip(SCOPE, values))
+        group = group.assign(_label=[f"{method_label(m, v)} ({model})" for m, v, model in zip(group["method"], group["variant"], group["model"])])
+        runs = latest(group, ["_label", "budget_label", "recipe", "persona", "train_seed"])
+        redrawn = runs.groupby(["_label", "budget_label", "recipe", "persona"])["train_seed"].transform("nunique") > 1
+        runs = runs[redrawn]
+        if runs.empty:
+            continue
+        title = f"Training seeds — {scope_title(scope)}"
+        table = sweep(runs, ["_label", "budget_label", "recipe", "persona"], runs["train_seed"].astype(int), title,
+                      "The same method, budget and recipe trained again with another training seed (--train-seed: the module's "
+                      "initialisation and the order of its answers), split, people and answers fixed: macro accuracy with its CI "
+                      "per training seed (columns), then the mean over seeds, their standard deviation and range, to read beside a CI.")
+        spread = runs.groupby(["_label", "budget_label", "recipe", "persona"])["score"].agg(["mean", "std", "min", "max"]).reset_index()
+        frame = table.frame.merge(spread, on=["_label", "budget_label", "recipe", "persona"])
+        shown = runs.iloc[0]
+        frame["mean"], frame["sd"] = frame["mean"].map(lambda v: score_text(shown, v)), frame["std"].map(lambda v: score_text(shown, v))
+        frame["range"] = (frame["max"] - frame["min"]).map(lambda v: score_text(shown, v))
+        frame = frame.drop(columns=["std", "min", "max"]).rename(columns={"_label": "method", "budget_label": "budget"})
+        tables.append(Table(title, table.note, frame, table.cells))
+    return tables
+
+
 def sweep_tables(results: pd.DataFrame) -> list[Table]:
     """Sweeps per data scope (see module docstring)."""
     tables = []

@@ -10,7 +10,9 @@ Roles:
 * ``budget``: how much it trains (answers, epochs): compared as training budgets, not variants;
 * ``recipe``: how it trains (learning rate, schedule, initialisation...), filled by the recipe
   when left unset; also a budget, not a variant;
-* ``operational``: how it runs (checkpoint interval, gradient checkpointing): same result.
+* ``operational``: how it runs (checkpoint interval, gradient checkpointing): same result;
+* ``seed``: which draw of its training's randomness (``--train-seed``): the same method, budget and
+  recipe trained again; the leaderboard shows the spread over such draws.
 
 ``untrained=True`` marks a budget option that also shapes the untrained control (a recipe may
 set the initialisation), so the control keeps it.
@@ -24,8 +26,8 @@ from typing import Any
 
 from .errors import ConfigError
 
-ROLES = ("shape", "budget", "recipe", "operational")
-NOT_WHAT_IT_IS = ("budget", "recipe", "operational")  # the roles that leave a method's variant alone
+ROLES = ("shape", "budget", "recipe", "operational", "seed")
+NOT_WHAT_IT_IS = ("budget", "recipe", "operational", "seed")  # the roles that leave a method's variant alone
 
 
 def option(default: Any, help: str, role: str = "shape", choices: tuple | None = None, untrained: bool = False) -> Any:

@@ -87,6 +87,9 @@ class LearnedSteering(Method):
                                       "of the answer token over the whole vocabulary", choices=LOSSES)
         standardise: bool = option(True, "centre and scale persona vectors by the train people's before the MLP (false: the "
                                          "paper's raw CF vectors)")
+        train_seed: int | None = option(None, "seed of the module's initialisation, the adapter's and the order it sees its answers "
+                                              "in (not of the split, nor of which answers it trains on; none: the split's --seed)",
+                                        role="seed", untrained=True)
         checkpoint_minutes: float = option(5.0, "minutes between mid-epoch checkpoints (0: at epoch ends only)", role="operational")
         gradient_checkpointing: bool = option(False, "less memory for large models (same gradients, more compute)", role="operational")
 
@@ -142,7 +145,7 @@ class LearnedSteering(Method):
         preset = {"lora_lr": TrainOptions.lora_lr, **cls.recipes[recipe]}  # a recipe written before LoRA need not name its rate
         values = {f.name: getattr(options, f.name) for f in fields(options)}
         resolved = {k: (preset[k] if v is None and k in preset else v) for k, v in values.items()}
-        missing = [k for k, v in resolved.items() if v is None]
+        missing = [k for k, v in resolved.items() if v is None and k != "train_seed"]  # no train seed: the split's
         if missing:
             raise ConfigError(f"recipe {recipe!r} of {cls.name} sets no {', '.join(missing)}")
         return {**resolved, "recipe": recipe}
@@ -165,7 +168,7 @@ class LearnedSteering(Method):
     # ------------------------------------------------------------ prepare / score
     def checkpoint_key(self, context: RunContext) -> str:
         """Identity of a trained module: family, model, dtype, CF space and every setting that shapes it."""
-        settings = {k: v for k, v in self.settings.items() if k not in ("weights", *OPERATIONAL)}
+        settings = {k: v for k, v in self.settings.items() if k not in ("weights", "train_seed", *OPERATIONAL)}
         if not settings["lora_rank"]:  # keys of the frozen LM's modules stay what they were before LoRA existed
             settings = {k: v for k, v in settings.items() if not k.startswith("lora_")}
         settings = {k: v for k, v in settings.items() if k not in KEYED_ONLY_WHEN_SET or v != KEYED_ONLY_WHEN_SET[k]}
@@ -175,7 +178,14 @@ class LearnedSteering(Method):
         for name in ("fold_in", "prompt_texts"):  # the validation people's personas; the prompt trained on
             if getattr(context.config, name) != OMITTED_AT_DEFAULT[name]:
                 payload.append({name: getattr(context.config, name)})
+        if self.training_seed(context) != context.seed:  # another draw of the training (a key from before keeps the split's)
+            payload.append({"train_seed": self.training_seed(context)})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+    def training_seed(self, context: RunContext) -> int:
+        """The seed of the module's initialisation, its adapter's and its training order: ``--train-seed``,
+        else the split's."""
+        return context.seed if self.options.train_seed is None else self.options.train_seed
 
     def checkpoint_folder(self, context: RunContext) -> Path:
         """Where the run's trained module is (shared by every run that trains it alike)."""
@@ -183,7 +193,7 @@ class LearnedSteering(Method):
 
     def untrained_steerer(self, context: RunContext, train: Examples) -> Steerer:
         """The module as training starts from it (the untrained control's weights): seeded and initialised."""
-        torch.manual_seed(context.seed)
+        torch.manual_seed(self.training_seed(context))
         steerer = self.build_steerer(self.lm, context.personas.vectors.shape[1], self.settings)
         steerer.initialise(torch.tensor(context.personas.vectors, dtype=torch.float32), self.lm.model, sorted(set(train.prompts))[:64])
         if not self.settings["standardise"]:
@@ -195,7 +205,7 @@ class LearnedSteering(Method):
     def prepare(self, context: RunContext) -> None:
         self.lm = LetterScoringLM(**context.model_options)
         lora = self.lora_settings(self.options)
-        self.adapter = attach_lora(self.lm.model, lora, context.seed) if lora else None
+        self.adapter = attach_lora(self.lm.model, lora, self.training_seed(context)) if lora else None
         train, validation = (self.examples(context, answers, personas) for answers, personas in self.training_rows(context))
         steerer = self.untrained_steerer(context, train)
         self.record, self.membership = {"train_answers": 0, "validation_answers": 0, "epochs": 0}, None
@@ -258,7 +268,7 @@ class LearnedSteering(Method):
             context.log(f"{self.name}: training on {len(train)} answers, validating on {len(validation)} held-out answers")
             self.steerer, record = train_steerer(
                 steerer, self.lm.model, self.lm.tokenizer.pad_token_id or 0, train, validation,
-                self.train_options(context.seed), folder, log=context.log, world=context.world, adapter=self.adapter,
+                self.train_options(self.training_seed(context)), folder, log=context.log, world=context.world, adapter=self.adapter,
             )
         return record
 
