@@ -29,7 +29,7 @@ from ..harness.method.base import get_method, load_methods
 from ..harness.runner import evaluate_here
 from ..harness.runs.config import RunConfig
 from ..harness.runs.record import RunRecord
-from ..harness.runs.store import claim, claim_holder, holder_alive, read_results, release
+from ..harness.runs.store import claim, claim_holder, holder_alive, read_results, release, run_folder
 
 EXECUTORS = ("local", "ray", "slurm")
 
@@ -48,20 +48,20 @@ def run_claimed(config: dict, runs_dir: str, imports: tuple[str, ...] = (), log:
     """Run one configuration if no one else is running it (importable by Ray and submitit workers)."""
     load_methods(tuple(imports))
     config = RunConfig.from_dict(config)
-    run_dir = Path(runs_dir) / config.run_id()
+    run_dir = run_folder(Path(runs_dir), config)
     finished = read_results(run_dir)
     if finished is not None:
         (log or print)(f"reusing finished run {run_dir}")
-        return Outcome(config.run_id(), "reused", results=finished)
+        return Outcome(run_dir.name, "reused", results=finished)
     if not claim(run_dir):
-        return Outcome(config.run_id(), "elsewhere")
+        return Outcome(run_dir.name, "elsewhere")
     try:
-        return Outcome(config.run_id(), "done", results=evaluate_here(config, Path(runs_dir), log=log or print))
+        return Outcome(run_dir.name, "done", results=evaluate_here(config, Path(runs_dir), log=log or print))
     except PersonaBenchError as exc:
-        return Outcome(config.run_id(), "failed", error=str(exc))
+        return Outcome(run_dir.name, "failed", error=str(exc))
     except Exception as exc:  # a crash in one run must not stop the sweep: report it, keep the traceback's last line
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return Outcome(config.run_id(), "failed", error=last)
+        return Outcome(run_dir.name, "failed", error=last)
     finally:
         release(run_dir)
 
@@ -73,7 +73,7 @@ def wait_for_others(configs: list[RunConfig], outcomes: list[Outcome], runs_dir:
         for i, (config, outcome) in enumerate(zip(configs, settled)):
             if outcome.status != "elsewhere":
                 continue
-            run_dir = runs_dir / config.run_id()
+            run_dir = run_folder(runs_dir, config)
             finished = read_results(run_dir)
             holder = claim_holder(run_dir)
             if finished is not None:
@@ -82,9 +82,10 @@ def wait_for_others(configs: list[RunConfig], outcomes: list[Outcome], runs_dir:
                 settled[i] = Outcome(outcome.run_id, "failed", error="the process running it stopped without results (rerun the sweep to retry)")
         pending = [c for c, o in zip(configs, settled) if o.status == "elsewhere"]
         if pending:
-            holder = claim_holder(runs_dir / pending[0].run_id()) or {}
-            log(f"waiting for {len(pending)} run(s) other processes are doing, e.g. {pending[0].run_id()} (pid {holder.get('pid')} "
-                f"on {holder.get('host')}; if that process is gone, delete {runs_dir / pending[0].run_id() / 'claim.json'})")
+            waited = run_folder(runs_dir, pending[0])
+            holder = claim_holder(waited) or {}
+            log(f"waiting for {len(pending)} run(s) other processes are doing, e.g. {waited.name} (pid {holder.get('pid')} "
+                f"on {holder.get('host')}; if that process is gone, delete {waited / 'claim.json'})")
             time.sleep(poll)
     return settled
 

@@ -40,7 +40,8 @@ from .personas.kind import PersonaKind
 from .runs.config import RunConfig
 from .runs.record import SCHEMA_VERSION, TRAINING_FIELDS, MethodInfo, MetricValue, RunRecord, Training
 from .runs.store import (
-    CONFIG, SHARED, claim_or_wait, pseudonyms_for, read_results, read_samples, release, shared_dir, write_config, write_person_metrics,
+    CONFIG, SHARED, claim_or_wait, pseudonyms_for, read_results, read_samples, release, run_folder, shared_folder, write_config,
+    write_person_metrics,
     write_results, write_samples,
 )
 from .scoring.evaluation import padded_scores
@@ -133,9 +134,9 @@ def build_context(
     data loaded, and its split loaded or made). The one place a RunContext is built."""
     world = world or World.current()
     survey = run_survey(config) if survey is None else survey
-    folder = shared_dir(runs_dir, config.split_key())
+    folder = shared_folder(runs_dir, config)
     split = shared_split(config, survey, folder, world) if split is None else split
-    return RunContext(config, survey, split, Path(runs_dir) / config.run_id(), folder, device, log, world, device_map)
+    return RunContext(config, survey, split, run_folder(runs_dir, config), folder, device, log, world, device_map)
 
 
 def audit_finished_run(
@@ -183,7 +184,7 @@ def evaluate(
     doing the same run, this one waits and then reuses its result (``force``: reruns it after)."""
     config = checked(config)
     world = World.current()
-    run_dir = Path(runs_dir) / config.run_id()
+    run_dir = run_folder(runs_dir, config)
     if world.distributed:  # the ranks of one launch do the run together
         return evaluate_here(config, runs_dir, force, log, device, device_map, preset)
     if not claim_or_wait(run_dir, lambda: read_results(run_dir) is not None and not force, log):
@@ -202,7 +203,7 @@ def evaluate_here(
     config = checked(config)
     world = World.current()
     log = log if world.is_main else quiet
-    run_dir = Path(runs_dir) / config.run_id()
+    run_dir = run_folder(runs_dir, config)
     finished = read_results(run_dir)
     if finished is not None and not force:
         log(f"reusing finished run {run_dir}")
@@ -232,7 +233,7 @@ def evaluate_here(
         write_person_metrics(run_dir, per_person, names)
         report = method.report()
         record = RunRecord(
-            run_id=config.run_id(), config=config, method_info=MethodInfo(**{**method.describe(), "protocols": tuple(method.protocols)}),
+            run_id=run_dir.name, config=config, method_info=MethodInfo(**{**method.describe(), "protocols": tuple(method.protocols)}),
             accuracy=accuracy.value, ci95=accuracy.ci95, n_people=len(per_person), n_answers=len(docs),
             options=asdict(method.options),
             variant={k: v for k, v in config.method_options.items() if k not in method.budget_options},
@@ -295,7 +296,8 @@ def refreshed(config: RunConfig, runs_dir: Path, finished: RunRecord, log: Calla
     log(f"{config.method}: bringing the finished run's figures up to date from its samples")
     context = build_context(config, runs_dir)
     survey = context._survey
-    samples = read_samples(Path(runs_dir) / config.run_id())
+    run_dir = run_folder(runs_dir, config)
+    samples = read_samples(run_dir)
     scores = padded_scores(list(samples["scores"]))
     samples["n_options"] = np.isfinite(scores).sum(axis=1)
     per_person, _, metrics = person_metrics(samples, scores, survey, finished.method_info.scores_are, config.seed)
@@ -306,8 +308,8 @@ def refreshed(config: RunConfig, runs_dir: Path, finished: RunRecord, log: Calla
         **group_figures(samples, scores, per_person["accuracy"], survey, context.train_answers(), config.seed,
                         finished.method_info.scores_are),
     )
-    write_person_metrics(Path(runs_dir) / config.run_id(), per_person, pseudonyms_for(config.pseudonymize, runs_dir))
-    write_results(Path(runs_dir) / config.run_id(), updated)
+    write_person_metrics(run_dir, per_person, pseudonyms_for(config.pseudonymize, runs_dir))
+    write_results(run_dir, updated)
     return updated
 
 

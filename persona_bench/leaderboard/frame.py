@@ -12,7 +12,8 @@ trained: ``1,000 answers x 3 epochs``, empty for methods that do not train), ``t
 settings the run overrode, e.g. ``default, init=scaled``: two runs with one label trained alike;
 ``recipe_name`` and ``recipe_overrides`` hold the parts),
 ``waves_label`` (``W26``, ``W26+W41``; ``all`` when no waves were chosen), ``untrained_control``,
-``train_seed`` (the training's seed: ``--train-seed``, else the split's ``seed``) and ``redrawn``
+``data`` is the data's short name (:func:`~persona_bench.harness.data.identity.data_name`: the
+folder's name, never its path), ``train_seed`` (the training's seed: ``--train-seed``, else the split's ``seed``) and ``redrawn``
 (trained at another seed than the split's: shown only in the training-seed tables).
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..harness.data.identity import data_name
 from ..harness.runs.config import OMITTED_AT_DEFAULT
 from ..harness.runs.record import RunRecord
 from ..harness.runs.store import read_person_metrics, read_samples
@@ -86,6 +88,7 @@ def results_frame(records: list[RunRecord], metric: str = "accuracy") -> pd.Data
             recipe_overrides=overrides, waves_label="+".join(config.waves) or "all",
             model=config.model or "-", k=config.k if config.users == "unseen" else None, protocol=config.protocol,
             option_order=config.option_order,
+            data=data_name(config.data),  # titles and scopes by the data's short name, never its path
             train_seed=config.seed if record.options.get("train_seed") is None else record.options["train_seed"],
             redrawn=record.options.get("train_seed") not in (None, config.seed),
             metric=metric, score=score.value, score_ci95=list(score.ci95), higher_is_better=score.higher_is_better,

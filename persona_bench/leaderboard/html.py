@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..harness.core.atomic import atomic_write_text
+from ..harness.data.identity import data_name
 from ..harness.runs.record import RunRecord
 from .tables import Table
 
@@ -129,7 +130,7 @@ def runs_html(records: list[RunRecord]) -> str:
     """Every run in one sortable table; its configuration (settings, options, training budget) on demand."""
     rows = []
     for record in sorted(records, key=lambda r: r.run_id):
-        shown = {**record.config.as_dict(), "options": record.options, "variant": record.variant,
+        shown = {**record.config.as_dict(), "data": data_name(record.config.data), "options": record.options, "variant": record.variant,
                  **({"budget": record.training.budget, "recipe": record.training.recipe} if record.training else {}),
                  **({"preset": record.preset} if record.preset else {}), "persona_bench_version": record.persona_bench_version}
         configuration = html.escape(json.dumps(shown, indent=1, sort_keys=True, default=str))

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from ..core.errors import ConfigError
 from ..core.options import check_choices, check_types, option
+from ..data.identity import data_identity, legacy_identity
 from ..data.protocol import PROTOCOLS, USERS, SplitConfig
 from ..personas.cf import FOLD_INS
 from ..personas.kind import PersonaKind
@@ -104,14 +105,30 @@ class RunConfig:
         return {k: v for k, v in fields_.items() if k not in OMITTED_AT_DEFAULT or v != OMITTED_AT_DEFAULT[k]}
 
     def run_id(self) -> str:
-        """``<method>-<model>-<hash>``: readable, and unique per configuration."""
-        digest = hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        """``<method>-<model>-<hash>``: readable, and unique per configuration; the data counts by its
+        content, not its path (:func:`~persona_bench.harness.data.identity.data_identity`)."""
+        return self.identified_as(data_identity(self.data, self.waves))
+
+    def legacy_run_id(self) -> str:
+        """The id persona-bench before 0.8 gave this configuration (its data by its spec, path and all)."""
+        return self.identified_as(legacy_identity(self.data))
+
+    def identified_as(self, data: str) -> str:
+        identity = {**self.as_dict(), "data": data}
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
         model = (self.model or "nollm").replace("/", "_")
         return f"{self.method}-{model}-{digest}"
 
     def split_key(self) -> str:
-        """Identity of the shared split (data, waves, seed, shares)."""
-        parts = [self.data, ",".join(self.waves), self.seed, self.people_train, self.answers_train]
+        """Identity of the shared split (data by its content, waves, seed, shares)."""
+        return self.split_key_of(data_identity(self.data, self.waves))
+
+    def legacy_split_key(self) -> str:
+        """The split key before 0.8 (data by its spec)."""
+        return self.split_key_of(legacy_identity(self.data))
+
+    def split_key_of(self, data: str) -> str:
+        parts = [data, ",".join(self.waves), self.seed, self.people_train, self.answers_train]
         if self.protocol != "answers":
             parts.append(self.protocol)
         if self.pseudonymize:  # its shared files name people by the folder's pseudonyms

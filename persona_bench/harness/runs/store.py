@@ -44,9 +44,23 @@ class StoreError(PersonaBenchError):
     """A run artifact that cannot be read; the message names the file."""
 
 
-def shared_dir(runs_dir: Path, split_key: str) -> Path:
-    """Where runs on the same data and split share their split, personas and trained modules."""
-    return Path(runs_dir) / SHARED / split_key
+def run_folder(runs_dir: Path, config) -> Path:
+    """The folder of ``config``'s run: ``runs_dir/<run id>``, or the folder an earlier persona-bench
+    made for the same configuration under its older id (data by path, before 0.8) when only that
+    exists, so a runs folder made before keeps resuming and reusing its runs."""
+    return _current_or_legacy(Path(runs_dir), config.run_id(), config.legacy_run_id())
+
+
+def shared_folder(runs_dir: Path, config) -> Path:
+    """Where runs on the same data and split share their split, personas and trained modules:
+    ``runs_dir/_shared/<split key>`` (the legacy one when only that exists; see :func:`run_folder`)."""
+    return _current_or_legacy(Path(runs_dir) / SHARED, config.split_key(), config.legacy_split_key())
+
+
+def _current_or_legacy(parent: Path, current: str, legacy: str) -> Path:
+    if current != legacy and not (parent / current).exists() and (parent / legacy).exists():
+        return parent / legacy
+    return parent / current
 
 
 def write_config(run_dir: Path, config: dict) -> None:
