@@ -43,6 +43,8 @@ def test_cells_sort_by_their_figure_and_draw_their_ci():
     assert 'left:25.0%;width:50.0%' in bar and 'class="dot" style="left:50.0%"' in bar
     assert ci_bar("cf", (0.0, 1.0)) == "" and 'style="left:100.0%"' in ci_bar("90.0 [50.0, 70.0]", (40.0, 80.0))  # clamped
     assert ci_scales(pd.DataFrame({"a": ["60.0 [50.0, 70.0]", "", "40.0 [35.0, 45.0]"], "b": ["x", "1", "y"]})) == {"a": (35.0, 70.0)}
+    both = ci_scales(pd.DataFrame({"a": ["60.0 [50.0, 70.0]"], "b": ["20.0 [10.0, 30.0]"]}))  # one scale per table
+    assert both == {"a": (10.0, 70.0), "b": (10.0, 70.0)}
 
 
 def chromium(profile):

@@ -3,9 +3,9 @@
 The page holds the markdown's tables, its plots (PNG, embedded as data URIs) and, on demand, each
 run's configuration; nothing is fetched when it is viewed (inline CSS and script, no links out).
 Every table sorts by any column (click its header; again to reverse): a cell sorts by its first
-number, so ``61.2 [58.3, 64.0]`` by 61.2 and ``10,000`` by 10000, else by its text. A column of
-figures with CIs gets a bar per cell: the CI as a band and the figure as a dot, on the column's own
-scale. Aggregates only, like the markdown: the run configurations hold no per-person data.
+number, so ``61.2 [58.3, 64.0]`` by 61.2 and ``10,000`` by 10000, else by its text. A cell with a CI
+gets a bar: the CI as a band and the figure as a dot, on one scale for its whole table. Aggregates
+only, like the markdown: the run configurations hold no per-person data.
 """
 from __future__ import annotations
 
@@ -82,15 +82,19 @@ def sort_value(text: str) -> str:
 
 
 def ci_scales(frame: pd.DataFrame) -> dict[str, tuple[float, float]]:
-    """Per column whose cells with a figure all read ``value [low, high]``: the span its bars are drawn on."""
-    scales = {}
+    """The columns whose cells with a figure all read ``value [low, high]``, each with the span its bars
+    are drawn on: one span for the whole table, so bars compare across its columns (a main table's
+    methods) as well as down them."""
+    found = {}
     for column in frame.columns:
-        found = [WITH_CI.match(str(v)) for v in frame[column] if LEADING_NUMBER.match(str(v))]
-        if found and all(found):
-            numbers = [float(m[name]) for m in found for name in ("low", "high", "value")]
-            low, high = min(numbers), max(numbers)
-            scales[column] = (low, high if high > low else low + 1)
-    return scales
+        matches = [WITH_CI.match(str(v)) for v in frame[column] if LEADING_NUMBER.match(str(v))]
+        if matches and all(matches):
+            found[column] = matches
+    numbers = [float(m[name]) for matches in found.values() for m in matches for name in ("low", "high", "value")]
+    if not numbers:
+        return {}
+    low, high = min(numbers), max(numbers)
+    return dict.fromkeys(found, (low, high if high > low else low + 1))
 
 
 def ci_bar(text: str, scale: tuple[float, float]) -> str:
