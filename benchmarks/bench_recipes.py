@@ -47,15 +47,15 @@ def run_setting(name: str, args: argparse.Namespace) -> tuple[dict, dict[str, di
     from persona_bench.app.cli import build_parser, run_config
     from persona_bench.app.cli import main as cli
     from persona_bench.harness.runner import companions
-    from persona_bench.harness.runs.store import read_results
+    from persona_bench.harness.runs.store import read_results, run_folder
 
     argv = setting_argv(name, args)
     if cli(argv) != 0:
         raise SystemExit(f"setting {name} failed: persona-bench {' '.join(argv)}")
     parsed, extra = build_parser().parse_known_args(argv)
     config = run_config(parsed, extra)
-    others = {label: read_results(args.out / other.run_id()) for label, other in companions(config).items()}
-    return read_results(args.out / config.run_id()), others
+    others = {label: read_results(run_folder(args.out, other)) for label, other in companions(config).items()}
+    return read_results(run_folder(args.out, config)), others
 
 
 def comparison(result, other, runs: Path) -> str:

@@ -49,3 +49,22 @@ def test_a_training_seed_draws_the_module_again_beside_the_split_seed(tiny_model
     main_table = board[board.index("## Main comparison"):board.index("## Every metric")]
     shown = f"{100 * records[None]['accuracy']:.1f} ["
     assert shown in main_table and (f"{100 * records[1]['accuracy']:.1f} [" == shown or f"{100 * records[1]['accuracy']:.1f} [" not in main_table)
+
+
+def test_a_lone_redrawn_run_stays_on_the_tables_and_a_negative_training_seed_is_refused(tmp_path, capsys):
+    from persona_bench.leaderboard.frame import results_frame
+    from persona_bench.leaderboard.tables import shown_elsewhere
+    from tests.test_curves import spm_record
+
+    def trained(run_id: str, accuracy: float, answers: int, epochs_run: int, epochs: int, **options):
+        record = spm_record(run_id, f"2026-12-01T0{len(run_id)}:00:00", accuracy, answers, epochs_run, max_train_answers=answers, **options)
+        return record.with_fields(options={**record.options, "epochs": epochs})
+
+    default = trained("spm-a", 0.50, 1000, 3, 3)
+    redrawn = trained("spm-b", 0.52, 1000, 2, 3, train_seed=1)  # stopped early: another epoch count run, the same asked for
+    lone = trained("spm-c", 0.55, 3000, 1, 1, train_seed=2)  # no run at the split's seed
+    frame = results_frame([default, redrawn, lone])
+    assert frame["requested_budget"].tolist() == ["1,000 answers x 3 epochs"] * 2 + ["3,000 answers x 1 epochs"]
+    assert sorted(shown_elsewhere(frame)["run_id"]) == ["spm-a", "spm-c"]  # the redraw of a shown run: only in its own table
+    assert main(["run", "--method", "spm", "--train-seed", "-1", "--out", str(tmp_path)]) == 2
+    assert "--train-seed -1: a seed is 0 or more" in capsys.readouterr().err

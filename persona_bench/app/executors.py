@@ -48,7 +48,10 @@ def run_claimed(config: dict, runs_dir: str, imports: tuple[str, ...] = (), log:
     """Run one configuration if no one else is running it (importable by Ray and submitit workers)."""
     load_methods(tuple(imports))
     config = RunConfig.from_dict(config)
-    run_dir = run_folder(Path(runs_dir), config)
+    try:
+        run_dir = run_folder(Path(runs_dir), config)  # reads the data (its content identifies the run)
+    except PersonaBenchError as exc:
+        return Outcome(config.legacy_run_id(), "failed", error=str(exc))
     finished = read_results(run_dir)
     if finished is not None:
         (log or print)(f"reusing finished run {run_dir}")

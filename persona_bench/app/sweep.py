@@ -26,7 +26,7 @@ from typing import Callable
 
 import yaml
 
-from ..harness.core.errors import ConfigError
+from ..harness.core.errors import ConfigError, PersonaBenchError
 from ..harness.method.base import resolve_config
 from ..harness.runs.config import RunConfig
 from .executors import describe, execute
@@ -112,9 +112,9 @@ def load_grid(path: Path) -> list[RunConfig]:
                 raise ConfigError(f"{path}: grid entry {number}: {exc}") from None
             try:
                 config = resolve_config(RunConfig(**settings))
-            except (ConfigError, TypeError) as exc:
+                configs.setdefault(config.run_id(), config)  # the id reads the data (its content identifies it)
+            except (PersonaBenchError, TypeError) as exc:
                 raise ConfigError(f"{path}: grid entry {number}: {exc}") from None
-            configs.setdefault(config.run_id(), config)
     if not configs:
         raise ConfigError(f"{path}: the grid expands to no runs (an empty list of choices?)")
     return list(configs.values())

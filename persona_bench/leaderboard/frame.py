@@ -12,9 +12,12 @@ trained: ``1,000 answers x 3 epochs``, empty for methods that do not train), ``t
 settings the run overrode, e.g. ``default, init=scaled``: two runs with one label trained alike;
 ``recipe_name`` and ``recipe_overrides`` hold the parts),
 ``waves_label`` (``W26``, ``W26+W41``; ``all`` when no waves were chosen), ``untrained_control``,
-``data`` is the data's short name (:func:`~persona_bench.harness.data.identity.data_name`: the
-folder's name, never its path), ``train_seed`` (the training's seed: ``--train-seed``, else the split's ``seed``) and ``redrawn``
-(trained at another seed than the split's: shown only in the training-seed tables).
+``train_seed`` (the training's seed: ``--train-seed``, else the split's ``seed``), ``redrawn``
+(trained at another seed than the split's), ``requested_budget`` (the answers and epochs asked for,
+which early stopping does not change: what training seeds are compared at).
+
+``data`` is replaced by the data's short name (:func:`~persona_bench.harness.data.identity.data_name`:
+the folder's name, never its path), which titles and scopes read.
 """
 from __future__ import annotations
 
@@ -48,6 +51,14 @@ def budget_label(budget: dict | None) -> str:
     if not budget.get("train_answers"):
         return "untrained"
     return f"{budget['train_answers']:,} answers x {budget.get('epochs', 0)} epochs"
+
+
+def requested_budget(record: RunRecord) -> str:
+    """``10,000 answers x 1 epochs`` as the run asked (``all answers`` for 0); empty for a method that does not train."""
+    if record.training is None or not record.training.train_answers:
+        return ""
+    answers, epochs = record.options.get("max_train_answers"), record.training.settings.get("epochs", record.options.get("epochs"))
+    return f"{'all' if not answers else f'{answers:,}'} answers x {epochs} epochs"
 
 
 def recipe_overrides(record: RunRecord, variant: dict) -> dict:
@@ -91,6 +102,7 @@ def results_frame(records: list[RunRecord], metric: str = "accuracy") -> pd.Data
             data=data_name(config.data),  # titles and scopes by the data's short name, never its path
             train_seed=config.seed if record.options.get("train_seed") is None else record.options["train_seed"],
             redrawn=record.options.get("train_seed") not in (None, config.seed),
+            requested_budget=requested_budget(record),
             metric=metric, score=score.value, score_ci95=list(score.ci95), higher_is_better=score.higher_is_better,
         )
         rows.append(row)

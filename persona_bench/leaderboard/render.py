@@ -16,7 +16,7 @@ from .groups import group_tables
 from .html import write_html
 from .plots import write_plots
 from .tables import (NOT_SIGNIFICANT, Table, main_tables, metric_tables, position_tables, seed_tables, sweep_tables,
-                     training_seed_tables)
+                     shown_elsewhere, training_seed_tables)
 
 LEGEND = (
     "Macro accuracy in percent (accuracy per person, averaged over people) with its 95% bootstrap CI over "
@@ -83,8 +83,8 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
         raise ConfigError(f"--metric {metric}: no run in {runs_dir} has it (they have: {', '.join(kept)})")
     every_accuracy = results_frame(records)
     every_ranked = every_accuracy if metric == "accuracy" else results_frame(records, metric)
-    # a run trained at another training seed than its split's is shown only beside its draws (training-seed tables)
-    accuracy, ranked = (frame[~frame["redrawn"]] for frame in (every_accuracy, every_ranked))
+    # a run trained at another training seed than its split's is shown beside its other draws (training-seed tables)
+    accuracy, ranked = (shown_elsewhere(frame) for frame in (every_accuracy, every_ranked))
     curves, curve_plots = learning_curves(accuracy, out.parent)
     plots = [*curve_plots, *write_plots(accuracy, out.parent)]
     main, groups = main_tables(ranked, runs_dir), group_tables(accuracy)

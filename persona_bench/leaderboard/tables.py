@@ -328,30 +328,48 @@ def seed_tables(results: pd.DataFrame) -> list[Table]:
     return tables
 
 
+REDRAW_KEYS = ["_label", "requested_budget", "recipe", "persona"]  # one trained run, whatever its training seed
+
+
+def redraw_groups(results: pd.DataFrame):
+    """Per scope, the trained runs labelled for :data:`REDRAW_KEYS` (method, variant and model)."""
+    trained = results[results["train_answers"].fillna(0) > 0]
+    for values, group in trained.groupby(SCOPE, dropna=False, sort=True):
+        labels = [f"{method_label(m, v)} ({model})" for m, v, model in zip(group["method"], group["variant"], group["model"])]
+        yield values, group.assign(_label=labels)
+
+
+def shown_elsewhere(results: pd.DataFrame) -> pd.DataFrame:
+    """The runs the tables other than the training-seed ones show: all but a redrawn run (another
+    training seed than its split's) whose run at the split's seed is there too."""
+    hidden = set()
+    for _, group in redraw_groups(results):
+        has_default = group.groupby(REDRAW_KEYS)["redrawn"].transform(lambda redrawn: not redrawn.all())
+        hidden.update(group.index[group["redrawn"] & has_default])
+    return results.drop(index=list(hidden))
+
+
 def training_seed_tables(results: pd.DataFrame) -> list[Table]:
     """Per scope, each trained method (variant, budget, recipe) trained at several training seeds with
     the split fixed: macro accuracy at each seed with its CI, then the mean, standard deviation and range."""
     tables = []
-    trained = results[results["train_answers"].fillna(0) > 0]
-    for values, group in trained.groupby(SCOPE, dropna=False, sort=True):
+    for values, group in redraw_groups(results):
         scope = dict(zip(SCOPE, values))
-        group = group.assign(_label=[f"{method_label(m, v)} ({model})" for m, v, model in zip(group["method"], group["variant"], group["model"])])
-        runs = latest(group, ["_label", "budget_label", "recipe", "persona", "train_seed"])
-        redrawn = runs.groupby(["_label", "budget_label", "recipe", "persona"])["train_seed"].transform("nunique") > 1
-        runs = runs[redrawn]
+        runs = latest(group, [*REDRAW_KEYS, "train_seed"])
+        runs = runs[runs.groupby(REDRAW_KEYS)["train_seed"].transform("nunique") > 1]
         if runs.empty:
             continue
         title = f"Training seeds — {scope_title(scope)}"
-        table = sweep(runs, ["_label", "budget_label", "recipe", "persona"], runs["train_seed"].astype(int), title,
+        table = sweep(runs, REDRAW_KEYS, runs["train_seed"].astype(int), title,
                       "The same method, budget and recipe trained again with another training seed (--train-seed: the module's "
                       "initialisation and the order of its answers), split, people and answers fixed: macro accuracy with its CI "
                       "per training seed (columns), then the mean over seeds, their standard deviation and range, to read beside a CI.")
-        spread = runs.groupby(["_label", "budget_label", "recipe", "persona"])["score"].agg(["mean", "std", "min", "max"]).reset_index()
-        frame = table.frame.merge(spread, on=["_label", "budget_label", "recipe", "persona"])
+        spread = runs.groupby(REDRAW_KEYS)["score"].agg(["mean", "std", "min", "max"]).reset_index()
+        frame = table.frame.merge(spread, on=REDRAW_KEYS)
         shown = runs.iloc[0]
         frame["mean"], frame["sd"] = frame["mean"].map(lambda v: score_text(shown, v)), frame["std"].map(lambda v: score_text(shown, v))
         frame["range"] = (frame["max"] - frame["min"]).map(lambda v: score_text(shown, v))
-        frame = frame.drop(columns=["std", "min", "max"]).rename(columns={"_label": "method", "budget_label": "budget"})
+        frame = frame.drop(columns=["std", "min", "max"]).rename(columns={"_label": "method", "requested_budget": "budget"})
         tables.append(Table(title, table.note, frame, table.cells))
     return tables
 

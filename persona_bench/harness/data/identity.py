@@ -62,5 +62,5 @@ def content_fingerprint(spec: str, waves: tuple[str, ...], stamp: tuple) -> str:
     for key in sorted(survey.questions):
         question = survey.questions[key]
         digest.update(json.dumps([key, question.text, list(question.options), list(question.ordinal)], default=str).encode())
-    digest.update(survey.respondents.sort_index().to_csv().encode())
+    digest.update(survey.respondents.sort_index().to_csv(lineterminator="\n").encode())  # the same bytes on every platform
     return digest.hexdigest()[:16]

@@ -36,7 +36,7 @@ from ...tasks.prompts import PROMPTS, styled
 from ..core.atomic import atomic_write_json
 from .cost import training_estimate
 from ..core.errors import ConfigError, warn
-from ..core.options import option, with_roles
+from ..core.options import option, role, with_roles
 from ..method.base import Method
 from ..method.context import RunContext
 from ..runs.config import OMITTED_AT_DEFAULT
@@ -88,7 +88,8 @@ class LearnedSteering(Method):
         standardise: bool = option(True, "centre and scale persona vectors by the train people's before the MLP (false: the "
                                          "paper's raw CF vectors)")
         train_seed: int | None = option(None, "seed of the module's initialisation, the adapter's and the order it sees its answers "
-                                              "in (not of the split, nor of which answers it trains on; none: the split's --seed)",
+                                              "in (not of the split, of which answers it trains on, nor of their option rotations; "
+                                              "none: the split's --seed)",
                                         role="seed", untrained=True)
         checkpoint_minutes: float = option(5.0, "minutes between mid-epoch checkpoints (0: at epoch ends only)", role="operational")
         gradient_checkpointing: bool = option(False, "less memory for large models (same gradients, more compute)", role="operational")
@@ -97,7 +98,7 @@ class LearnedSteering(Method):
         """A recipe is a partial Options: it may set only the options a run leaves unset (default None),
         and every setting the trainer needs (checked as the family is defined)."""
         super().__init_subclass__(**kwargs)
-        fillable = {item.name for item in fields(cls.Options) if item.default is None}
+        fillable = {item.name for item in fields(cls.Options) if item.default is None and role(item) != "seed"}
         for name, recipe in cls.recipes.items():
             unknown = sorted(set(recipe) - fillable)
             if unknown:
@@ -132,6 +133,8 @@ class LearnedSteering(Method):
             raise ConfigError(f"--recipe {recipe!r}: {cls.name} knows {', '.join(sorted(cls.recipes))}")
         if options.max_train_answers < 0:
             raise ConfigError("--max-train-answers must be 0 (all) or more")
+        if options.train_seed is not None and options.train_seed < 0:
+            raise ConfigError(f"--train-seed {options.train_seed}: a seed is 0 or more")
         if options.lora_rank < 0:
             raise ConfigError(f"--lora-rank {options.lora_rank}: a LoRA rank is 1 or more (0: no adapter, the LM stays frozen)")
         if options.lora_rank:
