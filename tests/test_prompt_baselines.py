@@ -127,7 +127,16 @@ def test_context_retrieval_picks_the_most_similar_other_questions():
     assert method.most_similar(answered.iloc[:0], "Q4", similarity) == []
 
 
-def test_model_aliases_fail_clearly_offline(tmp_path):
+@pytest.fixture
+def empty_hf_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache: a paper model this machine's cache holds (say, one written by
+    benchmarks/write_random_model.py --hf-cache) must not be loaded by a test of its absence."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+
+
+def test_model_aliases_fail_clearly_offline(tmp_path, empty_hf_cache):
     with pytest.raises(ModelUnavailable, match="gpt-j-6b.*not in the Hugging Face cache"):
         resolve_model("gpt-j-6b")
     with pytest.raises(ModelUnavailable, match="unknown model 'gpt-7'"):
@@ -156,7 +165,7 @@ def test_prompt_methods_run_end_to_end(method, extra, tiny_model_path, tmp_path,
         assert all(len(d["context"]) <= 3 for d in docs) and any(d["context"] for d in docs)
 
 
-def test_paper_model_fails_with_one_line(capsys, tmp_path):
+def test_paper_model_fails_with_one_line(capsys, tmp_path, empty_hf_cache):
     assert main(["run", "--method", "raw", "--model", "falcon-7b-instruct", "--out", str(tmp_path), "--no-references"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) >= 1 and "falcon-7b-instruct" in err[-1] and "not in the Hugging Face cache" in err[-1]
