@@ -57,3 +57,12 @@ def tiny_model_path(tmp_path_factory):
     from .tiny_models import make_tiny_model
 
     return make_tiny_model("llama", tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture
+def empty_hf_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache: a paper model this machine's cache holds (say, one written by
+    benchmarks/write_random_model.py --hf-cache) must not be loaded by a test of its absence."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))

@@ -18,7 +18,7 @@ def corpus(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_damaged_input_gets_one_clear_line(name, corpus, capsys, monkeypatch):
+def test_damaged_input_gets_one_clear_line(name, corpus, capsys, monkeypatch, empty_hf_cache):
     folder = corpus[name]
     spec = json.loads((folder / "case.json").read_text())
     for variable, value in spec["env"].items():

@@ -127,15 +127,6 @@ def test_context_retrieval_picks_the_most_similar_other_questions():
     assert method.most_similar(answered.iloc[:0], "Q4", similarity) == []
 
 
-@pytest.fixture
-def empty_hf_cache(tmp_path, monkeypatch):
-    """An empty Hugging Face cache: a paper model this machine's cache holds (say, one written by
-    benchmarks/write_random_model.py --hf-cache) must not be loaded by a test of its absence."""
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
-
-
 def test_model_aliases_fail_clearly_offline(tmp_path, empty_hf_cache):
     with pytest.raises(ModelUnavailable, match="gpt-j-6b.*not in the Hugging Face cache"):
         resolve_model("gpt-j-6b")
