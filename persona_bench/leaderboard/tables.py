@@ -17,7 +17,7 @@ Every table also yields its cells as plain records for the machine-readable CSV.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -316,16 +316,22 @@ def seed_tables(results: pd.DataFrame) -> list[Table]:
             continue
         scope = {**dict(zip(where, values)), "seed": 0}
         title = f"Split seeds — {scope_title(scope).rsplit(', seed', 1)[0]}"
-        table = sweep(plain, ["model", "method"], plain["seed"].astype(int), title,
-                      "Macro accuracy per split seed (its own people and held-out answers), then the mean over seeds, their "
-                      "standard deviation and range: how much of a difference between methods the split alone can make.")
-        spread = plain.groupby(["model", "method"])["score"].agg(["mean", "std", "min", "max"])
-        frame = table.frame.merge(spread.reset_index(), on=["model", "method"])
-        shown = plain.iloc[0]
-        frame["mean"], frame["sd"] = frame["mean"].map(lambda v: score_text(shown, v)), frame["std"].map(lambda v: score_text(shown, v))
-        frame["range"] = (frame["max"] - frame["min"]).map(lambda v: score_text(shown, v))
-        tables.append(Table(title, table.note, frame.drop(columns=["std", "min", "max"]), table.cells))
+        tables.append(spread_table(plain, ["model", "method"], plain["seed"].astype(int), title,
+                                   "Macro accuracy per split seed (its own people and held-out answers), then the mean over seeds, their "
+                                   "standard deviation and range: how much of a difference between methods the split alone can make."))
     return tables
+
+
+def spread_table(runs: pd.DataFrame, rows: list[str], column: pd.Series, title: str, note: str) -> Table:
+    """:func:`sweep` of ``runs`` over the seeds in ``column``, then each row's mean over them, their
+    standard deviation and range (in the ranked metric's units)."""
+    table = sweep(runs, rows, column, title, note)
+    spread = runs.groupby(rows)["score"].agg(["mean", "std", "min", "max"]).reset_index()
+    frame = table.frame.merge(spread, on=rows)
+    shown = runs.iloc[0]
+    frame["mean"], frame["sd"] = frame["mean"].map(lambda v: score_text(shown, v)), frame["std"].map(lambda v: score_text(shown, v))
+    frame["range"] = (frame["max"] - frame["min"]).map(lambda v: score_text(shown, v))
+    return Table(title, table.note, frame.drop(columns=["std", "min", "max"]), table.cells)
 
 
 REDRAW_KEYS = ["_label", "requested_budget", "recipe", "persona"]  # one trained run, whatever its training seed
@@ -360,17 +366,11 @@ def training_seed_tables(results: pd.DataFrame) -> list[Table]:
         if runs.empty:
             continue
         title = f"Training seeds — {scope_title(scope)}"
-        table = sweep(runs, REDRAW_KEYS, runs["train_seed"].astype(int), title,
-                      "The same method, budget and recipe trained again with another training seed (--train-seed: the module's "
-                      "initialisation and the order of its answers), split, people and answers fixed: macro accuracy with its CI "
-                      "per training seed (columns), then the mean over seeds, their standard deviation and range, to read beside a CI.")
-        spread = runs.groupby(REDRAW_KEYS)["score"].agg(["mean", "std", "min", "max"]).reset_index()
-        frame = table.frame.merge(spread, on=REDRAW_KEYS)
-        shown = runs.iloc[0]
-        frame["mean"], frame["sd"] = frame["mean"].map(lambda v: score_text(shown, v)), frame["std"].map(lambda v: score_text(shown, v))
-        frame["range"] = (frame["max"] - frame["min"]).map(lambda v: score_text(shown, v))
-        frame = frame.drop(columns=["std", "min", "max"]).rename(columns={"_label": "method", "requested_budget": "budget"})
-        tables.append(Table(title, table.note, frame, table.cells))
+        table = spread_table(runs, REDRAW_KEYS, runs["train_seed"].astype(int), title,
+                             "The same method, budget and recipe trained again with another training seed (--train-seed: the module's "
+                             "initialisation and the order of its answers), split, people and answers fixed: macro accuracy with its CI "
+                             "per training seed (columns), then the mean over seeds, their standard deviation and range, to read beside a CI.")
+        tables.append(replace(table, frame=table.frame.rename(columns={"_label": "method", "requested_budget": "budget"})))
     return tables
 
 
