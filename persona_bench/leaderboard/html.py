@@ -98,7 +98,7 @@ def ci_scales(frame: pd.DataFrame) -> dict[str, tuple[float, float]]:
 
 
 def ci_bar(text: str, scale: tuple[float, float]) -> str:
-    """The CI band and the figure's dot of one cell, on its column's scale."""
+    """The CI band and the figure's dot of one cell, on its table's scale."""
     match = WITH_CI.match(text)
     if not match:
         return ""
@@ -108,6 +108,11 @@ def ci_bar(text: str, scale: tuple[float, float]) -> str:
             f'width:{max(at[1] - at[0], 0.5):.1f}%"></span><span class="dot" style="left:{at[2]:.1f}%"></span></div>')
 
 
+def cell_html(value: str, scale: tuple[float, float] | None) -> str:
+    """One cell: its sort key, its text (markdown bold and code kept) and, given its table's scale, its CI bar."""
+    return f'<td data-sort="{html.escape(sort_value(value))}">{inline(value)}{ci_bar(value, scale) if scale else ""}</td>'
+
+
 def table_html(table: Table) -> str:
     """A titled, sortable table with CI bars and its note."""
     frame = table.frame.astype(str).replace({"nan": "", "None": ""})
@@ -115,11 +120,7 @@ def table_html(table: Table) -> str:
     head = "".join(f"<th>{inline(column)}</th>" for column in frame.columns)
     rows = []
     for _, row in frame.iterrows():
-        cells = "".join(
-            f'<td data-sort="{html.escape(sort_value(value))}">{inline(value)}{ci_bar(value, scales[column]) if column in scales else ""}</td>'
-            for column, value in row.items()
-        )
-        rows.append(f"<tr>{cells}</tr>")
+        rows.append(f"<tr>{''.join(cell_html(value, scales.get(column)) for column, value in row.items())}</tr>")
     note = f'<p class="note">{inline(table.note)}</p>' if table.note else ""
     return f"<h3>{inline(table.title)}</h3>\n<table class=\"sortable\"><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(rows) + f"\n</tbody></table>\n{note}"
 
@@ -148,8 +149,7 @@ def runs_html(records: list[RunRecord]) -> str:
     for row in rows:
         run = html.escape(row["run"])
         cells = [f'<td data-sort="{run}"><details><summary>{run}</summary><pre>{row["_configuration"]}</pre></details></td>']
-        cells += [f'<td data-sort="{html.escape(sort_value(value))}">{html.escape(value)}{ci_bar(value, scales[column]) if column in scales else ""}</td>'
-                  for column, value in row.items() if column not in ("run", "_configuration")]
+        cells += [cell_html(value, scales.get(column)) for column, value in row.items() if column not in ("run", "_configuration")]
         body.append(f"<tr>{''.join(cells)}</tr>")
     head = "".join(f"<th>{html.escape(column)}</th>" for column in ["run (click for its configuration)", *list(frame.columns)[1:-1]])
     return f'<table class="sortable" id="runs"><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(body) + "\n</tbody></table>"
