@@ -124,6 +124,10 @@ grid:
     with_lora = run_cost(replace(load_grid(grid)[2], method_options={"max_train_answers": 50, "epochs": 2, "placement": "answer", "lora_rank": 4}),
                          tmp_path / "runs")
     assert with_lora.prompt_tokens == placed.prompt_tokens and with_lora.training_flops > 5 * placed.training_flops  # heads recomputed in training
+    scored: set = set()
+    first, again = (run_cost(load_grid(grid)[1], tmp_path / "runs", scored=scored) for _ in range(2))
+    assert (first.forwards, first.cached_forwards) == (raw.forwards, 0) and (again.forwards, again.cached_forwards) == (0, raw.forwards)
+    assert again.scoring_flops == 0  # a later run's prompts come from the score cache
     tuned = {prompt: run_cost(replace(load_grid(grid)[1], method="finetune", method_options={"prompt": prompt, "max_train_answers": 50, "epochs": 1}),
                               tmp_path / "runs") for prompt in ("raw", "demographics")}
     assert tuned["raw"].prompt_tokens == raw.prompt_tokens and tuned["demographics"].prompt_tokens > 3 * raw.prompt_tokens  # its own prompt

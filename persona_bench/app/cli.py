@@ -471,10 +471,10 @@ def plan_command(args: argparse.Namespace) -> int:
     from .sweep import load_grid, with_seeds
 
     configs = with_seeds(load_grid(args.grid), args.seeds)
-    costs, trainings = [], set()
+    costs, trainings, scored = [], set(), set()
     for number, config in enumerate(configs, start=1):
         stderr_log(f"[{number}/{len(configs)}] costing {config.run_id()}")
-        costs.append(run_cost(config, args.out, trainings))
+        costs.append(run_cost(config, args.out, trainings, scored))
     here = calibrate()
     frame, totals = plan_table(costs, here, args.gpu)
     print(tabulate(frame, headers="keys", showindex=False, tablefmt="github", floatfmt=",.3g", intfmt=","))

@@ -1,7 +1,8 @@
 """A cost plan before spending: what each run of a grid will take, and the total.
 
 Per run: the docs to score; the forward passes left after the scorer's deduplication (one per
-distinct prompt for prompting methods; one per distinct persona and question for steering
+distinct prompt for prompting methods, less those an earlier run of the grid scores, which the
+score cache serves: the ``cached`` column; one per distinct persona and question for steering
 methods; none for the no-LLM references); their prompt tokens; the training examples x epochs
 (steering methods: the recipe's epochs, an upper bound when early stopping ends sooner, plus
 the validation forwards); and the FLOPs they cost (a steering family that shares part of each
@@ -53,6 +54,7 @@ class RunCost:
     scoring_flops: float
     training_flops: float
     reuses_training: bool = False  # another run of the grid trains the same module: no training here
+    cached_forwards: int = 0  # prompts an earlier run of the grid scores (the score cache serves them): not in ``forwards``
 
 
 @lru_cache(maxsize=16)
@@ -99,10 +101,13 @@ def prompt_texts(config: RunConfig, context: RunContext, docs: pd.DataFrame) -> 
     return texts
 
 
-def run_cost(config: RunConfig, runs_dir: Path, trainings: set | None = None) -> RunCost:
+def run_cost(config: RunConfig, runs_dir: Path, trainings: set | None = None, scored: set | None = None) -> RunCost:
     """The estimated cost of one run (see module docstring). ``trainings`` collects the trained
-    modules costed so far in a grid: a run that reuses one costs no training."""
+    modules costed so far in a grid: a run that reuses one costs no training. ``scored`` collects
+    the unsteered prompts scored so far: the score cache serves them to a later run of the grid
+    (e.g. Demographics + Raw Q on unseen people at every K), so they cost it nothing."""
     trainings = set() if trainings is None else trainings
+    scored = set() if scored is None else scored
     survey, split = survey_and_split(config.data, tuple(config.waves), config.split_config())
     docs = ordered_docs(scored_docs(survey, split, config.users, config.max_eval_people, config.seed), config.option_order)  # cyclic: every rotation
     method = get_method(config.method)
@@ -118,6 +123,12 @@ def run_cost(config: RunConfig, runs_dir: Path, trainings: set | None = None) ->
     if method.uses_persona:  # one forward per (persona, prompt)
         keys = [v.tobytes() for v in context.persona_vectors(docs["respondent"]).astype(np.float32)]
     distinct = list(dict.fromkeys(zip(keys, texts)))
+    cached = 0
+    if not method.uses_persona and not issubclass(method, LearnedSteering):  # unsteered prompts: the score cache's by their text
+        seen = {(config.model, config.dtype, text) for _, text in distinct}
+        left = seen - scored
+        cached, distinct = len(seen) - len(left), [(key, text) for key, text in distinct if (config.model, config.dtype, text) in left]
+        scored |= left
     tokenizer = tokenizer_for(config.model)
     counted = TOKENS.setdefault(tokenizer.name_or_path, {})
     missing = list(set(texts) - counted.keys())
@@ -146,7 +157,7 @@ def run_cost(config: RunConfig, runs_dir: Path, trainings: set | None = None) ->
         mean_tokens = np.mean([trained_tokens.get(t, 0) for t in texts]) if texts else 0
         training_flops = 0.0 if reused else training_cost(examples, validation, epochs, mean_tokens, active)
     return RunCost(config.run_id(), label, len(docs), len(distinct), prompt_tokens, examples, epochs, 2.0 * prompt_tokens * active,
-                   training_flops, reused)
+                   training_flops, reused, cached)
 
 
 def plan_table(costs: list[RunCost], here: float, gpu: str) -> tuple[pd.DataFrame, dict]:
@@ -156,7 +167,7 @@ def plan_table(costs: list[RunCost], here: float, gpu: str) -> tuple[pd.DataFram
     for c in costs:
         gpu_hours = (c.scoring_flops / UTILISATION["scoring"] + c.training_flops / UTILISATION["training"]) / peak / 3600 if peak else None
         rows.append({
-            "run": c.label, "docs": c.docs, "forwards": c.forwards, "prompt tokens": c.prompt_tokens,
+            "run": c.label, "docs": c.docs, "forwards": c.forwards, "cached": c.cached_forwards, "prompt tokens": c.prompt_tokens,
             "train examples x epochs": ("reuses a training" if c.reuses_training else f"{c.train_examples:,} x {c.epochs}") if c.train_examples else "",
             "PFLOP": (c.scoring_flops + c.training_flops) / 1e15, "hours here": (c.scoring_flops + c.training_flops) / here / 3600,
             **({f"hours on {gpu}": gpu_hours} if peak else {}),
