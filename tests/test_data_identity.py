@@ -87,3 +87,23 @@ def test_a_runs_folder_from_before_keeps_its_runs_and_split(two_copies, tmp_path
     assert [p.name for p in (runs / "_shared").iterdir() if p.is_dir()] == [config.legacy_split_key()]
     record = json.loads((runs / config.legacy_run_id() / "results.json").read_text())
     assert record["run_id"] == config.legacy_run_id()
+
+
+def test_data_name_names_the_data_in_titles_and_refuses_an_unclear_one(two_copies, tmp_path, capsys):
+    first, _ = two_copies
+    runs = tmp_path / "runs"
+    for data, people in ((f"opinionqa:{first}", "20"), ("demo:300", "10")):
+        assert main(["run", "--method", "majority", "--data", data, "--max-eval-people", people, "--out", str(runs), "--no-references"]) == 0
+    board = tmp_path / "board" / "LEADERBOARD.md"
+    assert main(["leaderboard", "--runs", str(runs), "--out", str(board), "--html", "--data-name", "opinionqa=OpinionQA (test)"]) == 0
+    text = board.read_text()
+    assert "### OpinionQA (test) [" in text and "### demo:300" in text and "### opinionqa [" not in text
+    assert "--data-name 'opinionqa=OpinionQA (test)'" in text.splitlines()[2]  # the provenance line's command reruns as written
+    assert "OpinionQA (test)" in (board.parent / "LEADERBOARD.csv").read_text() + (board.parent / "LEADERBOARD.html").read_text()
+    capsys.readouterr()
+    for given, said in (("OpinionQA", "the runs hold 2 data sources (demo:300, opinionqa): say which"),
+                        ("nosuch=X", "no run's data is called 'nosuch' (the runs hold: demo:300, opinionqa)"),
+                        ("opinionqa=", "give a name")):
+        assert main(["leaderboard", "--runs", str(runs), "--out", str(board), "--data-name", given]) == 2
+        err = capsys.readouterr().err
+        assert said in err and len(err.strip().splitlines()) == 1

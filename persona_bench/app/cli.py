@@ -9,8 +9,8 @@
                       [--k N] [--max-eval-people N] [--seed S] [--out RUNS_DIR] [method flags]
     persona-bench train [--method spm] [run flags] [method flags]
     persona-bench curve [--method spm] --budgets 1000,3000,10000 [run flags] [method flags] [--leaderboard FILE]
-    persona-bench sweep GRID.yaml [--out RUNS_DIR] [--leaderboard FILE]
-    persona-bench leaderboard [--runs RUNS_DIR] [--out FILE] [--metric NAME] [--skip-bad] [--html]
+    persona-bench sweep GRID.yaml [--out RUNS_DIR] [--leaderboard FILE] [--data-name [SHORT=]NAME]
+    persona-bench leaderboard [--runs RUNS_DIR] [--out FILE] [--metric NAME] [--skip-bad] [--html] [--data-name [SHORT=]NAME]
 
 ``python -m persona_bench`` is the same command (``torchrun --nproc_per_node N -m persona_bench run ...``
 scores and trains data-parallel).
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
@@ -160,12 +161,14 @@ def build_parser(run_defaults: Mapping[str, object] | None = None) -> argparse.A
     board.add_argument("--metric", default="accuracy", help="rank, mark and test the tables by this registered metric (default: accuracy; "
                        "persona-bench metrics lists them)")
     board.add_argument("--skip-bad", action="store_true", help="leave out unreadable results.json files (named in the leaderboard's note) instead of failing")
+    data_name_flag(board)
     board.add_argument("--html", action="store_true", help="also write the leaderboard as one self-contained HTML page beside it "
                        "(sortable tables, CI bars, plots inline, each run's configuration on demand)")
     grid = sub.add_parser("sweep", help="run an experiment grid (resumable), then refresh the leaderboard")
     grid.add_argument("grid", type=Path, help="grid YAML, e.g. grids/cpu.yaml")
     grid.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
     grid.add_argument("--leaderboard", type=Path, default=None, help="leaderboard file (default: RUNS_DIR/LEADERBOARD.md)")
+    data_name_flag(grid)
     grid.add_argument("--dry-run", action="store_true", help="list the runs without running them")
     grid.add_argument("--plan", action="store_true", help="print what each run and the whole grid will cost (an estimate), run nothing")
     grid.add_argument("--gpu", default="h100", help="--plan: the GPU to estimate hours on (h100, a100, l40s; cpu: this machine only)")
@@ -423,13 +426,27 @@ def leaderboard_file(runs_dir: Path, given: Path | None) -> Path:
     return given or runs_dir / "LEADERBOARD.md"
 
 
+def data_name_flag(parser: argparse.ArgumentParser) -> None:
+    """``--data-name [SHORT=]NAME``: what the leaderboard's titles call a data source."""
+    parser.add_argument("--data-name", action="append", default=[], metavar="[SHORT=]NAME",
+                        help="name the data in the leaderboard's titles (default: its folder's name, e.g. opinionqa); "
+                             "SHORT=NAME where the runs hold several data sources; repeatable")
+
+
+def data_name_args(names: list[str]) -> str:
+    """The ``--data-name`` flags as a command line writes them."""
+    return "".join(f" --data-name {shlex.quote(name)}" for name in names)
+
+
 def refresh_leaderboard(runs_dir: Path, out: Path, command: str, note: str = "", skip_bad: bool = False, metric: str = "accuracy",
-                        html: bool = False) -> None:
-    """Write the leaderboard of ``runs_dir`` to ``out`` (``html``: its page too), saying it came from ``command``."""
+                        html: bool = False, data_names: list[str] = ()) -> None:
+    """Write the leaderboard of ``runs_dir`` to ``out`` (``html``: its page too; ``data_names``:
+    ``--data-name``), saying it came from ``command``."""
     from ..leaderboard import write_leaderboard
     from ..leaderboard.render import provenance
 
-    for path in write_leaderboard(runs_dir, out, f"{provenance(command)} {note}".strip(), skip_bad=skip_bad, metric=metric, html=html):
+    for path in write_leaderboard(runs_dir, out, f"{provenance(command)} {note}".strip(), skip_bad=skip_bad, metric=metric, html=html,
+                                  data_names=data_names):
         print(f"wrote {path}")
 
 
@@ -437,8 +454,9 @@ def refresh_leaderboard(runs_dir: Path, out: Path, command: str, note: str = "",
 def leaderboard_command(args: argparse.Namespace, extra: list[str]) -> int:
     args.out = leaderboard_file(args.runs, args.out)
     command = (f"persona-bench leaderboard --runs {args.runs} --out {args.out}" + (" --skip-bad" if args.skip_bad else "")
-               + (f" --metric {args.metric}" if args.metric != "accuracy" else "") + (" --html" if args.html else ""))
-    refresh_leaderboard(args.runs, args.out, command, args.note, args.skip_bad, args.metric, args.html)
+               + (f" --metric {args.metric}" if args.metric != "accuracy" else "") + (" --html" if args.html else "")
+               + data_name_args(args.data_name))
+    refresh_leaderboard(args.runs, args.out, command, args.note, args.skip_bad, args.metric, args.html, args.data_name)
     return 0
 
 
@@ -458,7 +476,8 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
     args.leaderboard = leaderboard_file(args.out, args.leaderboard)
     if results:
         seeds = f" --seeds {','.join(map(str, args.seeds))}" if args.seeds else ""
-        refresh_leaderboard(args.out, args.leaderboard, f"persona-bench sweep {args.grid}{seeds} --out {args.out} --leaderboard {args.leaderboard}")
+        refresh_leaderboard(args.out, args.leaderboard, f"persona-bench sweep {args.grid}{seeds} --out {args.out} --leaderboard {args.leaderboard}"
+                            f"{data_name_args(args.data_name)}", data_names=args.data_name)
     for failure in failures:
         print(f"failed: {failure}", file=sys.stderr)
     return 1 if failures else 0

@@ -17,15 +17,18 @@ settings the run overrode, e.g. ``default, init=scaled``: two runs with one labe
 which early stopping does not change: what training seeds are compared at).
 
 ``data`` is replaced by the data's short name (:func:`~persona_bench.harness.data.identity.data_name`:
-the folder's name, never its path), which titles and scopes read.
+the folder's name, never its path, unless ``--data-name`` gives another: :func:`display_names`), which
+titles and scopes read.
 """
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
+from ..harness.core.errors import ConfigError
 from ..harness.data.identity import data_name
 from ..harness.runs.config import OMITTED_AT_DEFAULT
 from ..harness.runs.record import RunRecord
@@ -73,9 +76,30 @@ def recipe_label(name: str, overrides: dict) -> str:
     return ", ".join(filter(None, [name, options_label(overrides)])) if name else ""
 
 
-def results_frame(records: list[RunRecord], metric: str = "accuracy") -> pd.DataFrame:
+def display_names(records: list[RunRecord], given: Sequence[str] = ()) -> dict[str, str]:
+    """Per data spec of ``records``, the name titles show: its short name (:func:`data_name`), or the
+    name ``given`` for it as ``SHORT=NAME`` (``NAME`` alone where the runs hold one data source)."""
+    names = {spec: data_name(spec) for spec in sorted({record.config.data for record in records})}
+    shorts = sorted(set(names.values()))
+    for item in given:
+        short, sep, name = item.rpartition("=") if "=" in item else ("", "", item)
+        name = name.strip()
+        if not name:
+            raise ConfigError(f"--data-name {item!r}: give a name, e.g. --data-name {shorts[0] if shorts else 'opinionqa'}=OpinionQA")
+        if not sep and len(shorts) != 1:
+            raise ConfigError(f"--data-name {item}: the runs hold {len(shorts)} data sources ({', '.join(shorts)}): say which, "
+                              f"--data-name SHORT=NAME")
+        short = short.strip() if sep else shorts[0]
+        if short not in shorts:
+            raise ConfigError(f"--data-name {item}: no run's data is called {short!r} (the runs hold: {', '.join(shorts)})")
+        names.update({spec: name for spec, was in names.items() if data_name(spec) == short})
+    return names
+
+
+def results_frame(records: list[RunRecord], metric: str = "accuracy", names: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per finished run with the derived columns of the module docstring; ``score`` is
-    ``metric`` (runs without it are left out)."""
+    ``metric`` (runs without it are left out); ``names`` (:func:`display_names`) names the data."""
+    names = names or {}
     rows = []
     for record in records:
         if metric != "accuracy" and metric not in record.metrics:
@@ -99,7 +123,7 @@ def results_frame(records: list[RunRecord], metric: str = "accuracy") -> pd.Data
             recipe_overrides=overrides, waves_label="+".join(config.waves) or "all",
             model=config.model or "-", k=config.k if config.users == "unseen" else None, protocol=config.protocol,
             option_order=config.option_order,
-            data=data_name(config.data),  # titles and scopes by the data's short name, never its path
+            data=names.get(config.data) or data_name(config.data),  # titles and scopes by the data's name, never its path
             train_seed=config.seed if record.options.get("train_seed") is None else record.options["train_seed"],
             redrawn=record.options.get("train_seed") not in (None, config.seed),
             requested_budget=requested_budget(record),

@@ -131,11 +131,13 @@ def image_html(path: Path) -> str:
     return f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(path.stem)}</figcaption></figure>'
 
 
-def runs_html(records: list[RunRecord]) -> str:
-    """Every run in one sortable table; its configuration (settings, options, training budget) on demand."""
+def runs_html(records: list[RunRecord], names: dict[str, str] | None = None) -> str:
+    """Every run in one sortable table; its configuration (settings, options, training budget) on
+    demand; ``names`` (:func:`~persona_bench.leaderboard.frame.display_names`) names the data."""
+    names = names or {}
     rows = []
     for record in sorted(records, key=lambda r: r.run_id):
-        shown = {**record.config.as_dict(), "data": data_name(record.config.data), "options": record.options, "variant": record.variant,
+        shown = {**record.config.as_dict(), "data": names.get(record.config.data) or data_name(record.config.data), "options": record.options, "variant": record.variant,
                  **({"budget": record.training.budget, "recipe": record.training.recipe} if record.training else {}),
                  **({"preset": record.preset} if record.preset else {}), "persona_bench_version": record.persona_bench_version}
         configuration = html.escape(json.dumps(shown, indent=1, sort_keys=True, default=str))
@@ -156,8 +158,9 @@ def runs_html(records: list[RunRecord]) -> str:
 
 
 def write_html(path: Path, provenance: str, legends: list[str], sections: list[tuple[str, list[Table]]], plots: list[Path],
-               records: list[RunRecord], preamble: list[str] = ()) -> Path:
-    """Write the page: provenance, legends, each (heading, tables) section, the plots and every run."""
+               records: list[RunRecord], preamble: list[str] = (), names: dict[str, str] | None = None) -> Path:
+    """Write the page: provenance, legends, each (heading, tables) section, the plots and every run
+    (its data by ``names``)."""
     shown = [(heading, tables) for heading, tables in sections if tables]
     anchors = [(heading, f"s{number}") for number, (heading, _) in enumerate(shown)]
     parts = [
@@ -172,6 +175,6 @@ def write_html(path: Path, provenance: str, legends: list[str], sections: list[t
         parts += [f'<h2 id="{anchor}">{html.escape(heading)}</h2>', *(table_html(t) for t in tables)]
     if plots:
         parts += ['<h2 id="plots">Plots</h2>', *(image_html(p) for p in plots)]
-    parts += ['<h2 id="runs-section">Runs</h2>', runs_html(records), f"<script>{SCRIPT}</script>", "</body></html>"]
+    parts += ['<h2 id="runs-section">Runs</h2>', runs_html(records, names), f"<script>{SCRIPT}</script>", "</body></html>"]
     atomic_write_text(path, "\n".join(parts) + "\n")
     return path

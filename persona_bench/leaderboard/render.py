@@ -3,6 +3,7 @@ per-person data leaves the runs folder)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 from tabulate import tabulate
@@ -11,7 +12,7 @@ from ..harness.core.atomic import atomic_write_text
 from ..harness.core.errors import ConfigError
 from ..harness.runs.store import finished_runs
 from .curves import learning_curves
-from .frame import results_frame
+from .frame import display_names, results_frame
 from .groups import group_tables
 from .html import write_html
 from .plots import write_plots
@@ -65,13 +66,14 @@ def metric_legend(metric: str, records: list) -> str:
 
 
 def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad: bool = False, metric: str = "accuracy",
-                      html: bool = False) -> list[Path]:
+                      html: bool = False, data_names: Sequence[str] = ()) -> list[Path]:
     """Write the leaderboard markdown, its CSV and its plots next to it (and with ``html`` the same
     as one self-contained page, :mod:`persona_bench.leaderboard.html`); return the written paths.
     Main tables and sweeps rank, mark and test by ``metric`` (any registered metric the runs kept).
 
     An unreadable results.json stops it with the file named, unless ``skip_bad``: then the file
-    is left out and named in the leaderboard's note."""
+    is left out and named in the leaderboard's note. ``data_names`` (``--data-name``, ``[SHORT=]NAME``)
+    name the data in titles instead of its folder's name."""
     runs_dir, out = Path(runs_dir), Path(out)
     if html and out.suffix == ".html":
         raise ConfigError(f"--out {out}: the leaderboard's markdown file (its page goes beside it, {out.stem}.html)")
@@ -81,8 +83,9 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
     kept = sorted({"accuracy", *(name for record in records for name in record.metrics)})
     if metric not in kept:
         raise ConfigError(f"--metric {metric}: no run in {runs_dir} has it (they have: {', '.join(kept)})")
-    every_accuracy = results_frame(records)
-    every_ranked = every_accuracy if metric == "accuracy" else results_frame(records, metric)
+    names = display_names(records, data_names)
+    every_accuracy = results_frame(records, names=names)
+    every_ranked = every_accuracy if metric == "accuracy" else results_frame(records, metric, names)
     # a run trained at another training seed than its split's is shown beside its other draws (training-seed tables)
     accuracy, ranked = (shown_elsewhere(frame) for frame in (every_accuracy, every_ranked))
     curves, curve_plots = learning_curves(accuracy, out.parent)
@@ -113,5 +116,5 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
     atomic_write_text(out, "\n".join(s for s in markdown if s))
     table = out.with_suffix(".csv")
     atomic_write_text(table, pd.DataFrame([cell for t in (*main, *positions, *groups, *curves, *sweeps) for cell in t.cells]).to_csv(index=False))
-    page = [write_html(out.with_suffix(".html"), provenance.strip(), legends, sections, plots, records, skipped)] if html else []
+    page = [write_html(out.with_suffix(".html"), provenance.strip(), legends, sections, plots, records, skipped, names)] if html else []
     return [out, table, *page, *plots]
