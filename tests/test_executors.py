@@ -131,3 +131,17 @@ grid:
     tuned = {prompt: run_cost(replace(load_grid(grid)[1], method="finetune", method_options={"prompt": prompt, "max_train_answers": 50, "epochs": 1}),
                               tmp_path / "runs") for prompt in ("raw", "demographics")}
     assert tuned["raw"].prompt_tokens == raw.prompt_tokens and tuned["demographics"].prompt_tokens > 3 * raw.prompt_tokens  # its own prompt
+
+
+def test_plan_says_when_the_machine_was_busy_while_it_calibrated(tmp_path, capsys, monkeypatch):
+    from persona_bench.app.cli import main
+    from persona_bench.harness.training import cost
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text('defaults: {data: "demo:300", max_eval_people: 5}\ngrid:\n  - method: majority\n')
+    for share, warned in ((0.97, False), (0.45, True)):
+        monkeypatch.setattr(cost, "calibrate", lambda share=share: cost.Calibration(1e11, share, 2))
+        assert main(["sweep", str(grid), "--plan", "--out", str(tmp_path / "runs")]) == 0
+        out = capsys.readouterr().out
+        assert "measured 100 GFLOP/s" in out and ("the machine was busy" in out) == warned
+        assert not warned or "got 45% of its 2 threads' time" in out

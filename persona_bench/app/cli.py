@@ -494,11 +494,15 @@ def plan_command(args: argparse.Namespace) -> int:
     for number, config in enumerate(configs, start=1):
         stderr_log(f"[{number}/{len(configs)}] costing {config.run_id()}")
         costs.append(run_cost(config, args.out, trainings, scored))
-    here = calibrate()
+    measured = calibrate()
+    here = measured.flops_per_second
     frame, totals = plan_table(costs, here, args.gpu)
     print(tabulate(frame, headers="keys", showindex=False, tablefmt="github", floatfmt=",.3g", intfmt=","))
     print(f"\nTotal: {totals['runs']} runs, {totals['PFLOP']:,.1f} PFLOP, {totals['hours here']:,.1f} hours on this machine "
           f"(measured {here / 1e9:,.0f} GFLOP/s on LM forwards)")
+    if measured.busy:
+        print(f"Warning: the machine was busy while it measured (the calibration got {measured.cpu_share:.0%} of its "
+              f"{measured.threads} threads' time): the hours here read high; plan on a quiet machine.")
     if args.gpu in GPUS:
         print(f"Total GPU-hours on one {args.gpu}: {totals[f'hours on {args.gpu}']:,.1f} (dense bf16 peak {GPUS[args.gpu] / 1e12:,.0f} TFLOP/s "
               f"x assumed utilisation {UTILISATION['scoring']:.0%} scoring, {UTILISATION['training']:.0%} training)")

@@ -111,7 +111,9 @@ def answer_values(survey: Survey) -> pd.Series:
 
 
 def fit_personas(survey: Survey, split: Split, solver: str = "als", dim: int = 16, seed: int = 0, **options) -> PersonaSpace:
-    """Fit CF on the train split; record train, seen-held-out and unseen (fold-in K=all) RMSE."""
+    """Fit CF on the train split; record train, seen-held-out and unseen RMSE (``heldout_unseen_ridge``:
+    the unseen people folded in from all their revealed answers by ridge regression, whatever
+    ``--fold-in`` a run uses; the persona space is shared by both fold-ins)."""
     train = split.train_answers()
     people = pd.Index(sorted(train["respondent"].unique()), name="respondent")
     space = PersonaSpace(make_factorizer(solver, dim=dim, seed=seed, **options), people, pd.Index(list(survey.questions)), answer_values(survey))
@@ -124,7 +126,7 @@ def fit_personas(survey: Survey, split: Split, solver: str = "als", dim: int = 1
     unseen_people, unseen_vectors = space.fold_in(split.fold_in_answers(10**9))
     scored = split.scored_answers("unseen")
     scored = scored[scored["respondent"].isin(unseen_people)]
-    space.rmse["heldout_unseen"] = space.model.rmse(unseen_vectors, space.ratings(scored, unseen_people))
+    space.rmse["heldout_unseen_ridge"] = space.model.rmse(unseen_vectors, space.ratings(scored, unseen_people))
     return space
 
 

@@ -10,6 +10,7 @@ embedding. Everything here is an estimate and says so.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 FEW_MINUTES = 5 * 60  # a training estimated longer than this says so and suggests a budget that fits
 NICE_BUDGETS = (100, 200, 300, 500, 1000, 2000, 3000, 5000, 10_000, 20_000, 30_000, 50_000, 100_000)
@@ -20,8 +21,27 @@ def training_flops(examples: int, validation: int, epochs: int, mean_tokens: flo
     return epochs * (4 * examples + 2 * validation) * mean_tokens * active
 
 
-def calibrate(seconds: float = 5.0) -> float:
-    """FLOP/s this machine reaches on LM forwards on the CPU (SmolLM2-135M when here, else matrix products)."""
+@dataclass(frozen=True)
+class Calibration:
+    """What :func:`calibrate` measured: FLOP/s, and the share of its threads' time the process got
+    (near 1 on a quiet machine; well below it when other work shares the cores)."""
+
+    flops_per_second: float
+    cpu_share: float
+    threads: int
+
+    @property
+    def busy(self) -> bool:
+        """Other work took a good part of the cores while it measured: the rate reads low."""
+        return self.cpu_share < BUSY_SHARE
+
+
+BUSY_SHARE = 0.75  # below this share of its threads' time the calibration says the machine was busy
+
+
+def calibrate(seconds: float = 5.0) -> Calibration:
+    """FLOP/s this machine reaches on LM forwards on the CPU (SmolLM2-135M when here, else matrix
+    products), and how much of the CPU it got while measuring."""
     import torch
 
     from ..scoring.models import ModelUnavailable, active_parameters, load_model
@@ -37,11 +57,13 @@ def calibrate(seconds: float = 5.0) -> float:
         flops = 2.0 * 1024**3
     with torch.no_grad():
         work()
-        started, done = time.perf_counter(), 0
+        started, cpu_started, done = time.perf_counter(), time.process_time(), 0
         while time.perf_counter() - started < seconds:
             work()
             done += 1
-    return flops * done / (time.perf_counter() - started)
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    threads = torch.get_num_threads()
+    return Calibration(flops * done / wall, min(1.0, cpu / (wall * threads)), threads)
 
 
 def duration(seconds: float) -> str:
