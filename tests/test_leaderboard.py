@@ -116,3 +116,15 @@ def test_leaderboard_needs_runs(tmp_path):
 def test_committed_grids_resolve(grid):
     """Every grid in grids/ names existing methods, options and values (no data or model needed)."""
     assert load_grid(grid)
+
+
+def test_a_table_of_every_eval_person_says_how_many_in_its_title():
+    import pandas as pd
+
+    from persona_bench.leaderboard.tables import scope_title
+
+    scope = {"data": "opinionqa", "waves_label": "W26", "protocol": "answers", "option_order": "given", "users": "seen", "k": float("nan"),
+             "max_eval_people": float("nan"), "seed": 0}
+    assert scope_title(scope, pd.DataFrame({"n_people": [3334, 3334]})) == "opinionqa [W26], seen users, all 3,334 eval people, seed 0"
+    assert scope_title(scope, pd.DataFrame({"n_people": [3333, 3334]})).endswith("all eval people (3,333-3,334), seed 0")
+    assert scope_title({**scope, "max_eval_people": 50.0}, pd.DataFrame({"n_people": [48]})) == "opinionqa [W26], seen users, 50 eval people, seed 0"

@@ -18,6 +18,11 @@ def test_run_over_seeds_prints_the_spread_and_the_leaderboard_shows_it(tmp_path,
     section = board[board.index("### Split seeds"):]
     header = section.splitlines()[2]
     assert all(column in header for column in ("| 0 ", "| 1 ", "| 2 ", "mean", "sd", "range")) and "| majority " in section
+    assert main(["run", "--method", "cf", "--data", "demo:300", "--max-eval-people", "30", "--no-references", "--out", str(runs)]) == 0
+    assert main(["leaderboard", "--runs", str(runs), "--out", str(tmp_path / "L.md")]) == 0
+    board = (tmp_path / "L.md").read_text()
+    section = board[board.index("### Split seeds"):].split("\n\n### ")[0]
+    assert "| majority " in section and "| cf " not in section  # a method run at one seed has no spread to show
 
 
 def test_sweep_seeds_multiply_the_grid(tmp_path):

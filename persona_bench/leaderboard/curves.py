@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from .frame import latest, method_label
 from .plots import save, slug
-from .tables import Table, cell_record, cell_text, settings_label, where_label
+from .tables import Table, cell_record, cell_text, people_label, settings_label, where_label
 
 SCOPE = ["data", "waves_label", "protocol", "option_order", "users", "max_eval_people", "seed"]
 CROSSED = ("majority", "cf")
@@ -108,8 +108,7 @@ def learning_curves(results: pd.DataFrame, folder: Path) -> tuple[list[Table], l
             if len(points) < 2:
                 continue
             lines = reference_lines(scope_runs, points.iloc[-1])
-            where = f"{where_label(scope)}, {scope['users']} users" + (
-                f", {int(scope['max_eval_people'])} eval people" if pd.notna(scope["max_eval_people"]) else "")
+            where = f"{where_label(scope)}, {scope['users']} users{people_label(scope, listed)}"
             label = method_label(method, variant)
             title = f"Learning curve: {label} ({model}, recipe {recipe}) — {where}"
             rows = [{"answers trained on": f"{int(r['train_answers']):,}", "epochs": int(r["epochs"]) if pd.notna(r["epochs"]) else "",

@@ -66,7 +66,7 @@ def alignment_table(runs: pd.DataFrame, scope: dict, subset: str | None = None) 
         return None
     whole = everyone(groups_of(runs.iloc[0]))
     on = "" if subset is None else f", {subset} questions"
-    title = f"Group alignment{on} — {scope_title(scope)}"
+    title = f"Group alignment{on} — {scope_title(scope, runs)}"
     note = (f"Rep = 1 - mean over {whole['n_questions']} {subset + ' ' if subset else ''}questions of the Wasserstein "
             f"distance between the method's answer distribution (mean over the {whole['n_people']} eval people) and their "
             "survey-weighted held-out answers, on each question's ordinal scale divided by its span (Santurkar et al. 2023); TV: "
@@ -123,7 +123,7 @@ def steered_table(runs: pd.DataFrame, scope: dict, trait: str, subset: str | Non
     for label, key in ROWS_WITHOUT_A_METHOD.items():
         rows.append({"method": label, **{v.removeprefix(prefix): figure(first[v][f"rep_{key}"]) for v in values}})
     on = "" if subset is None else f", {subset} questions"
-    title = f"Steerability toward {trait} groups{on} — {scope_title(scope)}"
+    title = f"Steerability toward {trait} groups{on} — {scope_title(scope, runs)}"
     note = (f"Rep (as in the group alignment table) of each method's answer distribution for the eval people of each {trait} value "
             f"(values held by 10 or more eval people), against those people's survey-weighted answers. A run that steers toward "
             f"{trait} groups prompts each person with their own group's context (Santurkar et al. 2023's steerability); the persona "
@@ -148,7 +148,7 @@ def disparity_table(runs: pd.DataFrame, scope: dict) -> Table | None:
             row[label] = (f"{percent(gap['gap'])} [{percent(gap['gap_ci95'][0])}, {percent(gap['gap_ci95'][1])}] (low: {gap['worst']})"
                           if gap else "")
         rows.append(row)
-    title = f"Subgroup disparity — {scope_title(scope)}"
+    title = f"Subgroup disparity — {scope_title(scope, runs)}"
     note = ("Gap in macro accuracy (points) between a method's best and worst value of each trait (values held by 10 or more "
             "eval people), with a 95% bootstrap CI resampling people within both groups; low: the worst value. Per-value figures "
             "are in each run's results.json (disparity).")

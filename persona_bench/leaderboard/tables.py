@@ -129,11 +129,22 @@ def main_table(frame: pd.DataFrame, runs_dir: Path, title: str) -> tuple[pd.Data
     return pd.DataFrame(rows), cells
 
 
-def scope_title(scope: dict) -> str:
+def scope_title(scope: dict, runs: pd.DataFrame | None = None) -> str:
+    """``data [waves], users, eval people, seed`` of a table whose ``runs`` share ``scope``."""
     users = "seen users" if scope["users"] != "unseen" else (
         "unseen users, every earlier answer folded in" if pd.isna(scope["k"]) else "unseen users, K=%d" % scope["k"])
-    people = f", {int(scope['max_eval_people'])} eval people" if pd.notna(scope["max_eval_people"]) else ""
-    return f"{where_label(scope)}, {users}{people}, seed {int(scope['seed'])}"
+    return f"{where_label(scope)}, {users}{people_label(scope, runs)}, seed {int(scope['seed'])}"
+
+
+def people_label(scope: dict, runs: pd.DataFrame | None = None) -> str:
+    """``, 50 eval people`` (a run capped at 50), ``, all 3,334 eval people`` (every eval person of the
+    split: the runs' own count), or empty where neither is known."""
+    if pd.notna(scope["max_eval_people"]):
+        return f", {int(scope['max_eval_people'])} eval people"
+    counts = sorted(set(runs["n_people"].dropna().astype(int))) if runs is not None and "n_people" in runs else []
+    if not counts:
+        return ""
+    return f", all {counts[0]:,} eval people" if len(counts) == 1 else f", all eval people ({counts[0]:,}-{counts[-1]:,})"
 
 
 def where_label(scope: dict) -> str:
@@ -178,7 +189,7 @@ def main_tables(results: pd.DataFrame, runs_dir: Path) -> list[Table]:
                 subset = subset[subset["uses_persona"] | (subset["kind"] == "reference")]
                 if not ((subset["persona"] == persona) & (subset["kind"] != "reference")).any():
                     continue
-            title = f"{scope_title(scope)} — persona: {persona}"
+            title = f"{scope_title(scope, group)} — persona: {persona}"
             frame, cells = main_table(subset, runs_dir, title)
             shown = subset[subset["run_id"].isin([c["run_id"] for c in cells])]
             tables.append(Table(title, budget_note(shown), frame, cells))
@@ -203,7 +214,7 @@ def metric_tables(results: pd.DataFrame) -> list[Table]:
         names = sorted({name for kept in runs["metrics"] if isinstance(kept, dict) for name in kept})
         if not names:
             continue
-        title = f"Every metric — {scope_title(scope)}"
+        title = f"Every metric — {scope_title(scope, runs)}"
         rows = []
         for _, run in runs.iterrows():
             kept = run["metrics"] if isinstance(run["metrics"], dict) else {}
@@ -228,7 +239,7 @@ def position_tables(results: pd.DataFrame) -> list[Table]:
         width = max(len(p["chosen"]) for p in runs["answer_positions"])  # runs differ: the widest question scored, or in the survey
         shares = [{side: p[side] + [0.0] * (width - len(p[side])) for side in ("predicted", "chosen")} for p in runs["answer_positions"]]
         used = max([i + 1 for p in shares for i in range(width) if max(p["predicted"][i], p["chosen"][i]) > 0] or [1])
-        rows, title = [], f"Answer positions — {scope_title(scope)}"
+        rows, title = [], f"Answer positions — {scope_title(scope, runs)}"
         for (_, run), shown in zip(runs.iterrows(), shares):
             rows.append({"method": method_label(run["method"], run["variant"]), "model": run["model"],
                          **{f"{letter} %": percent(shown["predicted"][i]) for i, letter in enumerate(LETTERS[:used])}})
@@ -312,10 +323,11 @@ def seed_tables(results: pd.DataFrame) -> list[Table]:
     for values, group in results.groupby(where, dropna=False, sort=True):
         plain = group[(group["variant"] == "") & (~group["uses_persona"] | (group["persona"] == "individual"))]
         plain = latest(plain, ["model", "method", "seed"])
-        if plain["seed"].nunique() < 2:
+        plain = plain[plain.groupby(["model", "method"])["seed"].transform("nunique") > 1]  # a method at one seed has no spread
+        if plain.empty:
             continue
         scope = {**dict(zip(where, values)), "seed": 0}
-        title = f"Split seeds — {scope_title(scope).rsplit(', seed', 1)[0]}"
+        title = f"Split seeds — {scope_title(scope, group).rsplit(', seed', 1)[0]}"
         tables.append(spread_table(plain, ["model", "method"], plain["seed"].astype(int), title,
                                    "Macro accuracy per split seed (its own people and held-out answers), then the mean over seeds, their "
                                    "standard deviation and range: how much of a difference between methods the split alone can make."))
@@ -365,7 +377,7 @@ def training_seed_tables(results: pd.DataFrame) -> list[Table]:
         runs = runs[runs.groupby(REDRAW_KEYS)["train_seed"].transform("nunique") > 1]
         if runs.empty:
             continue
-        title = f"Training seeds — {scope_title(scope)}"
+        title = f"Training seeds — {scope_title(scope, runs)}"
         table = spread_table(runs, REDRAW_KEYS, runs["train_seed"].astype(int), title,
                              "The same method, budget and recipe trained again with another training seed (--train-seed: the module's "
                              "initialisation and the order of its answers), split, people and answers fixed: macro accuracy with its CI "
