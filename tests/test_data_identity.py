@@ -107,3 +107,25 @@ def test_data_name_names_the_data_in_titles_and_refuses_an_unclear_one(two_copie
         assert main(["leaderboard", "--runs", str(runs), "--out", str(board), "--data-name", given]) == 2
         err = capsys.readouterr().err
         assert said in err and len(err.strip().splitlines()) == 1
+
+
+def test_other_data_under_the_same_folder_name_gets_its_own_tables(two_copies, tmp_path):
+    first, copy = two_copies
+    other = tmp_path / "other" / "opinionqa"  # the folder name of `first`, other answers in it
+    shutil.copytree(copy, other)
+    responses = next(other.rglob("responses.csv"))
+    table = pd.read_csv(responses, dtype=str, keep_default_na=False)
+    question = next(column for column in table.columns if column.startswith("DEMO"))
+    table.loc[0, question] = next(value for value in table[question] if value not in (table.loc[0, question], ""))
+    table.to_csv(responses, index=False)
+    runs = tmp_path / "runs"
+    for folder in (first, other):
+        assert main(["run", "--method", "majority", "--data", f"opinionqa:{folder}", "--max-eval-people", "20", "--out", str(runs),
+                     "--no-references"]) == 0
+    records = [json.loads(p.read_text()) for p in runs.glob("majority-*/results.json")]
+    identities = {record["data_identity"] for record in records}
+    assert len(records) == 2 and len(identities) == 2 and all(i.startswith("opinionqa:") for i in identities)
+    board = tmp_path / "board" / "LEADERBOARD.md"
+    assert main(["leaderboard", "--runs", str(runs), "--out", str(board)]) == 0
+    names = {line.split(" [")[0] for line in board.read_text().splitlines() if line.startswith("### opinionqa")}
+    assert names == {f"### opinionqa ({identity.partition(':')[2][:6]})" for identity in identities}  # two tables, told apart

@@ -29,6 +29,7 @@ import pandas as pd
 from ..version import __version__
 from .core.distributed import World
 from .core.errors import ConfigError
+from .data.identity import data_identity
 from .data.loaders import load_survey
 from .data.protocol import Split, make_split, scored_docs, survey_for
 from .data.survey import Survey
@@ -238,7 +239,7 @@ def evaluate_here(
             options=asdict(method.options),
             variant={k: v for k, v in config.method_options.items() if k not in method.budget_options},
             training=Training(**{k: report.pop(k) for k in TRAINING_FIELDS if k in report}) if "budget" in report else None,
-            preset=preset, report=report, metrics=metrics,
+            preset=preset, data_identity=data_identity(config.data, config.waves), report=report, metrics=metrics,
             answer_positions=answer_positions,
             **group_figures(docs, scores, per_person["accuracy"], context._survey, context.train_answers(), config.seed, method.scores_are),
             wall_seconds=round(time.perf_counter() - started, 2), processes=world.size,

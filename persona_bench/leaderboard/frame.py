@@ -76,10 +76,29 @@ def recipe_label(name: str, overrides: dict) -> str:
     return ", ".join(filter(None, [name, options_label(overrides)])) if name else ""
 
 
-def display_names(records: list[RunRecord], given: Sequence[str] = ()) -> dict[str, str]:
-    """Per data spec of ``records``, the name titles show: its short name (:func:`data_name`), or the
-    name ``given`` for it as ``SHORT=NAME`` (``NAME`` alone where the runs hold one data source)."""
-    names = {spec: data_name(spec) for spec in sorted({record.config.data for record in records})}
+DataKey = tuple[str, "str | None"]  # (the data's spec, its identity: RunRecord.data_identity)
+
+
+def data_key(record: RunRecord) -> DataKey:
+    """What names a run's data on the leaderboard: its spec and, where recorded, its identity."""
+    return record.config.data, record.data_identity
+
+
+def display_names(records: list[RunRecord], given: Sequence[str] = ()) -> dict[DataKey, str]:
+    """Per :func:`data_key` of ``records``, the name titles show: its short name (:func:`data_name`),
+    with the first characters of its fingerprint where runs of other data share that short name
+    (``opinionqa (3f2a9c)``), or the name ``given`` for it as ``SHORT=NAME`` (``NAME`` alone where the
+    runs hold one data source)."""
+    keys = sorted({data_key(record) for record in records}, key=str)
+    identities: dict[str, set[str]] = {}
+    for spec, identity in keys:
+        if identity:
+            identities.setdefault(data_name(spec), set()).add(identity)
+    names = {}
+    for spec, identity in keys:
+        short = data_name(spec)
+        clash = identity and len(identities[short]) > 1  # other data under the same name: tell them apart
+        names[(spec, identity)] = f"{short} ({identity.partition(':')[2][:6]})" if clash else short
     shorts = sorted(set(names.values()))
     for item in given:
         short, sep, name = item.rpartition("=") if "=" in item else ("", "", item)
@@ -92,14 +111,14 @@ def display_names(records: list[RunRecord], given: Sequence[str] = ()) -> dict[s
         short = short.strip() if sep else shorts[0]
         if short not in shorts:
             raise ConfigError(f"--data-name {item}: no run's data is called {short!r} (the runs hold: {', '.join(shorts)})")
-        names.update({spec: name for spec, was in names.items() if data_name(spec) == short})
+        names.update({key: name for key, was in names.items() if was == short})
     return names
 
 
-def results_frame(records: list[RunRecord], metric: str = "accuracy", names: dict[str, str] | None = None) -> pd.DataFrame:
+def results_frame(records: list[RunRecord], metric: str = "accuracy", names: dict[DataKey, str] | None = None) -> pd.DataFrame:
     """One row per finished run with the derived columns of the module docstring; ``score`` is
     ``metric`` (runs without it are left out); ``names`` (:func:`display_names`) names the data."""
-    names = names or {}
+    names = names or display_names(records)
     rows = []
     for record in records:
         if metric != "accuracy" and metric not in record.metrics:
@@ -123,7 +142,7 @@ def results_frame(records: list[RunRecord], metric: str = "accuracy", names: dic
             recipe_overrides=overrides, waves_label="+".join(config.waves) or "all",
             model=config.model or "-", k=config.k if config.users == "unseen" else None, protocol=config.protocol,
             option_order=config.option_order,
-            data=names.get(config.data) or data_name(config.data),  # titles and scopes by the data's name, never its path
+            data=names[data_key(record)],  # titles and scopes by the data's name, never its path
             train_seed=config.seed if record.options.get("train_seed") is None else record.options["train_seed"],
             redrawn=record.options.get("train_seed") not in (None, config.seed),
             requested_budget=requested_budget(record),

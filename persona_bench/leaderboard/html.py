@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..harness.core.atomic import atomic_write_text
-from ..harness.data.identity import data_name
 from ..harness.runs.record import RunRecord
+from .frame import data_key, display_names
 from .tables import Table
 
 FIGURE = r"[+-]?\d+(?:\.\d+)?"
@@ -131,13 +131,13 @@ def image_html(path: Path) -> str:
     return f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(path.stem)}</figcaption></figure>'
 
 
-def runs_html(records: list[RunRecord], names: dict[str, str] | None = None) -> str:
+def runs_html(records: list[RunRecord], names: dict[tuple, str] | None = None) -> str:
     """Every run in one sortable table; its configuration (settings, options, training budget) on
     demand; ``names`` (:func:`~persona_bench.leaderboard.frame.display_names`) names the data."""
-    names = names or {}
+    names = names or display_names(records)
     rows = []
     for record in sorted(records, key=lambda r: r.run_id):
-        shown = {**record.config.as_dict(), "data": names.get(record.config.data) or data_name(record.config.data), "options": record.options, "variant": record.variant,
+        shown = {**record.config.as_dict(), "data": names[data_key(record)], "options": record.options, "variant": record.variant,
                  **({"budget": record.training.budget, "recipe": record.training.recipe} if record.training else {}),
                  **({"preset": record.preset} if record.preset else {}), "persona_bench_version": record.persona_bench_version}
         configuration = html.escape(json.dumps(shown, indent=1, sort_keys=True, default=str))
@@ -158,7 +158,7 @@ def runs_html(records: list[RunRecord], names: dict[str, str] | None = None) -> 
 
 
 def write_html(path: Path, provenance: str, legends: list[str], sections: list[tuple[str, list[Table]]], plots: list[Path],
-               records: list[RunRecord], preamble: list[str] = (), names: dict[str, str] | None = None) -> Path:
+               records: list[RunRecord], preamble: list[str] = (), names: dict[tuple, str] | None = None) -> Path:
     """Write the page: provenance, legends, each (heading, tables) section, the plots and every run
     (its data by ``names``)."""
     shown = [(heading, tables) for heading, tables in sections if tables]

@@ -106,6 +106,7 @@ class RunRecord:
     variant: dict = field(default_factory=dict)  # the options that say what the method is (not how much it trained)
     training: Training | None = None
     preset: str | None = None  # the preset named by the command that made the run (``--preset``; not part of its identity)
+    data_identity: str | None = None  # what the run's data is apart from its path (``KIND:FINGERPRINT``; None before 0.9)
     report: dict = field(default_factory=dict)  # the method's other report fields (e.g. group-prompt's steering_contexts)
     metrics: dict[str, MetricValue] = field(default_factory=dict)
     answer_positions: dict | None = None  # {"predicted": [...], "chosen": [...]}: shares per shown position (0: "A")
@@ -170,6 +171,7 @@ class RunRecord:
             "variant": self.variant,
             **training,
             **({"preset": self.preset} if self.preset else {}),
+            **({"data_identity": self.data_identity} if self.data_identity else {}),
             **self.report,
             "accuracy": self.accuracy,
             "ci95": list(self.ci95),
@@ -193,7 +195,7 @@ class RunRecord:
 
 CONFIG_FIELDS = frozenset(f.name for f in fields(RunConfig))
 KNOWN = frozenset({
-    "run_id", *CONFIG_FIELDS, "method_info", "options", "variant", *TRAINING_FIELDS, "preset", "accuracy", "ci95", "n_people", "n_answers",
+    "run_id", *CONFIG_FIELDS, "method_info", "options", "variant", *TRAINING_FIELDS, "preset", "data_identity", "accuracy", "ci95", "n_people", "n_answers",
     "metrics", "answer_positions", *GROUP_FIELDS, "wall_seconds", "processes", "finished_at", "persona_bench_version", "schema_version",
 })
 
@@ -231,7 +233,7 @@ def upgrade(raw: dict) -> RunRecord:
         n_people=int(raw.get("n_people", 0)), n_answers=int(raw.get("n_answers", 0)),
         options=dict(raw.get("options") or raw.get("method_options") or {}),
         variant=dict(variant),
-        training=training, preset=raw.get("preset"), report={k: v for k, v in raw.items() if k not in KNOWN or (k in TRAINING_FIELDS and training is None)}, metrics=metrics,
+        training=training, preset=raw.get("preset"), data_identity=raw.get("data_identity"), report={k: v for k, v in raw.items() if k not in KNOWN or (k in TRAINING_FIELDS and training is None)}, metrics=metrics,
         answer_positions=raw.get("answer_positions"),
         **{name: raw.get(name) for name in GROUP_FIELDS},
         wall_seconds=raw.get("wall_seconds"), processes=int(raw.get("processes", 1)), finished_at=raw.get("finished_at", ""),
