@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import replace
@@ -145,3 +146,29 @@ def test_plan_says_when_the_machine_was_busy_while_it_calibrated(tmp_path, capsy
         out = capsys.readouterr().out
         assert "measured 100 GFLOP/s" in out and ("the machine was busy" in out) == warned
         assert not warned or "got 45% of its 2 threads' time" in out
+
+
+def test_dry_run_says_where_each_run_stands(tmp_path, capsys):
+    from persona_bench.app.cli import main
+    from persona_bench.app.sweep import load_grid
+    from persona_bench.harness.runs.store import run_folder
+
+    grid, runs = tmp_path / "grid.yaml", tmp_path / "runs"
+    grid.write_text('defaults: {data: "demo:300", max_eval_people: 5}\ngrid:\n  - method: [majority, cf, letter-prior]\n')
+    assert main(["sweep", str(grid), "--dry-run", "--out", str(runs)]) == 0
+    printed = capsys.readouterr()
+    assert "0 done, 0 running, 0 started, 3 to run of 3 runs" in printed.out + printed.err and not runs.exists()
+    assert main(["run", "--method", "majority", "--data", "demo:300", "--max-eval-people", "5", "--no-references", "--out", str(runs)]) == 0
+    majority, cf, letter_prior = load_grid(grid)
+    run_folder(runs, cf).mkdir(parents=True)  # begun, then stopped
+    (run_folder(runs, cf) / "claim.json").write_text(json.dumps({"host": socket.gethostname(), "pid": 2**22 + 1, "since": 0}))  # a dead pid
+    run_folder(runs, letter_prior).mkdir(parents=True)
+    (run_folder(runs, letter_prior) / "claim.json").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": 0}))
+    capsys.readouterr()
+    assert main(["sweep", str(grid), "--dry-run", "--out", str(runs)]) == 0
+    printed = capsys.readouterr()
+    lines = (printed.out + printed.err).splitlines()
+    assert any(line.startswith("[1/3] done: majority") for line in lines) and any(line.startswith("[2/3] started: cf") for line in lines)
+    assert any(line.startswith(f"[3/3] running (pid {os.getpid()} on ") for line in lines)
+    assert any(line.endswith("1 done, 1 running, 1 started, 0 to run of 3 runs") for line in lines)
+    assert not (runs / "LEADERBOARD.md").exists()  # a dry run writes nothing

@@ -169,7 +169,8 @@ def build_parser(run_defaults: Mapping[str, object] | None = None) -> argparse.A
     grid.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
     grid.add_argument("--leaderboard", type=Path, default=None, help="leaderboard file (default: RUNS_DIR/LEADERBOARD.md)")
     data_name_flag(grid)
-    grid.add_argument("--dry-run", action="store_true", help="list the runs without running them")
+    grid.add_argument("--dry-run", action="store_true", help="list the runs and where each stands in the runs folder (done, running, "
+                      "started: it resumes, to run) without running them")
     grid.add_argument("--plan", action="store_true", help="print what each run and the whole grid will cost (an estimate), run nothing")
     grid.add_argument("--gpu", default="h100", help="--plan: the GPU to estimate hours on (h100, a100, l40s; cpu: this machine only)")
     grid.add_argument("--executor", choices=("local", "ray", "slurm"), default="local", help="where runs execute (default: here, one after another)")

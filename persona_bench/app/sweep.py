@@ -29,6 +29,7 @@ import yaml
 from ..harness.core.errors import ConfigError, PersonaBenchError
 from ..harness.method.base import resolve_config
 from ..harness.runs.config import RunConfig
+from ..harness.runs.store import claim_holder, holder_alive, read_results, run_folder
 from .executors import describe, execute
 
 CONFIG_FIELDS = {f.name for f in fields(RunConfig)} - {"method_options"}
@@ -127,6 +128,18 @@ def with_seeds(configs: list[RunConfig], seeds: list[int] | None) -> list[RunCon
     return list({c.run_id(): c for c in (replace(config, seed=seed) for config in configs for seed in seeds)}.values())
 
 
+def run_state(runs_dir: Path, config: RunConfig) -> str:
+    """Where a grid's run stands in ``runs_dir``: ``done`` (its results are there), ``running`` (a live
+    process holds its claim), ``started`` (begun and stopped: it resumes) or ``to run``."""
+    folder = run_folder(runs_dir, config)
+    if read_results(folder) is not None:
+        return "done"
+    holder = claim_holder(folder)
+    if holder is not None and holder_alive(holder):
+        return f"running (pid {holder.get('pid')} on {holder.get('host')})"
+    return "started" if folder.is_dir() else "to run"
+
+
 def sweep(
     path: Path, runs_dir: Path, log: Callable[[str], None] = print, dry_run: bool = False, seeds: list[int] | None = None, **executor
 ) -> tuple[list, list[str]]:
@@ -134,8 +147,11 @@ def sweep(
     with the chosen executor (:func:`persona_bench.app.executors.execute` options); return results and failures."""
     configs = with_seeds(load_grid(path), seeds)
     if dry_run:
-        for number, config in enumerate(configs, start=1):
-            log(f"[{number}/{len(configs)}] {describe(config)}")
+        states = [run_state(runs_dir, config) for config in configs]
+        for number, (config, state) in enumerate(zip(configs, states), start=1):
+            log(f"[{number}/{len(configs)}] {state}: {describe(config)}")
+        counts = {kind: sum(state.startswith(kind) for state in states) for kind in ("done", "running", "started", "to run")}
+        log(f"{runs_dir}: " + ", ".join(f"{count} {kind}" for kind, count in counts.items()) + f" of {len(configs)} runs")
         return [], []
     outcomes = execute(configs, runs_dir, log=log, **executor)
     failures = [f"{describe(c)}: {o.error}" for c, o in zip(configs, outcomes) if o.status == "failed"]
