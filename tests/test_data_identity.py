@@ -27,6 +27,17 @@ def two_copies(tmp_path_factory):
     return root / "first" / "opinionqa", root / "elsewhere" / "survey-copy"
 
 
+def changed_copy(folder, to):
+    """A copy of the survey in ``folder`` at ``to`` with one respondent's answer changed."""
+    shutil.copytree(folder, to)
+    responses = next(to.rglob("responses.csv"))
+    table = pd.read_csv(responses, dtype=str, keep_default_na=False)
+    question = next(column for column in table.columns if column.startswith("DEMO"))
+    table.loc[0, question] = next(value for value in table[question] if value not in (table.loc[0, question], ""))
+    table.to_csv(responses, index=False)
+    return to
+
+
 def test_data_names_are_short_and_never_a_path():
     assert data_name("opinionqa:../shared/data/opinionqa") == "opinionqa" and data_name("opinionqa:/srv/x/opinionqa/") == "opinionqa"
     assert data_name("pew:/srv/pew_raw") == "pew:pew_raw" and data_name("demo:600") == "demo:600"
@@ -39,14 +50,7 @@ def test_the_same_survey_in_two_folders_is_one_run(two_copies, tmp_path, monkeyp
     monkeypatch.chdir(first.parent)
     ids.add(RunConfig(method="cf", data="opinionqa:opinionqa").run_id())  # relative or absolute: the same
     assert len(ids) == 1 and data_identity(f"opinionqa:{first}").startswith("opinionqa:")
-    # a changed answer is other data
-    changed = tmp_path / "changed"
-    shutil.copytree(copy, changed)
-    responses = next(changed.rglob("responses.csv"))
-    table = pd.read_csv(responses, dtype=str, keep_default_na=False)
-    question = next(column for column in table.columns if column.startswith("DEMO"))
-    table.loc[0, question] = next(value for value in table[question] if value not in (table.loc[0, question], ""))
-    table.to_csv(responses, index=False)
+    changed = changed_copy(copy, tmp_path / "changed")  # a changed answer is other data
     assert RunConfig(method="cf", data=f"opinionqa:{changed}").run_id() not in ids
 
 
@@ -111,13 +115,7 @@ def test_data_name_names_the_data_in_titles_and_refuses_an_unclear_one(two_copie
 
 def test_other_data_under_the_same_folder_name_gets_its_own_tables(two_copies, tmp_path):
     first, copy = two_copies
-    other = tmp_path / "other" / "opinionqa"  # the folder name of `first`, other answers in it
-    shutil.copytree(copy, other)
-    responses = next(other.rglob("responses.csv"))
-    table = pd.read_csv(responses, dtype=str, keep_default_na=False)
-    question = next(column for column in table.columns if column.startswith("DEMO"))
-    table.loc[0, question] = next(value for value in table[question] if value not in (table.loc[0, question], ""))
-    table.to_csv(responses, index=False)
+    other = changed_copy(copy, tmp_path / "other" / "opinionqa")  # the folder name of `first`, other answers in it
     runs = tmp_path / "runs"
     for folder in (first, other):
         assert main(["run", "--method", "majority", "--data", f"opinionqa:{folder}", "--max-eval-people", "20", "--out", str(runs),

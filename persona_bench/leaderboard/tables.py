@@ -322,8 +322,7 @@ def seed_tables(results: pd.DataFrame) -> list[Table]:
     where = [c for c in SCOPE if c != "seed"]
     for values, group in results.groupby(where, dropna=False, sort=True):
         plain = group[(group["variant"] == "") & (~group["uses_persona"] | (group["persona"] == "individual"))]
-        plain = latest(plain, ["model", "method", "seed"])
-        plain = plain[plain.groupby(["model", "method"])["seed"].transform("nunique") > 1]  # a method at one seed has no spread
+        plain = at_several_seeds(latest(plain, ["model", "method", "seed"]), ["model", "method"], "seed")
         if plain.empty:
             continue
         scope = {**dict(zip(where, values)), "seed": 0}
@@ -332,6 +331,11 @@ def seed_tables(results: pd.DataFrame) -> list[Table]:
                                    "Macro accuracy per split seed (its own people and held-out answers), then the mean over seeds, their "
                                    "standard deviation and range: how much of a difference between methods the split alone can make."))
     return tables
+
+
+def at_several_seeds(runs: pd.DataFrame, rows: list[str], seed: str) -> pd.DataFrame:
+    """The runs of each ``rows`` group run at two or more values of ``seed`` (one seed has no spread)."""
+    return runs[runs.groupby(rows)[seed].transform("nunique") > 1]
 
 
 def spread_table(runs: pd.DataFrame, rows: list[str], column: pd.Series, title: str, note: str) -> Table:
@@ -373,8 +377,7 @@ def training_seed_tables(results: pd.DataFrame) -> list[Table]:
     tables = []
     for values, group in redraw_groups(results):
         scope = dict(zip(SCOPE, values))
-        runs = latest(group, [*REDRAW_KEYS, "train_seed"])
-        runs = runs[runs.groupby(REDRAW_KEYS)["train_seed"].transform("nunique") > 1]
+        runs = at_several_seeds(latest(group, [*REDRAW_KEYS, "train_seed"]), REDRAW_KEYS, "train_seed")
         if runs.empty:
             continue
         title = f"Training seeds — {scope_title(scope, runs)}"
