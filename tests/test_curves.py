@@ -206,3 +206,44 @@ def test_a_curve_labels_its_budget_axis_with_the_budgets(monkeypatch, tmp_path):
     axis = drawn[0].axes[0].xaxis
     assert [label.get_text() for label in axis.get_ticklabels()] == ["1,000", "2,000", "4,000"]
     assert not [label.get_text() for label in axis.get_ticklabels(minor=True) if label.get_text()]  # no overlapping 3x10^3 labels
+
+
+def reseeded(record: RunRecord, run_id: str, seed: int, accuracy: float) -> RunRecord:
+    """The same run on the split drawn with another seed."""
+    return record.with_fields(run_id=run_id, config=replace(record.config, seed=seed), accuracy=accuracy,
+                              ci95=(accuracy - 0.05, accuracy + 0.05))
+
+
+def test_plots_and_sweeps_never_mix_split_seeds_or_eval_people(tmp_path):
+    """A grid runs its references at seeds 0-2: each seed's bars, and each seed's sweep, stand apart."""
+    from persona_bench.leaderboard.frame import results_frame
+    from persona_bench.leaderboard.plots import write_plots
+    from persona_bench.leaderboard.tables import sweep_tables
+
+    majority = majority_record("m0", "2026-01-01", 0.60)
+    unseen = [spm_record(f"u{k}", "2026-01-01", 0.40 + k / 100).with_fields(config=RunConfig(method="spm", model="m", max_eval_people=10, users="unseen", k=k))
+              for k in (1, 5)]
+    records = [majority, reseeded(majority, "m1", 1, 0.70), *unseen,
+               *(reseeded(r, f"{r.run_id}s1", 1, 0.10) for r in unseen)]  # seed 1 finished last
+    frame = results_frame(records)
+    plots = sorted(p.name for p in write_plots(frame, tmp_path))
+    assert plots == ["methods_demo_all_10people.png", "methods_demo_all_10people_seed1.png",
+                     "unseen_k_demo_all_10people.png", "unseen_k_demo_all_10people_seed1.png"]
+    k_sweeps = [t for t in sweep_tables(frame) if t.title.startswith("Unseen users by number")]
+    assert [t.title.split(" — ")[1] for t in k_sweeps] == ["demo [all], 10 eval people, seed 0", "demo [all], 10 eval people, seed 1"]
+    assert [c["run_id"] for c in k_sweeps[0].cells] == ["u1", "u5"]
+
+
+def test_curves_keep_unseen_k_apart_and_never_share_a_file(tmp_path):
+    from persona_bench.leaderboard.curves import learning_curves
+    from persona_bench.leaderboard.frame import results_frame
+
+    def unseen(run_id: str, k: int, answers: int, model: str) -> RunRecord:
+        record = spm_record(run_id, "2026-01-01", 0.3 + answers / 1e5, answers)
+        return record.with_fields(config=RunConfig(method="spm", model=model, max_eval_people=10, users="unseen", k=k))
+
+    long = "a-model-name-long-enough-to-fill-the-file-name-slug-on-its-own-{}"
+    records = [unseen(f"{m}{k}{a}", k, a, long.format(m)) for m in "xy" for k in (1, 5) for a in (1000, 3000)]
+    tables, plots = learning_curves(results_frame(records), tmp_path)
+    assert len(tables) == 4 and all(len({c["run_id"][1] for c in t.cells}) == 1 for t in tables)  # one K per curve
+    assert len(set(plots)) == 4

@@ -1,7 +1,7 @@
 """Learning curves: macro accuracy against the number of answers a method trained on.
 
 For every method and variant (its non-budget options, e.g. ``mode=prompt``) that has runs at
-several training budgets in one scope (same data, users, eval people and seed; individual
+several training budgets in one scope (``tables.SCOPE``: same data, users, K, eval people and seed; individual
 personas), a table and a PNG: one point per budget with its 95% CI (a budget trained for several
 epoch counts: each is a row of the table, and the line and the crossing note follow the fewest
 epochs, that budget's cheapest training), beside reference lines from the same scope and docs: the no-LLM references
@@ -22,9 +22,7 @@ from matplotlib.figure import Figure
 
 from .frame import latest, method_label
 from .plots import save, slug
-from .tables import Table, cell_record, cell_text, people_label, settings_label, where_label
-
-SCOPE = ["data", "waves_label", "protocol", "option_order", "users", "max_eval_people", "seed"]
+from .tables import SCOPE, Table, cell_record, cell_text, scope_title, settings_label
 CROSSED = ("majority", "cf")
 FAR_DECADES = 2  # an extrapolated crossing beyond 100x the largest budget is not stated as a number
 
@@ -108,7 +106,7 @@ def learning_curves(results: pd.DataFrame, folder: Path) -> tuple[list[Table], l
             if len(points) < 2:
                 continue
             lines = reference_lines(scope_runs, points.iloc[-1])
-            where = f"{where_label(scope)}, {scope['users']} users{people_label(scope, listed)}"
+            where = scope_title(scope, listed)
             label = method_label(method, variant)
             title = f"Learning curve: {label} ({model}, recipe {recipe}) — {where}"
             rows = [{"answers trained on": f"{int(r['train_answers']):,}", "epochs": int(r["epochs"]) if pd.notna(r["epochs"]) else "",
@@ -121,7 +119,7 @@ def learning_curves(results: pd.DataFrame, folder: Path) -> tuple[list[Table], l
             cells += [cell_record(title, r, value=label) for label, r in lines.items()]
             tables.append(Table(title, note, pd.DataFrame(rows), cells))
             name = slug(f"curve_{os.path.basename(str(scope['data']).rstrip('/'))}_{scope['waves_label']}{settings_label(scope)}_{method}_{model}_{recipe}")
-            if variant:  # slugs are cut short: the variant's own hash keeps its file apart
-                name += "_" + hashlib.sha256(variant.encode()).hexdigest()[:8]
+            # slugs are cut short: a hash of everything that tells this curve from another keeps its file apart
+            name += "_" + hashlib.sha256("|".join(map(str, [*values, model, method, variant, recipe])).encode()).hexdigest()[:8]
             plots.append(curve_plot(points, lines, f"{label} ({model}) — {scope['waves_label']}", folder / f"{name}.png"))
     return tables, plots

@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 
 from ..harness.core.atomic import atomic_writer
 from .frame import latest
+from .tables import SERIES, series_label
 
 
 def save(figure: Figure, path: Path) -> Path:
@@ -59,11 +60,15 @@ def slug(text: str) -> str:
 
 
 def write_plots(results: pd.DataFrame, folder: Path) -> list[Path]:
-    """All plots for the results, one set per (data, waves, protocol, option order) scope."""
+    """All plots for the results, one set per series (``tables.SERIES``: data, waves, protocol, option
+    order, eval people, split seed); a capped or reseeded series says so in its file name."""
     written = []
-    for (data, waves, protocol, option_order), group in results.sort_values("finished_at").groupby(["data", "waves_label", "protocol", "option_order"]):
-        waves = " ".join([waves, *(setting for setting in (protocol, option_order) if setting not in ("answers", "given"))])
-        name = slug(f"{os.path.basename(str(data).rstrip('/'))}_{waves}")
+    for values, group in results.sort_values("finished_at").groupby(SERIES, dropna=False, sort=True):
+        scope = dict(zip(SERIES, values))
+        label = series_label(scope, group)
+        name = slug(" ".join([os.path.basename(str(scope["data"]).rstrip("/")), scope["waves_label"],
+                              *(setting for setting in (scope["protocol"], scope["option_order"]) if setting not in ("answers", "given"))]))
+        name += (f"_{int(scope['max_eval_people'])}people" if pd.notna(scope["max_eval_people"]) else "") + (f"_seed{int(scope['seed'])}" if scope["seed"] else "")
         plain = group[group["variant"] == ""]
         unseen = latest(plain[(plain["users"] == "unseen") & (plain["persona"] == "individual") & plain["k"].notna()], ["model", "method", "k"])
         seen = plain[plain["users"] == "seen"]
@@ -71,8 +76,8 @@ def write_plots(results: pd.DataFrame, folder: Path) -> list[Path]:
         clusters = latest(clusters, ["model", "method", "clusters"])
         individual = latest(seen[seen["persona"] == "individual"], ["model", "method"])
         written += [
-            line_plot(unseen.assign(k=unseen["k"].astype(float)), "k", f"Unseen users — {waves}", "answers folded in (K)", folder / f"unseen_k_{name}.png"),
-            line_plot(clusters, "clusters", f"Cluster personas — {waves}", "clusters (k)", folder / f"cluster_k_{name}.png"),
-            method_bars(individual, f"Seen users, individual personas — {waves}", folder / f"methods_{name}.png"),
+            line_plot(unseen.assign(k=unseen["k"].astype(float)), "k", f"Unseen users — {label}", "answers folded in (K)", folder / f"unseen_k_{name}.png"),
+            line_plot(clusters, "clusters", f"Cluster personas — {label}", "clusters (k)", folder / f"cluster_k_{name}.png"),
+            method_bars(individual, f"Seen users, individual personas — {label}", folder / f"methods_{name}.png"),
         ]
     return [p for p in written if p is not None]

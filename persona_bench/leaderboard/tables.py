@@ -158,7 +158,12 @@ def settings_label(scope: dict) -> str:
     return protocol + ("" if scope.get("option_order", "given") == "given" else f", options {scope['option_order']}")
 
 
-WHERE = ["data", "waves_label", "protocol", "option_order"]  # what a sweep, plot or curve never mixes
+SERIES = ["data", "waves_label", "protocol", "option_order", "max_eval_people", "seed"]  # what a sweep or plot never mixes
+
+
+def series_label(scope: dict, runs: pd.DataFrame | None = None) -> str:
+    """``data [waves], eval people, seed`` of a sweep or plot whose ``runs`` share ``scope`` (``SERIES``)."""
+    return f"{where_label(scope)}{people_label(scope, runs)}, seed {int(scope['seed'])}"
 
 
 def budget_note(frame: pd.DataFrame) -> str:
@@ -392,8 +397,8 @@ def training_seed_tables(results: pd.DataFrame) -> list[Table]:
 def sweep_tables(results: pd.DataFrame) -> list[Table]:
     """Sweeps per data scope (see module docstring)."""
     tables = []
-    for values, group in results.sort_values("finished_at").groupby(WHERE):
-        where = where_label(dict(zip(WHERE, values)))
+    for values, group in results.sort_values("finished_at").groupby(SERIES, dropna=False, sort=True):
+        where = series_label(dict(zip(SERIES, values)), group)
         seen = group[group["users"] == "seen"]
         plain = latest(seen[seen["variant"] == ""], ["model", "method", "persona"])
         clusters = plain[plain["persona"].str.startswith("cluster:") & plain["uses_persona"]]
