@@ -117,6 +117,21 @@ def test_a_run_of_an_older_layout_gets_todays_metrics_and_answer_positions_from_
     assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION
 
 
+def test_refreshing_a_cyclic_run_keeps_the_answer_positions_its_rotations_gave(tmp_path):
+    """Merged samples (one row per doc) cannot rebuild the per-rotation answer positions."""
+    import json
+
+    from persona_bench import evaluate
+    from persona_bench.harness.runs.config import RunConfig
+
+    config = RunConfig(method="letter-prior", data="demo:300", max_eval_people=60, option_order="cyclic")
+    first = evaluate(config, tmp_path, log=lambda _: None)
+    path = tmp_path / first.run_id / "results.json"
+    path.write_text(json.dumps({**first.as_dict(), "schema_version": 2}))
+    again = evaluate(config, tmp_path, log=lambda _: None)
+    assert again.answer_positions == first.answer_positions and again.accuracy == first.accuracy
+
+
 def test_a_nominal_question_counts_for_total_variation_only():
     nominal = Question("N", "W1", "why", ("a", "b", "c"), (1.0, 1.0, 1.0))
     ordered = Question("O", "W1", "how much", ("a", "b", "c"), (1.0, 2.0, 3.0))

@@ -304,7 +304,9 @@ def refreshed(config: RunConfig, runs_dir: Path, finished: RunRecord, log: Calla
     per_person, _, metrics = person_metrics(samples, scores, survey, finished.method_info.scores_are, config.seed)
     updated = finished.with_fields(
         metrics=metrics,
-        answer_positions=position_shares(ordered_docs(samples, config.option_order), scores, samples["target"].to_numpy()),
+        # samples hold one merged row per doc: under cyclic order the per-rotation argmax is gone, so the record's own stays
+        answer_positions=(finished.answer_positions if config.option_order == "cyclic"
+                          else position_shares(ordered_docs(samples, config.option_order), scores, samples["target"].to_numpy())),
         schema_version=SCHEMA_VERSION,
         **group_figures(samples, scores, per_person["accuracy"], survey, context.train_answers(), config.seed,
                         finished.method_info.scores_are),
