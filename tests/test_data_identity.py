@@ -113,6 +113,23 @@ def test_data_name_names_the_data_in_titles_and_refuses_an_unclear_one(two_copie
         assert said in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_run_from_before_is_not_reused_once_the_data_at_its_path_changed(two_copies, tmp_path, monkeypatch):
+    first, _ = two_copies
+    data = tmp_path / "opinionqa"
+    shutil.copytree(first, data)
+    runs = tmp_path / "runs"
+    flags = ["--data", f"opinionqa:{data}", "--max-eval-people", "20", "--out", str(runs), "--no-references"]
+    with monkeypatch.context() as before:  # persona-bench before 0.8: data identified by its spec
+        before.setattr(config_module, "data_identity", lambda spec, waves=(): legacy_identity(spec))
+        assert main(["run", "--method", "majority", *flags]) == 0
+    shutil.rmtree(data)
+    changed_copy(first, data)  # the same path, one answer changed: other data
+    assert main(["run", "--method", "majority", *flags]) == 0
+    config = RunConfig(method="majority", data=f"opinionqa:{data}", max_eval_people=20)
+    assert (runs / config.run_id() / "results.json").is_file() and (runs / "_shared" / config.split_key() / "split.json").is_file()
+    assert (runs / config.legacy_run_id() / "results.json").is_file()  # the old run stays as it was
+
+
 def test_other_data_under_the_same_folder_name_gets_its_own_tables(two_copies, tmp_path):
     first, copy = two_copies
     other = changed_copy(copy, tmp_path / "other" / "opinionqa")  # the folder name of `first`, other answers in it

@@ -9,7 +9,8 @@ name) that never shows a directory. The embedded ``demo`` survey is generated in
 machine without the data) keeps its spec as identity, as every run did before 0.8.
 
 Runs made before 0.8 were identified by the spec itself (path included); :func:`legacy_identity`
-is that, and the runs folder keeps using such a run's folder (:func:`persona_bench.harness.runs.store.run_folder`).
+is that, and the runs folder keeps using such a run's folder (:func:`persona_bench.harness.runs.store.run_folder`)
+while the data at that path still gives the answers its split was drawn from (:func:`split_fingerprint`).
 """
 from __future__ import annotations
 
@@ -64,3 +65,21 @@ def content_fingerprint(spec: str, waves: tuple[str, ...], stamp: tuple) -> str:
         digest.update(json.dumps([key, question.text, list(question.options), list(question.ordinal)], default=str).encode())
     digest.update(survey.respondents.sort_index().to_csv(lineterminator="\n").encode())  # the same bytes on every platform
     return digest.hexdigest()[:16]
+
+
+def split_fingerprint(spec: str, waves: tuple[str, ...] | list[str], protocol: str) -> str | None:
+    """The fingerprint a split of ``spec``'s survey records (``split.json``), as the data lies now;
+    None where the spec names no folder here."""
+    kind, _, argument = spec.partition(":")
+    path = Path(argument) if argument else None
+    if kind in EMBEDDED or path is None or not path.exists():
+        return None
+    return _split_fingerprint(spec, tuple(waves), protocol, file_stamp(path))
+
+
+@lru_cache(maxsize=64)
+def _split_fingerprint(spec: str, waves: tuple[str, ...], protocol: str, stamp: tuple) -> str:
+    from .loaders import load_survey
+    from .protocol import survey_fingerprint, survey_for
+
+    return survey_fingerprint(survey_for(load_survey(spec, list(waves) or None), waves, protocol))

@@ -32,6 +32,7 @@ import pandas as pd
 
 from ..core.atomic import atomic_write_json, atomic_writer
 from ..core.errors import PersonaBenchError
+from ..data.identity import split_fingerprint
 from ..data.pseudonyms import NO_PSEUDONYMS, Pseudonyms
 from .record import RecordError, RunRecord, upgrade
 
@@ -47,20 +48,31 @@ class StoreError(PersonaBenchError):
 def run_folder(runs_dir: Path, config) -> Path:
     """The folder of ``config``'s run: ``runs_dir/<run id>``, or the folder an earlier persona-bench
     made for the same configuration under its older id (data by path, before 0.8) when only that
-    exists, so a runs folder made before keeps resuming and reusing its runs."""
-    return _current_or_legacy(Path(runs_dir), config.run_id(), config.legacy_run_id())
+    exists and the data at that path is still what its split was drawn from (:func:`legacy_still_fits`),
+    so a runs folder made before keeps resuming and reusing its runs."""
+    return _current_or_legacy(Path(runs_dir), Path(runs_dir), config.run_id(), config.legacy_run_id(), config)
 
 
 def shared_folder(runs_dir: Path, config) -> Path:
     """Where runs on the same data and split share their split, personas and trained modules:
-    ``runs_dir/_shared/<split key>`` (the legacy one when only that exists; see :func:`run_folder`)."""
-    return _current_or_legacy(Path(runs_dir) / SHARED, config.split_key(), config.legacy_split_key())
+    ``runs_dir/_shared/<split key>`` (the legacy one on the terms of :func:`run_folder`)."""
+    return _current_or_legacy(Path(runs_dir), Path(runs_dir) / SHARED, config.split_key(), config.legacy_split_key(), config)
 
 
-def _current_or_legacy(parent: Path, current: str, legacy: str) -> Path:
-    if current != legacy and not (parent / current).exists() and (parent / legacy).exists():
+def _current_or_legacy(runs_dir: Path, parent: Path, current: str, legacy: str, config) -> Path:
+    if current != legacy and not (parent / current).exists() and (parent / legacy).exists() and legacy_still_fits(runs_dir, config):
         return parent / legacy
     return parent / current
+
+
+def legacy_still_fits(runs_dir: Path, config) -> bool:
+    """Whether the split a pre-0.8 run drew (``_shared/<legacy split key>/split.json``) was drawn from
+    the data at ``config.data`` as it is now: a changed answer there makes other data and new runs."""
+    try:
+        recorded = json.loads((runs_dir / SHARED / config.legacy_split_key() / "split.json").read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return recorded == split_fingerprint(config.data, config.waves, config.protocol)
 
 
 def write_config(run_dir: Path, config: dict) -> None:
