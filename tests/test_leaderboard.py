@@ -78,6 +78,11 @@ def test_grid_rejects_unknown_settings(tmp_path):
         load_grid(tmp_path / "bad.yaml")
 
 
+def test_an_empty_options_section_is_no_options(tmp_path):
+    (tmp_path / "grid.yaml").write_text("defaults:\n  options:\ngrid:\n  - method: majority\n    options:\n")
+    assert [config.method_options for config in load_grid(tmp_path / "grid.yaml")] == [{}]
+
+
 def test_toy_method_appears_on_the_leaderboard_with_a_marker(swept):
     board = (swept / "board" / "LEADERBOARD.md").read_text()
     header = next(line for line in board.splitlines() if line.startswith("| model"))

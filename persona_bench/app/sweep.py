@@ -103,7 +103,7 @@ def load_grid(path: Path) -> list[RunConfig]:
     configs: dict[str, RunConfig] = {}
     for number, entry in enumerate(spec["grid"], start=1):
         mapping(entry, f"{path}: grid entry {number}")
-        for expanded in expand({**defaults, **entry, "options": {**defaults.get("options", {}), **entry.get("options", {})}}):
+        for expanded in expand({**defaults, **entry, "options": {**(defaults.get("options") or {}), **(entry.get("options") or {})}}):
             unknown = set(expanded) - CONFIG_FIELDS - {"method_options", "preset"}
             if unknown:
                 raise ConfigError(f"{path}: grid entry {number} has unknown setting(s) {', '.join(sorted(unknown))}")
