@@ -82,6 +82,8 @@ def test_a_record_round_trips_through_results_json():
     ({"run_id": "x", "accuracy": 0.5}, "needs run_id, method and accuracy"),
     ({**EARLIEST, "ci95": [0.1]}, "must be finite numbers"),
     ({**EARLIEST, "method_info": {"kind": "reference", "colour": "red"}}, "does not fit its layout"),
+    ({**EARLIEST, "data_identity": ["opinionqa", "x"]}, r"data_identity must be text, got \['opinionqa', 'x'\]"),
+    ({**EARLIEST, "finished_at": 20260101}, "finished_at must be text"),
 ])
 def test_what_no_layout_explains_is_named(raw, message):
     with pytest.raises(RecordError, match=message):

@@ -215,6 +215,9 @@ def upgrade(raw: dict) -> RunRecord:
     figures = [raw["accuracy"], *(raw.get("ci95") or [])]
     if not all(finite(v) for v in figures) or len(raw.get("ci95") or []) not in (0, 2):
         raise RecordError(f"accuracy and ci95 must be finite numbers, got {raw['accuracy']!r} and {raw.get('ci95')!r}")
+    texts = {name: raw[name] for name in ("preset", "data_identity", "finished_at", "persona_bench_version") if raw.get(name) is not None}
+    if wrong := next((name for name, value in texts.items() if not isinstance(value, str)), None):
+        raise RecordError(f"{wrong} must be text, got {texts[wrong]!r}")
     try:
         config = RunConfig.from_dict(raw)
         info = raw.get("method_info") or {"kind": "reference" if not raw.get("model") else "prompting"}
