@@ -144,3 +144,36 @@ def test_other_data_under_the_same_folder_name_gets_its_own_tables(two_copies, t
     assert main(["leaderboard", "--runs", str(runs), "--out", str(board)]) == 0
     names = {line.split(" [")[0] for line in board.read_text().splitlines() if line.startswith("### opinionqa")}
     assert names == {f"### opinionqa ({identity.partition(':')[2][:6]})" for identity in identities}  # two tables, told apart
+
+
+def test_runs_from_before_identities_are_named_by_their_data_as_it_lies_here(two_copies, tmp_path):
+    first, copy = two_copies
+    other = changed_copy(copy, tmp_path / "other" / "opinionqa")  # the folder name of `first`, other answers in it
+    runs = tmp_path / "runs"
+    for method, folder in (("majority", first), ("cf", first), ("majority", other)):
+        assert main(["run", "--method", method, "--data", f"opinionqa:{folder}", "--max-eval-people", "20", "--out", str(runs),
+                     "--no-references"]) == 0
+    for path in runs.glob("*/results.json"):  # as 0.8 wrote them, except cf on `first`
+        record = json.loads(path.read_text())
+        if record["method"] == "majority":
+            path.write_text(json.dumps({k: v for k, v in record.items() if k != "data_identity"}))
+    board = tmp_path / "board" / "LEADERBOARD.md"
+    assert main(["leaderboard", "--runs", str(runs), "--out", str(board)]) == 0
+    text = board.read_text()
+    mains = [line for line in text.splitlines() if line.startswith("### opinionqa") and "persona: individual" in line]
+    assert len(mains) == 2 and all(line.startswith("### opinionqa (") for line in mains)  # first's old and new runs: one table
+    assert str(tmp_path) not in text.split("\n", 3)[-1]
+
+
+def test_one_data_source_on_two_waves_is_one_name():
+    from dataclasses import replace
+
+    from persona_bench.harness.runs.record import upgrade
+    from persona_bench.leaderboard.frame import display_names
+
+    base = upgrade({"run_id": "r", "method": "majority", "accuracy": 0.5, "data": "opinionqa:/nowhere/opinionqa"})
+    records = [base.with_fields(config=replace(base.config, waves=(wave,)), data_identity=f"opinionqa:{fingerprint * 16}")
+               for wave, fingerprint in (("W26", "a"), ("W41", "b"))]
+    assert set(display_names(records).values()) == {"opinionqa"}
+    clash = records[0].with_fields(data_identity="opinionqa:" + "c" * 16)  # other data on W26 under the same name
+    assert sorted(display_names([*records, clash]).values()) == ["opinionqa", "opinionqa (aaaaaa)", "opinionqa (cccccc)"]

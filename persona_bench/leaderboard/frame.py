@@ -22,6 +22,7 @@ titles and scopes read.
 """
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -29,7 +30,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..harness.core.errors import ConfigError
-from ..harness.data.identity import data_name
+from ..harness.data.identity import data_identity, data_name
 from ..harness.runs.config import OMITTED_AT_DEFAULT
 from ..harness.runs.record import RunRecord
 from ..harness.runs.store import read_person_metrics, read_samples
@@ -76,29 +77,39 @@ def recipe_label(name: str, overrides: dict) -> str:
     return ", ".join(filter(None, [name, options_label(overrides)])) if name else ""
 
 
-DataKey = tuple[str, "str | None"]  # (the data's spec, its identity: RunRecord.data_identity)
+DataKey = tuple[str, "str | None", tuple[str, ...]]  # (the data's spec, its identity as recorded, the run's waves)
 
 
 def data_key(record: RunRecord) -> DataKey:
-    """What names a run's data on the leaderboard: its spec and, where recorded, its identity."""
-    return record.config.data, record.data_identity
+    """What names a run's data on the leaderboard: its spec, its identity where recorded, its waves."""
+    return record.config.data, record.data_identity, tuple(record.config.waves)
+
+
+def fingerprint_label(identity: str) -> str:
+    """Six characters that tell one data identity from another: its fingerprint's first ones, or a hash
+    of an identity that is a spec (never a piece of a path)."""
+    fingerprint = identity.partition(":")[2]
+    if len(fingerprint) == 16 and all(c in "0123456789abcdef" for c in fingerprint):
+        return fingerprint[:6]
+    return hashlib.sha256(identity.encode()).hexdigest()[:6]
 
 
 def display_names(records: list[RunRecord], given: Sequence[str] = ()) -> dict[DataKey, str]:
     """Per :func:`data_key` of ``records``, the name titles show: its short name (:func:`data_name`),
-    with the first characters of its fingerprint where runs of other data share that short name
-    (``opinionqa (3f2a9c)``), or the name ``given`` for it as ``SHORT=NAME`` (``NAME`` alone where the
-    runs hold one data source)."""
+    with six characters of its identity (:func:`fingerprint_label`) where runs of other data on the
+    same waves share that short name (``opinionqa (3f2a9c)``), or the name ``given`` for it as
+    ``SHORT=NAME`` (``NAME`` alone where the runs hold one data source). A run from before 0.9 (no
+    identity recorded) counts as its data as it lies here now, or as its spec where that is gone."""
     keys = sorted({data_key(record) for record in records}, key=str)
-    identities: dict[str, set[str]] = {}
-    for spec, identity in keys:
-        if identity:
-            identities.setdefault(data_name(spec), set()).add(identity)
+    known = {key: key[1] or data_identity(key[0], key[2]) for key in keys}
+    identities: dict[tuple[str, tuple[str, ...]], set[str]] = {}
+    for key in keys:
+        identities.setdefault((data_name(key[0]), key[2]), set()).add(known[key])
     names = {}
-    for spec, identity in keys:
-        short = data_name(spec)
-        clash = identity and len(identities[short]) > 1  # other data under the same name: tell them apart
-        names[(spec, identity)] = f"{short} ({identity.partition(':')[2][:6]})" if clash else short
+    for key in keys:
+        short = data_name(key[0])
+        clash = len(identities[(short, key[2])]) > 1  # other data under the same name and waves: tell them apart
+        names[key] = f"{short} ({fingerprint_label(known[key])})" if clash else short
     shorts = sorted(set(names.values()))
     for item in given:
         short, sep, name = item.rpartition("=") if "=" in item else ("", "", item)
