@@ -133,3 +133,17 @@ def test_a_table_of_every_eval_person_says_how_many_in_its_title():
     assert scope_title(scope, pd.DataFrame({"n_people": [3334, 3334]})) == "opinionqa [W26], seen users, all 3,334 eval people, seed 0"
     assert scope_title(scope, pd.DataFrame({"n_people": [3333, 3334]})).endswith("all eval people (3,333-3,334), seed 0")
     assert scope_title({**scope, "max_eval_people": 50.0}, pd.DataFrame({"n_people": [48]})) == "opinionqa [W26], seen users, 50 eval people, seed 0"
+
+
+def test_sweep_writes_the_page_with_html_and_never_hides_a_failed_run(tmp_path, monkeypatch, capsys):
+    import persona_bench.app.sweep as sweep_module
+
+    (tmp_path / "grid.yaml").write_text("defaults:\n  data: demo:300\n  max_eval_people: 20\ngrid:\n  - method: majority\n")
+    assert main(["sweep", str(tmp_path / "grid.yaml"), "--out", str(tmp_path / "runs"), "--html"]) == 0
+    assert (tmp_path / "runs" / "LEADERBOARD.html").is_file()
+    assert "--html" in (tmp_path / "runs" / "LEADERBOARD.md").read_text().split("\n", 3)[2]
+    monkeypatch.setattr(sweep_module, "sweep", lambda *args, **kwargs: ([object()], ["spm on demo: out of memory"]))
+    capsys.readouterr()
+    assert main(["sweep", str(tmp_path / "grid.yaml"), "--out", str(tmp_path / "runs"), "--data-name", "nosuch=Name"]) == 2
+    err = capsys.readouterr().err
+    assert "failed: spm on demo: out of memory" in err and "no run's data is called 'nosuch'" in err

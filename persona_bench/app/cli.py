@@ -9,7 +9,7 @@
                       [--k N] [--max-eval-people N] [--seed S] [--out RUNS_DIR] [method flags]
     persona-bench train [--method spm] [run flags] [method flags]
     persona-bench curve [--method spm] --budgets 1000,3000,10000 [run flags] [method flags] [--leaderboard FILE]
-    persona-bench sweep GRID.yaml [--out RUNS_DIR] [--leaderboard FILE] [--data-name [SHORT=]NAME]
+    persona-bench sweep GRID.yaml [--out RUNS_DIR] [--leaderboard FILE] [--html] [--data-name [SHORT=]NAME]
     persona-bench leaderboard [--runs RUNS_DIR] [--out FILE] [--metric NAME] [--skip-bad] [--html] [--data-name [SHORT=]NAME]
 
 ``python -m persona_bench`` is the same command (``torchrun --nproc_per_node N -m persona_bench run ...``
@@ -169,6 +169,7 @@ def build_parser(run_defaults: Mapping[str, object] | None = None) -> argparse.A
     grid.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default: ./runs)")
     grid.add_argument("--leaderboard", type=Path, default=None, help="leaderboard file (default: RUNS_DIR/LEADERBOARD.md)")
     data_name_flag(grid)
+    grid.add_argument("--html", action="store_true", help="also write the leaderboard's self-contained HTML page beside it")
     grid.add_argument("--dry-run", action="store_true", help="list the runs and where each stands in the runs folder (done, running, "
                       "started: it resumes, to run) without running them")
     grid.add_argument("--plan", action="store_true", help="print what each run and the whole grid will cost (an estimate), run nothing")
@@ -475,12 +476,14 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
         gpus_per_run=args.gpus_per_run, timeout_min=args.timeout_min,
     )
     args.leaderboard = leaderboard_file(args.out, args.leaderboard)
-    if results:
-        seeds = f" --seeds {','.join(map(str, args.seeds))}" if args.seeds else ""
-        refresh_leaderboard(args.out, args.leaderboard, f"persona-bench sweep {args.grid}{seeds} --out {args.out} --leaderboard {args.leaderboard}"
-                            f"{data_name_args(args.data_name)}", data_names=args.data_name)
-    for failure in failures:
-        print(f"failed: {failure}", file=sys.stderr)
+    try:
+        if results:
+            seeds = f" --seeds {','.join(map(str, args.seeds))}" if args.seeds else ""
+            refresh_leaderboard(args.out, args.leaderboard, f"persona-bench sweep {args.grid}{seeds} --out {args.out} --leaderboard {args.leaderboard}"
+                                f"{' --html' if args.html else ''}{data_name_args(args.data_name)}", html=args.html, data_names=args.data_name)
+    finally:  # a leaderboard that cannot be written (a --data-name that names no data) never hides a failed run
+        for failure in failures:
+            print(f"failed: {failure}", file=sys.stderr)
     return 1 if failures else 0
 
 
