@@ -177,3 +177,16 @@ def test_one_data_source_on_two_waves_is_one_name():
     assert set(display_names(records).values()) == {"opinionqa"}
     clash = records[0].with_fields(data_identity="opinionqa:" + "c" * 16)  # other data on W26 under the same name
     assert sorted(display_names([*records, clash]).values()) == ["opinionqa", "opinionqa (aaaaaa)", "opinionqa (cccccc)"]
+
+
+def test_a_model_folder_is_named_never_pathed_in_run_ids_and_on_the_leaderboard(tiny_model_path, tmp_path):
+    runs = tmp_path / "runs"
+    assert main(["run", "--method", "raw", "--model", str(tiny_model_path), "--data", "demo:300", "--max-eval-people", "10",
+                 "--out", str(runs), "--no-references"]) == 0
+    (run,) = [p.name for p in runs.iterdir() if p.name.startswith("raw-")]
+    assert run.startswith(f"raw-{tiny_model_path.name}-")
+    board = tmp_path / "board" / "LEADERBOARD.md"
+    assert main(["leaderboard", "--runs", str(runs), "--out", str(board), "--html"]) == 0
+    for name in ("LEADERBOARD.md", "LEADERBOARD.csv", "LEADERBOARD.html"):
+        body = (board.parent / name).read_text()
+        assert str(tiny_model_path.parent) not in body and str(tmp_path) not in body and tiny_model_path.name in body

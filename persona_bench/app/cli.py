@@ -428,6 +428,15 @@ def leaderboard_file(runs_dir: Path, given: Path | None) -> Path:
     return given or runs_dir / "LEADERBOARD.md"
 
 
+def shown_path(path: Path) -> str:
+    """A path as a leaderboard's command line shows it: relative to the working folder when inside it,
+    else its name alone (a published leaderboard never shows this machine's directories)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return Path(path).resolve().name
+
+
 def data_name_flag(parser: argparse.ArgumentParser) -> None:
     """``--data-name [SHORT=]NAME``: what the leaderboard's titles call a data source."""
     parser.add_argument("--data-name", action="append", default=[], metavar="[SHORT=]NAME",
@@ -455,7 +464,7 @@ def refresh_leaderboard(runs_dir: Path, out: Path, command: str, note: str = "",
 @command("leaderboard")
 def leaderboard_command(args: argparse.Namespace, extra: list[str]) -> int:
     args.out = leaderboard_file(args.runs, args.out)
-    command = (f"persona-bench leaderboard --runs {args.runs} --out {args.out}" + (" --skip-bad" if args.skip_bad else "")
+    command = (f"persona-bench leaderboard --runs {shown_path(args.runs)} --out {shown_path(args.out)}" + (" --skip-bad" if args.skip_bad else "")
                + (f" --metric {args.metric}" if args.metric != "accuracy" else "") + (" --html" if args.html else "")
                + data_name_args(args.data_name))
     refresh_leaderboard(args.runs, args.out, command, args.note, args.skip_bad, args.metric, args.html, args.data_name)
@@ -479,7 +488,7 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
     try:
         if results:
             seeds = f" --seeds {','.join(map(str, args.seeds))}" if args.seeds else ""
-            refresh_leaderboard(args.out, args.leaderboard, f"persona-bench sweep {args.grid}{seeds} --out {args.out} --leaderboard {args.leaderboard}"
+            refresh_leaderboard(args.out, args.leaderboard, f"persona-bench sweep {shown_path(args.grid)}{seeds} --out {shown_path(args.out)} --leaderboard {shown_path(args.leaderboard)}"
                                 f"{' --html' if args.html else ''}{data_name_args(args.data_name)}", html=args.html, data_names=args.data_name)
     finally:  # a leaderboard that cannot be written (a --data-name that names no data) never hides a failed run
         for failure in failures:

@@ -32,6 +32,7 @@ import pandas as pd
 from ..harness.core.errors import ConfigError
 from ..harness.data.identity import data_identity, data_name
 from ..harness.runs.config import OMITTED_AT_DEFAULT
+from ..harness.scoring.models import model_name
 from ..harness.runs.record import RunRecord
 from ..harness.runs.store import read_person_metrics, read_samples
 
@@ -78,6 +79,11 @@ def recipe_label(name: str, overrides: dict) -> str:
 
 
 DataKey = tuple[str, "str | None", tuple[str, ...]]  # (the data's spec, its identity as recorded, the run's waves)
+
+
+def shown_model(model: str | None) -> str:
+    """A run's model as tables show it: its name, never a folder's path (``-`` for no LLM)."""
+    return model_name(model) if model else "-"
 
 
 def data_key(record: RunRecord) -> DataKey:
@@ -151,7 +157,7 @@ def results_frame(records: list[RunRecord], metric: str = "accuracy", names: dic
             epochs=training.epochs if training else None,
             recipe=recipe_label(training.recipe if training else "", overrides), recipe_name=training.recipe if training else "",
             recipe_overrides=overrides, waves_label="+".join(config.waves) or "all",
-            model=config.model or "-", k=config.k if config.users == "unseen" else None, protocol=config.protocol,
+            model=shown_model(config.model), k=config.k if config.users == "unseen" else None, protocol=config.protocol,
             option_order=config.option_order,
             data=names[data_key(record)],  # titles and scopes by the data's name, never its path
             train_seed=config.seed if record.options.get("train_seed") is None else record.options["train_seed"],

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..harness.core.atomic import atomic_write_text
 from ..harness.runs.record import RunRecord
-from .frame import data_key, display_names
+from .frame import data_key, display_names, shown_model
 from .tables import Table
 
 FIGURE = r"[+-]?\d+(?:\.\d+)?"
@@ -137,11 +137,11 @@ def runs_html(records: list[RunRecord], names: dict[tuple, str] | None = None) -
     names = names or display_names(records)
     rows = []
     for record in sorted(records, key=lambda r: r.run_id):
-        shown = {**record.config.as_dict(), "data": names[data_key(record)], "options": record.options, "variant": record.variant,
+        shown = {**record.config.as_dict(), "data": names[data_key(record)], "model": shown_model(record.config.model), "options": record.options, "variant": record.variant,
                  **({"budget": record.training.budget, "recipe": record.training.recipe} if record.training else {}),
                  **({"preset": record.preset} if record.preset else {}), "persona_bench_version": record.persona_bench_version}
         configuration = html.escape(json.dumps(shown, indent=1, sort_keys=True, default=str))
-        rows.append({"run": record.run_id, "method": record.method, "model": record.config.model or "-",
+        rows.append({"run": record.run_id, "method": record.method, "model": shown_model(record.config.model),
                      "waves": "+".join(record.config.waves) or "all", "users": record.config.users,
                      "macro acc % [95% CI]": f"{100 * record.accuracy:.1f} [{100 * record.ci95[0]:.1f}, {100 * record.ci95[1]:.1f}]",
                      "people": str(record.n_people), "_configuration": configuration})

@@ -17,6 +17,7 @@ from ..data.identity import data_identity, legacy_identity
 from ..data.protocol import PROTOCOLS, USERS, SplitConfig
 from ..personas.cf import FOLD_INS
 from ..personas.kind import PersonaKind
+from ..scoring.models import model_name
 from ..scoring.option_order import OPTION_ORDERS
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -116,7 +117,7 @@ class RunConfig:
     def identified_as(self, data: str) -> str:
         identity = {**self.as_dict(), "data": data}
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
-        model = (self.model or "nollm").replace("/", "_")
+        model = model_name(self.model).replace("/", "_") if self.model else "nollm"  # a model folder by its name: ids are published
         return f"{self.method}-{model}-{digest}"
 
     def split_key(self) -> str:

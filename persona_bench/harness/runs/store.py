@@ -172,7 +172,7 @@ def finished_runs(runs_dir: Path, skip_bad: bool = False) -> tuple[list[RunRecor
         except StoreError as exc:
             if not skip_bad:
                 raise
-            problems.append(str(exc))
+            problems.append(str(exc).replace(str(path), f"{path.parent.name}/{RESULTS}"))  # published: no directory of this machine
     return records, problems
 
 

@@ -139,6 +139,14 @@ def hub_snapshot(hub_id: str) -> Path | None:
         return None
 
 
+def model_name(model: str) -> str:
+    """What run ids, titles and tables call a model: an alias or hub id as given, a model folder by
+    its name (``/srv/models/gpt-j-6b`` -> ``gpt-j-6b``), never its path."""
+    if model in ALIASES or not any(mark in model for mark in "/\\~") or (HUB_ID.match(model) and not Path(model).expanduser().is_dir()):
+        return model
+    return Path(model.rstrip("/\\")).expanduser().name or model
+
+
 def resolve_model(name: str) -> Path:
     """A local folder holding the model named by an alias, a folder path or a hub id."""
     if Path(name).expanduser().is_dir():
