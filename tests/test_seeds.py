@@ -68,8 +68,10 @@ def test_a_lone_redrawn_run_stays_on_the_tables_and_a_negative_training_seed_is_
     default = trained("spm-a", 0.50, 1000, 3, 3)
     redrawn = trained("spm-b", 0.52, 1000, 2, 3, train_seed=1)  # stopped early: another epoch count run, the same asked for
     lone = trained("spm-c", 0.55, 3000, 1, 1, train_seed=2)  # no run at the split's seed
-    frame = results_frame([default, redrawn, lone])
-    assert frame["requested_budget"].tolist() == ["1,000 answers x 3 epochs"] * 2 + ["3,000 answers x 1 epochs"]
-    assert sorted(shown_elsewhere(frame)["run_id"]) == ["spm-a", "spm-c"]  # the redraw of a shown run: only in its own table
+    control = spm_record("spm-d", "2026-12-01T01:00:00", 0.30, weights="random")
+    redrawn_control = spm_record("spm-eee", "2026-12-01T09:00:00", 0.31, weights="random", train_seed=1)  # --train-seed 1's, finished last
+    frame = results_frame([default, redrawn, lone, control, redrawn_control])
+    assert frame["requested_budget"].tolist()[:3] == ["1,000 answers x 3 epochs"] * 2 + ["3,000 answers x 1 epochs"]
+    assert sorted(shown_elsewhere(frame)["run_id"]) == ["spm-a", "spm-c", "spm-d"]  # a redraw of a shown run or control: only in its own table
     assert main(["run", "--method", "spm", "--train-seed", "-1", "--out", str(tmp_path)]) == 2
     assert "--train-seed -1: a seed is 0 or more" in capsys.readouterr().err

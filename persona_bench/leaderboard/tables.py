@@ -358,19 +358,21 @@ def spread_table(runs: pd.DataFrame, rows: list[str], column: pd.Series, title: 
 REDRAW_KEYS = ["_label", "requested_budget", "recipe", "persona"]  # one trained run, whatever its training seed
 
 
-def redraw_groups(results: pd.DataFrame):
-    """Per scope, the trained runs labelled for :data:`REDRAW_KEYS` (method, variant and model)."""
-    trained = results[results["train_answers"].fillna(0) > 0]
+def redraw_groups(results: pd.DataFrame, controls: bool = False):
+    """Per scope, the trained runs (with ``controls`` their untrained controls too, which keep the
+    training seed their module was drawn with) labelled for :data:`REDRAW_KEYS` (method, variant and model)."""
+    untrained = results["variant_options"].map(lambda options: options.get("weights") == "random")
+    trained = results[(results["train_answers"].fillna(0) > 0) | (controls & untrained)]
     for values, group in trained.groupby(SCOPE, dropna=False, sort=True):
         labels = [f"{method_label(m, v)} ({model})" for m, v, model in zip(group["method"], group["variant"], group["model"])]
         yield values, group.assign(_label=labels)
 
 
 def shown_elsewhere(results: pd.DataFrame) -> pd.DataFrame:
-    """The runs the tables other than the training-seed ones show: all but a redrawn run (another
-    training seed than its split's) whose run at the split's seed is there too."""
+    """The runs the tables other than the training-seed ones show: all but a redrawn run or control
+    (another training seed than its split's) whose run at the split's seed is there too."""
     hidden = set()
-    for _, group in redraw_groups(results):
+    for _, group in redraw_groups(results, controls=True):
         has_default = group.groupby(REDRAW_KEYS)["redrawn"].transform(lambda redrawn: not redrawn.all())
         hidden.update(group.index[group["redrawn"] & has_default])
     return results.drop(index=list(hidden))
