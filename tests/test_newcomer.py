@@ -124,7 +124,7 @@ def test_paper_table3_grid_plans_on_opinionqa(tmp_path, capsys, monkeypatch):
     if not (ROOT.parent / "shared" / "data" / "opinionqa").is_dir():
         pytest.skip("needs ../shared/data")
     monkeypatch.chdir(ROOT)
-    assert "Total GPU-hours on one h100" in plan_output(ROOT / "grids" / "paper-table3.yaml", tmp_path, capsys)
+    assert "hours (dense bf16" in plan_output(ROOT / "grids" / "paper-table3.yaml", tmp_path, capsys)
 
 
 def test_a_training_run_says_what_it_will_cost_before_it_trains(tiny_model_path, tmp_path, capsys):

@@ -496,6 +496,11 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
     return 1 if failures else 0
 
 
+def hours_text(hours: float) -> str:
+    """``35.5 hours``, or in minutes under an hour (``1.0 minutes``: a grid on a GPU)."""
+    return f"{hours:,.1f} hours" if hours >= 1 else f"{60 * hours:,.1f} minutes"
+
+
 def plan_command(args: argparse.Namespace) -> int:
     """``sweep --plan``: the cost table of a grid and its totals."""
     from ..harness.training.cost import calibrate
@@ -511,13 +516,13 @@ def plan_command(args: argparse.Namespace) -> int:
     here = measured.flops_per_second
     frame, totals = plan_table(costs, here, args.gpu)
     print(tabulate(frame, headers="keys", showindex=False, tablefmt="github", floatfmt=",.3g", intfmt=","))
-    print(f"\nTotal: {totals['runs']} runs, {totals['PFLOP']:,.1f} PFLOP, {totals['hours here']:,.1f} hours on this machine "
+    print(f"\nTotal: {totals['runs']} runs, {totals['PFLOP']:,.1f} PFLOP, {hours_text(totals['hours here'])} on this machine "
           f"(measured {here / 1e9:,.0f} GFLOP/s on LM forwards)")
     if measured.busy:
         print(f"Warning: the machine was busy while it measured (the calibration got {measured.cpu_share:.0%} of its "
               f"{measured.threads} threads' time): the hours here read high; plan on a quiet machine.")
     if args.gpu in GPUS:
-        print(f"Total GPU-hours on one {args.gpu}: {totals[f'hours on {args.gpu}']:,.1f} (dense bf16 peak {GPUS[args.gpu] / 1e12:,.0f} TFLOP/s "
+        print(f"Total on one {args.gpu}: {hours_text(totals[f'hours on {args.gpu}'])} (dense bf16 peak {GPUS[args.gpu] / 1e12:,.0f} TFLOP/s "
               f"x assumed utilisation {UTILISATION['scoring']:.0%} scoring, {UTILISATION['training']:.0%} training)")
     print("An estimate: FLOPs from parameter counts and the runs' own prompts; training epochs are the recipe's (early stopping may end sooner).")
     return 0
