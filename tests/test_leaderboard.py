@@ -142,8 +142,22 @@ def test_sweep_writes_the_page_with_html_and_never_hides_a_failed_run(tmp_path, 
     assert main(["sweep", str(tmp_path / "grid.yaml"), "--out", str(tmp_path / "runs"), "--html"]) == 0
     assert (tmp_path / "runs" / "LEADERBOARD.html").is_file()
     assert "--html" in (tmp_path / "runs" / "LEADERBOARD.md").read_text().split("\n", 3)[2]
+    import persona_bench.app.cli as cli_module
+
+    def unwritable(*args, **kwargs):
+        raise ConfigError("board/LEADERBOARD.md: cannot be written")
+
     monkeypatch.setattr(sweep_module, "sweep", lambda *args, **kwargs: ([object()], ["spm on demo: out of memory"]))
+    monkeypatch.setattr(cli_module, "refresh_leaderboard", unwritable)
     capsys.readouterr()
-    assert main(["sweep", str(tmp_path / "grid.yaml"), "--out", str(tmp_path / "runs"), "--data-name", "nosuch=Name"]) == 2
+    assert main(["sweep", str(tmp_path / "grid.yaml"), "--out", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
-    assert "failed: spm on demo: out of memory" in err and "no run's data is called 'nosuch'" in err
+    assert "failed: spm on demo: out of memory" in err and "cannot be written" in err
+
+
+def test_sweep_refuses_a_data_name_that_names_no_data_before_running(tmp_path, capsys):
+    (tmp_path / "grid.yaml").write_text("defaults:\n  data: demo:300\n  max_eval_people: 20\ngrid:\n  - method: majority\n")
+    assert main(["sweep", str(tmp_path / "grid.yaml"), "--out", str(tmp_path / "runs"), "--data-name", "nosuch=Name"]) == 2
+    assert "neither the grid nor" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+    assert main(["sweep", str(tmp_path / "grid.yaml"), "--out", str(tmp_path / "runs"), "--data-name", "demo:300=Demo"]) == 0
+    assert "### Demo [" in (tmp_path / "runs" / "LEADERBOARD.md").read_text()

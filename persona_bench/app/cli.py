@@ -479,6 +479,8 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
     load_methods(tuple(args.imports))
     if args.plan:
         return plan_command(args)
+    if args.data_name and not args.dry_run:
+        check_sweep_data_names(args)
     results, failures = sweep(
         args.grid, args.out, log=stderr_log, dry_run=args.dry_run, seeds=args.seeds, executor=args.executor, imports=tuple(args.imports),
         workers=args.workers, address=args.address, slurm_local=args.slurm_local, slurm_partition=args.slurm_partition,
@@ -490,7 +492,7 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
             seeds = f" --seeds {','.join(map(str, args.seeds))}" if args.seeds else ""
             refresh_leaderboard(args.out, args.leaderboard, f"persona-bench sweep {shown_path(args.grid)}{seeds} --out {shown_path(args.out)} --leaderboard {shown_path(args.leaderboard)}"
                                 f"{' --html' if args.html else ''}{data_name_args(args.data_name)}", html=args.html, data_names=args.data_name)
-    finally:  # a leaderboard that cannot be written (a --data-name that names no data) never hides a failed run
+    finally:  # a leaderboard that cannot be written never hides a failed run
         for failure in failures:
             print(f"failed: {failure}", file=sys.stderr)
     return 1 if failures else 0
@@ -499,6 +501,23 @@ def sweep_command(args: argparse.Namespace, extra: list[str]) -> int:
 def hours_text(hours: float) -> str:
     """``35.5 hours``, or in minutes under an hour (``1.0 minutes``: a grid on a GPU)."""
     return f"{hours:,.1f} hours" if hours >= 1 else f"{60 * hours:,.1f} minutes"
+
+
+def check_sweep_data_names(args: argparse.Namespace) -> None:
+    """Refuse a ``--data-name SHORT=NAME`` whose SHORT names no data of the grid or of the runs folder's
+    runs before the sweep runs (its leaderboard would refuse it only at the end)."""
+    from ..harness.data.identity import data_name
+    from ..harness.runs.store import finished_runs
+    from ..leaderboard.frame import parse_data_name
+    from .sweep import load_grid
+
+    known = {data_name(config.data) for config in load_grid(args.grid)}
+    known |= {data_name(record.config.data) for record in finished_runs(args.out, skip_bad=True)[0]} if args.out.is_dir() else set()
+    for item in args.data_name:
+        short, _ = parse_data_name(item)
+        if short is not None and short.split(" (")[0] not in known:  # ``opinionqa (3f2a9c)``: one of two sources of that name
+            raise ConfigError(f"--data-name {item}: neither the grid nor {args.out}'s runs have data called {short!r} "
+                              f"(they have: {', '.join(sorted(known))})")
 
 
 def plan_command(args: argparse.Namespace) -> int:

@@ -118,18 +118,23 @@ def display_names(records: list[RunRecord], given: Sequence[str] = ()) -> dict[D
         names[key] = f"{short} ({fingerprint_label(known[key])})" if clash else short
     shorts = sorted(set(names.values()))
     for item in given:
-        short, sep, name = item.rpartition("=") if "=" in item else ("", "", item)
-        name = name.strip()
-        if not name:
-            raise ConfigError(f"--data-name {item!r}: give a name, e.g. --data-name {shorts[0] if shorts else 'opinionqa'}=OpinionQA")
-        if not sep and len(shorts) != 1:
+        short, name = parse_data_name(item)
+        if short is None and len(shorts) != 1:
             raise ConfigError(f"--data-name {item}: the runs hold {len(shorts)} data sources ({', '.join(shorts)}): say which, "
                               f"--data-name SHORT=NAME")
-        short = short.strip() if sep else shorts[0]
+        short = shorts[0] if short is None else short
         if short not in shorts:
             raise ConfigError(f"--data-name {item}: no run's data is called {short!r} (the runs hold: {', '.join(shorts)})")
         names.update({key: name for key, was in names.items() if was == short})
     return names
+
+
+def parse_data_name(item: str) -> tuple[str | None, str]:
+    """``--data-name [SHORT=]NAME`` as (SHORT or None, NAME); an empty NAME is one line naming the flag."""
+    short, sep, name = item.rpartition("=") if "=" in item else ("", "", item)
+    if not name.strip():
+        raise ConfigError(f"--data-name {item!r}: give a name, e.g. --data-name opinionqa=OpinionQA")
+    return (short.strip() if sep else None), name.strip()
 
 
 def results_frame(records: list[RunRecord], metric: str = "accuracy", names: dict[DataKey, str] | None = None) -> pd.DataFrame:
