@@ -39,11 +39,30 @@ def legacy_identity(spec: str) -> str:
 
 def data_identity(spec: str, waves: tuple[str, ...] | list[str] = ()) -> str:
     """``KIND:FINGERPRINT`` of the survey ``spec`` names, restricted to ``waves`` (see module docstring)."""
-    kind, _, argument = spec.partition(":")
-    path = Path(argument) if argument else None
-    if kind in EMBEDDED or path is None or not path.exists():
+    folder = local_folder(spec)
+    if folder is None:
         return legacy_identity(spec)
-    return f"{kind}:{content_fingerprint(spec, tuple(waves), file_stamp(path))}"
+    return f"{spec.partition(':')[0]}:{survey_fingerprints(spec, tuple(waves), file_stamp(folder))[0]}"
+
+
+def split_fingerprint(spec: str, waves: tuple[str, ...] | list[str], protocol: str) -> str | None:
+    """The fingerprint a split of ``spec``'s survey records (``split.json``), as the data lies now;
+    None where the spec names no folder here."""
+    folder = local_folder(spec)
+    if folder is None:
+        return None
+    if protocol != "cross-wave":  # the split is of the survey itself: the fingerprint its identity already computed
+        return survey_fingerprints(spec, tuple(waves), file_stamp(folder))[1]
+    return panel_fingerprint(spec, tuple(waves), file_stamp(folder))
+
+
+def local_folder(spec: str) -> Path | None:
+    """The file or folder a spec's survey is read from, where it exists here (None for an embedded
+    survey, or a path this machine lacks)."""
+    kind, _, argument = spec.partition(":")
+    if kind in EMBEDDED or not argument or not Path(argument).exists():
+        return None
+    return Path(argument)
 
 
 def file_stamp(path: Path) -> tuple:
@@ -53,33 +72,27 @@ def file_stamp(path: Path) -> tuple:
 
 
 @lru_cache(maxsize=64)
-def content_fingerprint(spec: str, waves: tuple[str, ...], stamp: tuple) -> str:
-    """A short hash of the loaded survey's content (``stamp`` only keys the cache)."""
+def survey_fingerprints(spec: str, waves: tuple[str, ...], stamp: tuple) -> tuple[str, str]:
+    """(content, answers) fingerprints of the loaded survey: a short hash of its whole content (the
+    identity), and :func:`~persona_bench.harness.data.protocol.survey_fingerprint`, who answered what
+    (what a split records); ``stamp`` only keys the cache."""
     from .loaders import load_survey
     from .protocol import survey_fingerprint
 
     survey = load_survey(spec, list(waves) or None)
-    digest = hashlib.sha256(survey_fingerprint(survey).encode())
+    answers = survey_fingerprint(survey)
+    digest = hashlib.sha256(answers.encode())
     for key in sorted(survey.questions):
         question = survey.questions[key]
         digest.update(json.dumps([key, question.text, list(question.options), list(question.ordinal)], default=str).encode())
     digest.update(survey.respondents.sort_index().to_csv(lineterminator="\n").encode())  # the same bytes on every platform
-    return digest.hexdigest()[:16]
-
-
-def split_fingerprint(spec: str, waves: tuple[str, ...] | list[str], protocol: str) -> str | None:
-    """The fingerprint a split of ``spec``'s survey records (``split.json``), as the data lies now;
-    None where the spec names no folder here."""
-    kind, _, argument = spec.partition(":")
-    path = Path(argument) if argument else None
-    if kind in EMBEDDED or path is None or not path.exists():
-        return None
-    return _split_fingerprint(spec, tuple(waves), protocol, file_stamp(path))
+    return digest.hexdigest()[:16], answers
 
 
 @lru_cache(maxsize=64)
-def _split_fingerprint(spec: str, waves: tuple[str, ...], protocol: str, stamp: tuple) -> str:
+def panel_fingerprint(spec: str, waves: tuple[str, ...], stamp: tuple) -> str:
+    """What a cross-wave split of ``waves`` records: the answers fingerprint of their panel."""
     from .loaders import load_survey
     from .protocol import survey_fingerprint, survey_for
 
-    return survey_fingerprint(survey_for(load_survey(spec, list(waves) or None), waves, protocol))
+    return survey_fingerprint(survey_for(load_survey(spec, list(waves) or None), waves, "cross-wave"))
