@@ -148,10 +148,11 @@ def test_plan_says_when_the_machine_was_busy_while_it_calibrated(tmp_path, capsy
         assert not warned or "got 45% of its 2 threads' time" in out
 
 
-def test_dry_run_says_where_each_run_stands(tmp_path, capsys):
+def test_dry_run_and_plan_say_where_each_run_stands(tmp_path, capsys, monkeypatch):
     from persona_bench.app.cli import main
     from persona_bench.app.sweep import load_grid
-    from persona_bench.harness.runs.store import run_folder
+    from persona_bench.harness.runs.store import read_results, run_folder
+    from persona_bench.harness.training import cost
 
     grid, runs = tmp_path / "grid.yaml", tmp_path / "runs"
     grid.write_text('defaults: {data: "demo:300", max_eval_people: 5}\ngrid:\n  - method: [majority, cf, letter-prior]\n')
@@ -172,3 +173,12 @@ def test_dry_run_says_where_each_run_stands(tmp_path, capsys):
     assert any(line.startswith(f"[3/3] running (pid {os.getpid()} on ") for line in lines)
     assert any(line.endswith("1 done, 1 running, 1 started, 0 to run of 3 runs") for line in lines)
     assert not (runs / "LEADERBOARD.md").exists()  # a dry run writes nothing
+    monkeypatch.setattr(cost, "calibrate", lambda: cost.Calibration(1e11, 1.0, 2))
+    assert main(["sweep", str(grid), "--plan", "--out", str(runs)]) == 0  # the plan beside the runs folder: states and measured time
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip().split()[0]: [cell.strip() for cell in line.split("|")[2:-1]] for line in out.splitlines()
+            if line.startswith("| ") and not line.startswith("| run ")}
+    assert [rows[name][0] for name in ("majority", "cf", "letter-prior")] == ["done", "started", "running"]
+    hours = read_results(run_folder(runs, majority)).wall_seconds / 3600
+    assert float(rows["majority"][-1]) == pytest.approx(hours, rel=1e-2) and rows["cf"][-1] == "" and rows["letter-prior"][-1] == ""
+    assert "1 of 3 runs done, planned 0.0 minutes, took" in out and "2 left, planned 0.0 minutes" in out

@@ -172,7 +172,8 @@ def build_parser(run_defaults: Mapping[str, object] | None = None) -> argparse.A
     grid.add_argument("--html", action="store_true", help="also write the leaderboard's self-contained HTML page beside it")
     grid.add_argument("--dry-run", action="store_true", help="list the runs and where each stands in the runs folder (done, running, "
                       "started: it resumes, to run) without running them")
-    grid.add_argument("--plan", action="store_true", help="print what each run and the whole grid will cost (an estimate), run nothing")
+    grid.add_argument("--plan", action="store_true", help="print what each run and the whole grid will cost (an estimate), run nothing; with a runs folder (--out) "
+                      "begun, also where each run stands and the done runs' measured wall time")
     grid.add_argument("--gpu", default="h100", help="--plan: the GPU to estimate hours on (h100, a100, l40s; cpu: this machine only)")
     grid.add_argument("--executor", choices=("local", "ray", "slurm"), default="local", help="where runs execute (default: here, one after another)")
     grid.add_argument("--workers", type=int, default=None, help="ray: CPUs of a local Ray; slurm: array parallelism")
@@ -524,7 +525,7 @@ def plan_command(args: argparse.Namespace) -> int:
     """``sweep --plan``: the cost table of a grid and its totals."""
     from ..harness.training.cost import calibrate
     from ..harness.plan import GPUS, UTILISATION, plan_table, run_cost
-    from .sweep import load_grid, with_seeds
+    from .sweep import load_grid, measured_hours, run_state, with_seeds
 
     configs = with_seeds(load_grid(args.grid), args.seeds)
     costs, trainings, scored = [], set(), set()
@@ -534,9 +535,19 @@ def plan_command(args: argparse.Namespace) -> int:
     measured = calibrate()
     here = measured.flops_per_second
     frame, totals = plan_table(costs, here, args.gpu)
-    print(tabulate(frame, headers="keys", showindex=False, tablefmt="github", floatfmt=",.3g", intfmt=","))
+    started = args.out.is_dir()  # the sweep has begun here: where each run stands, and what the done ones took
+    if started:
+        frame.insert(1, "state", [run_state(args.out, config).split(" (")[0] for config in configs])
+        frame["measured hours"] = [measured_hours(args.out, config) for config in configs]
+    shown = frame.astype(object).where(frame.notna(), None)  # not yet measured: an empty cell
+    print(tabulate(shown, headers="keys", showindex=False, tablefmt="github", floatfmt=",.3g", intfmt=",", missingval=""))
     print(f"\nTotal: {totals['runs']} runs, {totals['PFLOP']:,.1f} PFLOP, {hours_text(totals['hours here'])} on this machine "
           f"(measured {here / 1e9:,.0f} GFLOP/s on LM forwards)")
+    if started:
+        done = frame["state"] == "done"
+        print(f"In {shown_path(args.out)}: {int(done.sum())} of {len(frame)} runs done, planned {hours_text(frame.loc[done, 'hours here'].sum())}, "
+              f"took {hours_text(frame.loc[done, 'measured hours'].sum())} (their results.json wall_seconds; a run resumed across "
+              f"sittings counts its last sitting); {int((~done).sum())} left, planned {hours_text(frame.loc[~done, 'hours here'].sum())}")
     if measured.busy:
         print(f"Warning: the machine was busy while it measured (the calibration got {measured.cpu_share:.0%} of its "
               f"{measured.threads} threads' time): the hours here read high; plan on a quiet machine.")

@@ -140,6 +140,13 @@ def run_state(runs_dir: Path, config: RunConfig) -> str:
     return "started" if folder.is_dir() else "to run"
 
 
+def measured_hours(runs_dir: Path, config: RunConfig) -> float | None:
+    """A done run's own wall time in hours (its results.json ``wall_seconds``: for a run resumed across
+    sittings, the last sitting's); ``None`` for a run not done or a record without it."""
+    record = read_results(run_folder(runs_dir, config))
+    return record.wall_seconds / 3600 if record is not None and record.wall_seconds is not None else None
+
+
 def sweep(
     path: Path, runs_dir: Path, log: Callable[[str], None] = print, dry_run: bool = False, seeds: list[int] | None = None, **executor
 ) -> tuple[list, list[str]]:
