@@ -64,6 +64,7 @@ def test_the_audit_catches_a_planted_overfitted_module_and_not_the_untrained_con
     board = tmp_path / "board.md"
     assert main(["leaderboard", "--runs", str(runs), "--out", str(board)]) == 0
     assert f"membership AUC {planted['loss']['auc']:.2f}" in board.read_text()
+    assert "Training: spm [hidden=256] (" in board.read_text()  # which variant trained on what
 
 
 def test_auditing_a_run_without_a_trained_module_is_one_line(tmp_path, capsys):

@@ -234,6 +234,20 @@ def test_plots_and_sweeps_never_mix_split_seeds_or_eval_people(tmp_path):
     assert [c["run_id"] for c in k_sweeps[0].cells] == ["u1", "u5"]
 
 
+def test_the_bar_chart_shows_the_main_tables_columns(tmp_path, monkeypatch):
+    """A method run only in variants (answer-placed SPM) gets its bar, as it gets its main-table column;
+    its untrained control does not."""
+    from persona_bench.leaderboard import plots
+    from persona_bench.leaderboard.frame import results_frame
+
+    drawn = {}
+    monkeypatch.setattr(plots, "method_bars", lambda frame, title, path: drawn.setdefault(path.name, frame))
+    records = [majority_record("m", "2026-01-01", 0.60), placed_record("v", "2026-01-02", 0.55, 3000),
+               placed_record("vc", "2026-01-03", 0.23, weights="random")]
+    plots.write_plots(results_frame(records), tmp_path)
+    assert sorted(drawn["methods_demo_all_10people.png"]["column"]) == ["majority", "spm [placement=answer]"]
+
+
 def test_curves_keep_unseen_k_apart_and_never_share_a_file(tmp_path):
     from persona_bench.leaderboard.curves import learning_curves
     from persona_bench.leaderboard.frame import results_frame

@@ -24,6 +24,7 @@ from persona_bench.methods.finetune.model import NoSteering
 from persona_bench.tasks.prompts import ANSWER_CUE, PROMPTS
 
 from .test_spm import interrupted_at_step_three, planted_examples, tiny_models  # noqa: F401  (fixture)
+from .tiny_models import ARCHITECTURES
 
 
 def adapted_lm(path, rank: int = 4, seed: int = 0) -> tuple[LetterScoringLM, object]:
@@ -178,9 +179,26 @@ def test_lora_targets_that_the_model_lacks_name_its_modules(tiny_models):  # noq
     attach_lora(lm.model, LoraSettings(4))  # peft's default for falcon: query_key_value
 
 
+@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+def test_lora_attaches_with_peft_defaults_on_every_tested_architecture(architecture, tiny_models):  # noqa: F811
+    """Each architecture's default targets (peft's table) exist in it, adapt only the adapter's weights, and
+    leave the model's scores as they were until the adapter trains (B starts at zero)."""
+    lm = LetterScoringLM(pretrained=str(tiny_models[architecture]), device="cpu", score_cache=None)
+    tokens = torch.tensor([[1, 5, 9, 13, 17]])
+    with torch.no_grad():
+        before = lm.model(tokens).logits
+    attach_lora(lm.model, LoraSettings(4))
+    trained = trainable_parameters(lm.model)
+    assert trained and all("lora_" in name for name, p in lm.model.named_parameters() if p.requires_grad)
+    with torch.no_grad():
+        torch.testing.assert_close(lm.model(tokens).logits, before)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--method", "finetune", "--lora-rank", "0"], "--lora-rank 0: finetune trains a LoRA adapter, of rank 1 or more"),
     (["--method", "spm", "--lora-rank", "-2"], "--lora-rank -2: a LoRA rank is 1 or more"),
+    (["--method", "finetune", "--lora-rank", "-2"], "--lora-rank -2: finetune trains a LoRA adapter, of rank 1 or more"),
+    (["--method", "spm", "--lora-targets", "q_proj"], "--lora-targets: settings of a LoRA adapter, and --lora-rank is 0"),
     (["--method", "finetune", "--lora-targets", "nope"], "--lora-targets nope: LlamaForCausalLM has no module named nope (its linear modules:"),
     (["--method", "finetune", "--prompt", "bio"], "--prompt"),
     (["--method", "finetune", "--lr", "0.01"], "--lr 0.01: finetune trains its LoRA adapter alone, whose learning rate is --lora-lr"),

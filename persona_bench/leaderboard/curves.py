@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -88,7 +89,8 @@ def curve_plot(points: pd.DataFrame, lines: dict[str, pd.Series], title: str, pa
     axes.set_xscale("log")
     axes.minorticks_off()  # log-scale minor labels (3x10^3, 4x10^3, ...) overlap: the axis names the budgets themselves
     axes.set_xticks(x, [f"{int(v):,}" for v in x])
-    axes.set(title=title, xlabel="answers trained on (log scale)", ylabel="macro accuracy (%)")
+    axes.set_title(textwrap.fill(title, 70), fontsize=9)  # a variant's and recipe's names run long
+    axes.set(xlabel="answers trained on (log scale)", ylabel="macro accuracy (%)")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return save(figure, path)
@@ -121,5 +123,6 @@ def learning_curves(results: pd.DataFrame, folder: Path) -> tuple[list[Table], l
             name = slug(f"curve_{os.path.basename(str(scope['data']).rstrip('/'))}_{scope['waves_label']}{settings_label(scope)}_{method}_{model}_{recipe}")
             # slugs are cut short: a hash of everything that tells this curve from another keeps its file apart
             name += "_" + hashlib.sha256("|".join(map(str, [*values, model, method, variant, recipe])).encode()).hexdigest()[:8]
-            plots.append(curve_plot(points, lines, f"{label} ({model}) — {scope['waves_label']}", folder / f"{name}.png"))
+            shown_recipe = "" if recipe == "default" else f", recipe {recipe}"  # e.g. ``default, lora_lr=0.0005``
+            plots.append(curve_plot(points, lines, f"{label} ({model}{shown_recipe}) — {scope['waves_label']}", folder / f"{name}.png"))
     return tables, plots

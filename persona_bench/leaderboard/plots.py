@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +10,7 @@ from matplotlib.figure import Figure
 
 from ..harness.core.atomic import atomic_writer
 from .frame import latest
-from .tables import SERIES, series_label
+from .tables import SERIES, main_columns, series_label
 
 
 def save(figure: Figure, path: Path) -> Path:
@@ -38,11 +39,13 @@ def line_plot(frame: pd.DataFrame, x: str, title: str, xlabel: str, path: Path) 
 
 
 def method_bars(frame: pd.DataFrame, title: str, path: Path) -> Path | None:
-    """Per-method accuracy with 95% CI error bars (one bar per method and model)."""
+    """Per-method accuracy with 95% CI error bars (one bar per method and model; labelled by ``column``
+    where the frame has one, e.g. a variant's ``spm [placement=answer]``)."""
     if frame.empty:
         return None
     frame = frame.sort_values("accuracy")
-    labels = [m if model == "-" else f"{m}\n{model}" for m, model in zip(frame["method"], frame["model"])]
+    names = frame["column"] if "column" in frame else frame["method"]
+    labels = [textwrap.fill(m, 26) + ("" if model == "-" else f"\n{model}") for m, model in zip(names, frame["model"])]
     accuracy = frame["accuracy"] * 100
     errors = [accuracy - frame["ci95"].str[0] * 100, frame["ci95"].str[1] * 100 - accuracy]
     figure = Figure(figsize=(max(5, 0.9 * len(frame)), 4))
@@ -71,10 +74,10 @@ def write_plots(results: pd.DataFrame, folder: Path) -> list[Path]:
         name += (f"_{int(scope['max_eval_people'])}people" if pd.notna(scope["max_eval_people"]) else "") + (f"_seed{int(scope['seed'])}" if scope["seed"] else "")
         plain = group[group["variant"] == ""]
         unseen = latest(plain[(plain["users"] == "unseen") & (plain["persona"] == "individual") & plain["k"].notna()], ["model", "method", "k"])
-        seen = plain[plain["users"] == "seen"]
-        clusters = seen[seen["persona"].str.startswith("cluster:")].assign(clusters=lambda f: f["persona"].str.split(":").str[1].astype(int))
-        clusters = latest(clusters, ["model", "method", "clusters"])
-        individual = latest(seen[seen["persona"] == "individual"], ["model", "method"])
+        clusters = plain[(plain["users"] == "seen") & plain["persona"].str.startswith("cluster:")]
+        clusters = latest(clusters.assign(clusters=lambda f: f["persona"].str.split(":").str[1].astype(int)), ["model", "method", "clusters"])
+        individual = group[(group["users"] == "seen") & (group["persona"] == "individual")]
+        individual = latest(main_columns(individual), ["model", "column"])  # the main table's columns: a method run only in variants too
         written += [
             line_plot(unseen.assign(k=unseen["k"].astype(float)), "k", f"Unseen users — {label}", "answers folded in (K)", folder / f"unseen_k_{name}.png"),
             line_plot(clusters, "clusters", f"Cluster personas — {label}", "clusters (k)", folder / f"cluster_k_{name}.png"),

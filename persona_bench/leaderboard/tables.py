@@ -167,11 +167,11 @@ def series_label(scope: dict, runs: pd.DataFrame | None = None) -> str:
 
 
 def budget_note(frame: pd.DataFrame) -> str:
-    """``Training: spm (smollm2-135m): 1,000 answers x 3 epochs, recipe default, membership AUC ...``
+    """``Training: spm [placement=answer] (smollm2-135m): 1,000 answers x 3 epochs, recipe default, membership AUC ...``
     for the trained cells of a table (the membership audit where the run has one)."""
     trained = frame[frame["budget_label"] != ""]
     parts = [
-        f"{r['method']} ({r['model']}): {r['budget_label']}" + (f", recipe {r['recipe']}" if r["recipe"] else "")
+        f"{method_label(r['method'], r['variant'])} ({r['model']}): {r['budget_label']}" + (f", recipe {r['recipe']}" if r["recipe"] else "")
         + (f", {describe_audit(r['membership_audit'])}" if isinstance(r.get("membership_audit"), dict) else "")
         for _, r in trained.iterrows()
     ]

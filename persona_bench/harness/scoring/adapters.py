@@ -89,8 +89,11 @@ def attach_lora(model: torch.nn.Module, settings: LoraSettings, seed: int = 0):
     if missing:
         raise ConfigError(f"--lora-targets {','.join(targets)}: {type(model).__name__} has no module named {', '.join(missing)} "
                           f"(its linear modules: {', '.join(names)})")
+    from transformers.pytorch_utils import Conv1D
+
+    transposed = any(isinstance(module, Conv1D) and name.rsplit(".", 1)[-1] in targets for name, module in model.named_modules())
     config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=list(targets),
-                        bias="none", task_type="CAUSAL_LM")
+                        bias="none", task_type="CAUSAL_LM", fan_in_fan_out=transposed)  # GPT-2's Conv1D stores weights transposed
     was_training = model.training
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)  # peft asks transformers' old name

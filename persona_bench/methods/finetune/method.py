@@ -58,9 +58,9 @@ class FineTune(LearnedSteering):
 
     @classmethod
     def check(cls, options: "FineTune.Options") -> None:
-        super().check(options)
-        if options.lora_rank < 1:
+        if options.lora_rank < 1:  # before the shared checks, whose rank 0 means a frozen LM
             raise ConfigError(f"--lora-rank {options.lora_rank}: finetune trains a LoRA adapter, of rank 1 or more")
+        super().check(options)
         if options.lr is not None:
             raise ConfigError(f"--lr {options.lr}: finetune trains its LoRA adapter alone, whose learning rate is --lora-lr")
         if options.k_context < 1:
