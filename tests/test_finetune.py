@@ -85,6 +85,21 @@ def test_the_saved_adapter_loads_with_peft_and_scores_what_the_run_scored(tiny_m
     assert moved > 1e-3  # the adapter learned something: the comparison is not the base model's
 
 
+@pytest.mark.parametrize("prompt", ["raw", "demographics", "context"])
+def test_the_untrained_finetune_is_the_base_lm_under_the_same_prompt(prompt, tiny_model_path, tmp_path):
+    """Its control (``--weights random``: the adapter as training starts, B = 0) scores every doc as the
+    prompting method of that style does on the base LM."""
+    from persona_bench.app.cli import main
+    from persona_bench.harness.runs.store import read_samples
+
+    common = ["--model", str(tiny_model_path), "--data", "demo:300", "--max-eval-people", "4", "--no-references", "--out", str(tmp_path)]
+    assert main(["run", "--method", "finetune", "--prompt", prompt, "--weights", "random", *common]) == 0
+    assert main(["run", "--method", prompt, *common]) == 0
+    control, prompting = (read_samples(next(tmp_path.glob(f"{name}-*"))) for name in ("finetune", prompt))
+    assert list(control["doc_id"]) == list(prompting["doc_id"]) and len(control) > 10
+    np.testing.assert_allclose(np.concatenate(control["scores"].tolist()), np.concatenate(prompting["scores"].tolist()), atol=1e-5)
+
+
 def test_answer_placed_scores_follow_the_adapter_and_equal_the_whole_sequence(tiny_models):  # noqa: F811
     lm, _ = adapted_lm(tiny_models["llama"])
     cue = list(lm.answer_cue())
