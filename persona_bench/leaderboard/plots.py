@@ -39,21 +39,23 @@ def line_plot(frame: pd.DataFrame, x: str, title: str, xlabel: str, path: Path) 
 
 
 def method_bars(frame: pd.DataFrame, title: str, path: Path) -> Path | None:
-    """Per-method accuracy with 95% CI error bars (one bar per method and model; labelled by ``column``
-    where the frame has one, e.g. a variant's ``spm [placement=answer]``)."""
+    """Per-method accuracy with 95% CI error bars, one horizontal bar per method and model (best on top;
+    labelled by ``column`` where the frame has one, e.g. a variant's ``spm [placement=answer]``)."""
     if frame.empty:
         return None
     frame = frame.sort_values("accuracy")
     names = frame["column"] if "column" in frame else frame["method"]
-    labels = [textwrap.fill(m, 26) + ("" if model == "-" else f"\n{model}") for m, model in zip(names, frame["model"])]
+    labels = [textwrap.fill(m, 34) + ("" if model == "-" else f"\n{model}") for m, model in zip(names, frame["model"])]
     accuracy = frame["accuracy"] * 100
     errors = [accuracy - frame["ci95"].str[0] * 100, frame["ci95"].str[1] * 100 - accuracy]
-    figure = Figure(figsize=(max(5, 0.9 * len(frame)), 4))
+    figure = Figure(figsize=(8, 1.2 + 0.25 * sum(label.count("\n") + 1 for label in labels)))  # room for every label's lines
     axes = figure.subplots()
-    axes.bar(range(len(frame)), accuracy, yerr=errors, capsize=4, color="#4c72b0")
-    axes.set_xticks(range(len(frame)), labels, fontsize=7, rotation=30, ha="right")
-    axes.set(title=title, ylabel="macro accuracy (%)")
-    axes.grid(axis="y", alpha=0.3)
+    axes.barh(range(len(frame)), accuracy, xerr=errors, capsize=3, color="#4c72b0")
+    axes.set_yticks(range(len(frame)), labels, fontsize=7)
+    axes.set(xlabel="macro accuracy (%)")
+    axes.set_title(textwrap.fill(title, 90), fontsize=9)
+    axes.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
     return save(figure, path)
 
 
