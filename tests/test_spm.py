@@ -14,6 +14,7 @@ from transformers import DynamicCache
 
 from persona_bench.app.cli import main
 from persona_bench.harness.training import loop as training
+from persona_bench.harness.scoring.adapters import LoraSettings, attach_lora
 from persona_bench.harness.scoring.lm import LetterScoringLM, SteeredLM
 from persona_bench.harness.scoring.steering import cache_argument
 from persona_bench.harness.training.loop import TrainOptions, build_examples, evaluate, train_steerer
@@ -43,10 +44,19 @@ def test_pair_encoding_equals_lm_eval(tiny_model_path):
         assert lm.encode_pair(context, continuation) == lm._encode_pair(context, continuation)
 
 
+@pytest.mark.parametrize("lora", [False, True])
 @pytest.mark.parametrize("mode", ["prefix", "prompt"])
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))
-def test_batched_steering_equals_an_explicit_past_cache(architecture, mode, tiny_models):
+def test_batched_steering_equals_an_explicit_past_cache(architecture, mode, lora, tiny_models):
+    """Every person's own steering in one batch, with and without a (shared) LoRA adapter on the LM."""
     lm = LetterScoringLM(pretrained=str(tiny_models[architecture]), device="cpu", score_cache=None)
+    if lora:
+        attach_lora(lm.model, LoraSettings(4))
+        torch.manual_seed(1)
+        with torch.no_grad():
+            for name, parameter in lm.model.named_parameters():
+                if "lora_B" in name:
+                    parameter.normal_(0, 0.5)  # an adapter that changes the model
     spm = random_spm(lm, mode)
     steered = SteeredLM(steerer=spm, model=lm.model, tokenizer=lm.tokenizer, score_cache=None, batch_tokens=4096)
     prompts = ["Question: Is it safe?\nA. Yes\nB. No\nAnswer:", "Question: A much longer question about the community?\nA. Yes\nB. No\nAnswer:"]
