@@ -123,6 +123,18 @@ def test_recipes_are_compared_at_equal_budget_and_controls_within_their_recipe()
     assert weights.loc["default, init=scaled", "random"].startswith("25.0") and weights.loc["default, init=scaled", "trained"].startswith("30.0")
 
 
+def test_an_option_sweep_of_a_trained_method_compares_runs_at_one_budget_in_budget_order():
+    from persona_bench.leaderboard.frame import results_frame
+    from persona_bench.leaderboard.tables import sweep_tables
+
+    records = [spm_record(f"{mode}{answers}", str(answers), accuracy, answers, mode=mode).with_fields(variant={"mode": mode})
+               for mode, answers, accuracy in (("prefix", 10000, 0.40), ("prompt", 10000, 0.45), ("prefix", 3000, 0.50), ("prompt", 3000, 0.55))]
+    modes = {t.title.split(" — ")[0]: t for t in sweep_tables(results_frame(records))}["spm by mode"].frame
+    assert modes.to_dict("records") == [
+        {"model": "m", "budget_label": "3,000 answers x 1 epochs", "recipe": "default", "prefix": "50.0 [45.0, 55.0]", "prompt": "55.0 [50.0, 60.0]"},
+        {"model": "m", "budget_label": "10,000 answers x 1 epochs", "recipe": "default", "prefix": "40.0 [35.0, 45.0]", "prompt": "45.0 [40.0, 50.0]"}]
+
+
 def test_trained_methods_are_set_side_by_side_only_at_a_shared_budget_and_recipe():
     from persona_bench.leaderboard.frame import results_frame
     from persona_bench.leaderboard.tables import sweep_tables

@@ -259,7 +259,9 @@ def position_tables(results: pd.DataFrame) -> list[Table]:
 
 
 def sort_key(value: str) -> tuple[float, str]:
-    return (float(value.replace(",", "")) if re.fullmatch(r"[\d.,]+", value) else float("inf"), value)
+    """Numbers by value, also leading a label (``10,000 answers x 1 epochs`` after ``3,000 ...``); text after."""
+    number = re.match(r"\d[\d,]*(\.\d+)?", value)
+    return (float(number.group().replace(",", "")) if number else float("inf"), value)
 
 
 def sweep(frame: pd.DataFrame, rows: list[str], column: pd.Series, title: str, note: str = "") -> Table | None:
@@ -268,7 +270,7 @@ def sweep(frame: pd.DataFrame, rows: list[str], column: pd.Series, title: str, n
         return None
     data = frame.assign(_column=column.astype(str), _cell=frame.apply(cell_text, axis=1))
     data = data.drop_duplicates([*rows, "_column"], keep="last")
-    pivot = data.pivot(index=rows, columns="_column", values="_cell")
+    pivot = data.pivot(index=rows, columns="_column", values="_cell").sort_index(key=lambda level: level.map(lambda v: sort_key(str(v))))
     ordered = sorted(pivot.columns, key=sort_key)
     cells = [cell_record(title, row, value=row["_column"]) for _, row in data.iterrows()]
     return Table(title, note, pivot[ordered].fillna("").reset_index(), cells)
@@ -279,7 +281,8 @@ def label_with_model(frame: pd.DataFrame) -> pd.Series:
 
 
 def option_sweeps(seen: pd.DataFrame, where: str) -> list[Table | None]:
-    """Per method and option: runs that differ from the defaults in that option alone."""
+    """Per method and option: runs that differ from the defaults in that option alone (a trained
+    method's at each training budget, within one recipe)."""
     tables = []
     for method, runs in seen.groupby("method"):
         keys = sorted({k for variant in runs["variant_options"] for k in variant})
@@ -287,6 +290,8 @@ def option_sweeps(seen: pd.DataFrame, where: str) -> list[Table | None]:
             alike = runs[runs["variant_options"].map(lambda v: set(v) <= {key})]
             values = alike["options"].map(lambda o: (o or {}).get(key))
             rows = ["model", "recipe"] if (alike["recipe"] != "").any() else ["model"]  # compared within one recipe
+            if "recipe" in rows and key != "weights":  # and at one training budget (by weights: a module beside its untrained control)
+                rows.insert(1, "budget_label")
             alike = latest(alike.assign(_value=values.astype(str)), [*rows, "_value"])
             tables.append(sweep(alike, rows, alike["_value"], f"{method} by {key} — {where}"))
     return tables
