@@ -128,7 +128,8 @@ def test_an_option_sweep_of_a_trained_method_compares_runs_at_one_budget_in_budg
     from persona_bench.leaderboard.tables import sweep_tables
 
     records = [spm_record(f"{mode}{answers}", str(answers), accuracy, answers, mode=mode).with_fields(variant={"mode": mode})
-               for mode, answers, accuracy in (("prefix", 10000, 0.40), ("prompt", 10000, 0.45), ("prefix", 3000, 0.50), ("prompt", 3000, 0.55))]
+               for mode, answers, accuracy in (("prefix", 10000, 0.40), ("prompt", 10000, 0.45), ("prefix", 3000, 0.50), ("prompt", 3000, 0.55),
+                                               ("prefix", 1000, 0.30))]  # 1,000: one value, no row
     modes = {t.title.split(" — ")[0]: t for t in sweep_tables(results_frame(records))}["spm by mode"].frame
     assert modes.to_dict("records") == [
         {"model": "m", "budget_label": "3,000 answers x 1 epochs", "recipe": "default", "prefix": "50.0 [45.0, 55.0]", "prompt": "55.0 [50.0, 60.0]"},
@@ -273,3 +274,11 @@ def test_curves_keep_unseen_k_apart_and_never_share_a_file(tmp_path):
     tables, plots = learning_curves(results_frame(records), tmp_path)
     assert len(tables) == 4 and all(len({c["run_id"][1] for c in t.cells}) == 1 for t in tables)  # one K per curve
     assert len(set(plots)) == 4
+
+
+def test_sweep_values_sort_by_number_also_leading_a_label():
+    from persona_bench.leaderboard.tables import sort_key
+
+    values = ["untrained", "10,000 answers x 1 epochs", "0.001", "3,000 answers x 1 epochs", "5e-05", "4,8,12", "cluster:6"]
+    assert sorted(values, key=sort_key) == ["5e-05", "0.001", "4,8,12", "3,000 answers x 1 epochs", "10,000 answers x 1 epochs",
+                                            "cluster:6", "untrained"]

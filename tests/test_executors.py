@@ -107,6 +107,7 @@ grid:
     assert main(["sweep", str(grid), "--plan", "--gpu", "h100", "--out", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
     assert "Total: 4 runs" in out and "reuses a training" in out and "Total on one h100: 0.0 minutes" in out and "An estimate" in out
+    assert "| state" not in out and "runs done" not in out  # no run has begun in --out (costing writes only its _plan folder)
     assert not list((tmp_path / "runs").glob("*/results.json"))  # nothing ran
     trainings: set = set()
     majority, raw, spm, clusters = (run_cost(config, tmp_path / "runs", trainings) for config in load_grid(grid))

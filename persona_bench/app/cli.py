@@ -525,9 +525,11 @@ def plan_command(args: argparse.Namespace) -> int:
     """``sweep --plan``: the cost table of a grid and its totals."""
     from ..harness.training.cost import calibrate
     from ..harness.plan import GPUS, UTILISATION, plan_table, run_cost
+    from ..harness.runs.store import run_folder
     from .sweep import load_grid, measured_hours, run_state, with_seeds
 
     configs = with_seeds(load_grid(args.grid), args.seeds)
+    started = any(run_folder(args.out, config).is_dir() for config in configs)  # the sweep has begun there (costing writes only _plan/)
     costs, trainings, scored = [], set(), set()
     for number, config in enumerate(configs, start=1):
         stderr_log(f"[{number}/{len(configs)}] costing {config.run_id()}")
@@ -535,8 +537,7 @@ def plan_command(args: argparse.Namespace) -> int:
     measured = calibrate()
     here = measured.flops_per_second
     frame, totals = plan_table(costs, here, args.gpu)
-    started = args.out.is_dir()  # the sweep has begun here: where each run stands, and what the done ones took
-    if started:
+    if started:  # where each run stands, and what the done ones took
         frame.insert(1, "state", [run_state(args.out, config).split(" (")[0] for config in configs])
         frame["measured hours"] = [measured_hours(args.out, config) for config in configs]
     shown = frame.astype(object).where(frame.notna(), None)  # not yet measured: an empty cell
@@ -545,9 +546,11 @@ def plan_command(args: argparse.Namespace) -> int:
           f"(measured {here / 1e9:,.0f} GFLOP/s on LM forwards)")
     if started:
         done = frame["state"] == "done"
+        unknown = int((done & frame["measured hours"].isna()).sum())
         print(f"In {shown_path(args.out)}: {int(done.sum())} of {len(frame)} runs done, planned {hours_text(frame.loc[done, 'hours here'].sum())}, "
               f"took {hours_text(frame.loc[done, 'measured hours'].sum())} (their results.json wall_seconds; a run resumed across "
-              f"sittings counts its last sitting); {int((~done).sum())} left, planned {hours_text(frame.loc[~done, 'hours here'].sum())}")
+              f"sittings counts its last sitting{f'; {unknown} recorded none' if unknown else ''}); "
+              f"{int((~done).sum())} left, planned {hours_text(frame.loc[~done, 'hours here'].sum())}")
     if measured.busy:
         print(f"Warning: the machine was busy while it measured (the calibration got {measured.cpu_share:.0%} of its "
               f"{measured.threads} threads' time): the hours here read high; plan on a quiet machine.")

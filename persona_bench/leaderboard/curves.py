@@ -123,6 +123,6 @@ def learning_curves(results: pd.DataFrame, folder: Path) -> tuple[list[Table], l
             name = slug(f"curve_{os.path.basename(str(scope['data']).rstrip('/'))}_{scope['waves_label']}{settings_label(scope)}_{method}_{model}_{recipe}")
             # slugs are cut short: a hash of everything that tells this curve from another keeps its file apart
             name += "_" + hashlib.sha256("|".join(map(str, [*values, model, method, variant, recipe])).encode()).hexdigest()[:8]
-            shown_recipe = "" if recipe == "default" else f", recipe {recipe}"  # e.g. ``default, lora_lr=0.0005``
+            shown_recipe = "" if recipe in ("", "default") else f", recipe {recipe}"  # e.g. ``default, lora_lr=0.0005``
             plots.append(curve_plot(points, lines, f"{label} ({model}{shown_recipe}) — {scope['waves_label']}", folder / f"{name}.png"))
     return tables, plots

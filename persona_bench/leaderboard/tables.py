@@ -260,8 +260,11 @@ def position_tables(results: pd.DataFrame) -> list[Table]:
 
 def sort_key(value: str) -> tuple[float, str]:
     """Numbers by value, also leading a label (``10,000 answers x 1 epochs`` after ``3,000 ...``); text after."""
-    number = re.match(r"\d[\d,]*(\.\d+)?", value)
-    return (float(number.group().replace(",", "")) if number else float("inf"), value)
+    try:
+        return (float(value), value)  # 5e-05, 0.001
+    except ValueError:
+        number = re.match(r"\d{1,3}(,\d{3})+\b|\d+(\.\d+)?\b", value)
+        return (float(number.group().replace(",", "")) if number else float("inf"), value)
 
 
 def sweep(frame: pd.DataFrame, rows: list[str], column: pd.Series, title: str, note: str = "") -> Table | None:
@@ -293,6 +296,7 @@ def option_sweeps(seen: pd.DataFrame, where: str) -> list[Table | None]:
             if "recipe" in rows and key != "weights":  # and at one training budget (by weights: a module beside its untrained control)
                 rows.insert(1, "budget_label")
             alike = latest(alike.assign(_value=values.astype(str)), [*rows, "_value"])
+            alike = alike[alike.groupby(rows)["_value"].transform("nunique") > 1]  # a row compares two values or more
             tables.append(sweep(alike, rows, alike["_value"], f"{method} by {key} — {where}"))
     return tables
 

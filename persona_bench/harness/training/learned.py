@@ -140,12 +140,12 @@ class LearnedSteering(Method):
         if options.lora_rank:
             cls.lora_settings(options)
         else:  # an adapter's setting without an adapter would be silently ignored
-            unused = [flag for flag, value, default in (("--lora-targets", options.lora_targets, ""), ("--lora-alpha", options.lora_alpha, 16.0),
-                                                        ("--lora-dropout", options.lora_dropout, 0.0), ("--lora-lr", options.lora_lr, None))
-                      if value != default]
+            defaults = {f.name: f.default for f in fields(options)}
+            unused = ["--" + name.replace("_", "-") for name in ("lora_targets", "lora_alpha", "lora_dropout", "lora_lr")
+                      if getattr(options, name) != defaults[name]]
             if unused:
                 raise ConfigError(f"{', '.join(unused)}: settings of a LoRA adapter, and --lora-rank is 0 (no adapter, the LM stays "
-                                  "frozen); add --lora-rank R (1 or more) to train one")
+                                  "frozen); add --lora-rank R (lora_rank in a grid; 1 or more) to train one")
         TrainOptions(**{k: v for k, v in cls.resolve(options).items() if k in TRAINER_SETTINGS})
 
     @classmethod
