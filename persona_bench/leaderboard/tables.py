@@ -293,7 +293,8 @@ def option_sweeps(seen: pd.DataFrame, where: str) -> list[Table | None]:
             alike = runs[runs["variant_options"].map(lambda v: set(v) <= {key})]
             values = alike["options"].map(lambda o: (o or {}).get(key))
             rows = ["model", "recipe"] if (alike["recipe"] != "").any() else ["model"]  # compared within one recipe
-            if "recipe" in rows and key != "weights":  # and at one training budget (by weights: a module beside its untrained control)
+            if "recipe" in rows and not alike["untrained_control"].astype(bool).any():  # and at one training budget, unless the
+                # sweep sets a module beside its untrained control (by weights), whose budget is none
                 rows.insert(1, "budget_label")
             alike = latest(alike.assign(_value=values.astype(str)), [*rows, "_value"])
             alike = alike[alike.groupby(rows)["_value"].transform("nunique") > 1]  # a row compares two values or more
