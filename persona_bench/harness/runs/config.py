@@ -23,7 +23,7 @@ from ..scoring.option_order import OPTION_ORDERS
 DEFAULT_MODEL = "smollm2-135m"
 CF_SOLVERS = ("als", "adam")
 PROMPT_STYLES = ("default", "paper")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "bf16-mixed")
 # Fields a run id leaves out while they hold their default, so ids from before they existed stay valid.
 OMITTED_AT_DEFAULT = {"pseudonymize": False, "protocol": "answers", "option_order": "given", "fold_in": "ridge", "prompt_texts": "default"}
 
@@ -45,7 +45,8 @@ class RunConfig:
     answers_train: float = option(0.8, "share of each person's answers in the train part")
     cf_solver: str = option("als", "CF behind the personas", choices=CF_SOLVERS)
     cf_dim: int = option(16, "CF embedding size d")
-    dtype: str = option("auto", "auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16", choices=DTYPES)
+    dtype: str = option("auto", "auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16, or bf16-mixed "
+                                    "(float32 weights, products autocast to bfloat16)", choices=DTYPES)
     method_options: dict = field(default_factory=dict)
     pseudonymize: bool = option(False, "write salted hashes instead of respondent ids in every file of the runs folder")
     protocol: str = option("answers", "answers: score each person's held-out answers; heldout-questions: answers to questions no "

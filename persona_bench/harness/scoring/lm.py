@@ -51,7 +51,7 @@ from ...tasks.prompts import raw_prompt, scored_prompt
 from ..core.distributed import World
 from ..core.errors import ConfigError, warn
 from .adapters import adapter_fingerprint
-from .models import cache_root, load_model
+from .models import autocast_dtype, cache_root, load_model
 from .steerer import Steerer, load_steerer, weights_fingerprint
 from .steering import Steering, has_sliding_window, token_batch, token_logprobs
 
@@ -85,6 +85,8 @@ def model_fingerprint(model) -> str:
     payload = [str(folder.resolve()), model.config.to_json_string(), str(model.dtype), stamp]
     if adapter := adapter_fingerprint(model):  # a model without an adapter keeps the identity it always had
         payload.append(adapter)
+    if autocast := autocast_dtype(model):  # so does a model without mixed precision
+        payload.append(f"autocast {autocast}")
     payload = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
