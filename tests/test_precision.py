@@ -1,0 +1,74 @@
+"""Mixed precision (``--dtype bf16-mixed``): float32 weights, forward passes under torch.autocast(bfloat16).
+
+Scores stay close to float32 (and differ from it, so autocast is on), outputs and trained parameters stay
+float32, gradients reach a LoRA adapter, and the score cache never mixes the two precisions.
+"""
+from __future__ import annotations
+
+import torch
+
+import pytest
+
+from persona_bench.harness.scoring.adapters import LoraSettings, attach_lora, trainable_parameters
+from persona_bench.harness.scoring.lm import LetterScoringLM, model_fingerprint
+from persona_bench.harness.scoring.models import autocast_dtype
+from persona_bench.harness.scoring.steering import Steering, has_sliding_window, token_batch, token_logprobs
+
+from .test_spm import tiny_models  # noqa: F401  (fixture)
+from .tiny_models import ARCHITECTURES
+
+
+def answer_placed_logprobs(lm: LetterScoringLM) -> torch.Tensor:
+    """Letter log-probs of two questions with two inserted tokens before the answer cue (before the prompt
+    for sliding-window models): the steering path, which calls the model's body, then its head on the
+    scored positions."""
+    cue = list(lm.answer_cue())
+    heads = [lm.tok_encode("Question: Is it safe?\nA. Yes\nB. No"), lm.tok_encode("Question: A longer question?\nA. Yes\nB. No\nC. Maybe")]
+    inserted = lm.tok_encode(" maybe so")[:2]
+    ids, mask = token_batch([h + cue for h in heads], lm.tokenizer.pad_token_id, "cpu")
+    steering = Steering(embeddings=lm.model.get_input_embeddings()(torch.tensor([inserted, inserted])), before=() if has_sliding_window(lm.model) else tuple(cue))
+    return token_logprobs(lm.model, ids, mask, steering, torch.arange(2), mask.sum(1) - 1, torch.tensor([[5, 7], [5, 7]]))[0]
+
+
+@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+def test_bf16_mixed_scores_near_float32_with_float32_weights_and_outputs(architecture, tiny_models):  # noqa: F811
+    full = LetterScoringLM(pretrained=str(tiny_models[architecture]), device="cpu", dtype="float32", score_cache=None)
+    mixed = LetterScoringLM(pretrained=str(tiny_models[architecture]), device="cpu", dtype="bf16-mixed", score_cache=None)
+    assert autocast_dtype(full.model) is None and autocast_dtype(mixed.model) is torch.bfloat16
+    assert {p.dtype for p in mixed.model.parameters()} == {torch.float32}
+    ids = torch.tensor([full.tok_encode("Question: Is it safe?\nA. Yes\nB. No\nAnswer:")])
+    with torch.no_grad():
+        logits = mixed.model(input_ids=ids).logits
+        exact = full.model(input_ids=ids).logits
+        placed, placed_exact = answer_placed_logprobs(mixed), answer_placed_logprobs(full)
+    assert logits.dtype == torch.float32 and placed.dtype == torch.float32
+    for low, high in ((logits, exact), (placed, placed_exact)):
+        gap = (low - high).abs().max().item()
+        assert 0 < gap < 0.1, gap  # bfloat16 products (not the float32 ones), yet the same scores to about 2 digits
+
+
+def test_an_adapter_trains_under_bf16_mixed_with_float32_gradients_near_float32(tiny_models):  # noqa: F811
+    def adapter_gradients(dtype: str) -> list[torch.Tensor]:
+        lm = LetterScoringLM(pretrained=str(tiny_models["llama"]), device="cpu", dtype=dtype, score_cache=None)
+        attach_lora(lm.model, LoraSettings(4), 0)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for name, parameter in lm.model.named_parameters():
+                if "lora_B" in name:
+                    parameter.normal_(0, 0.5)
+        weights = trainable_parameters(lm.model)
+        loss = -answer_placed_logprobs(lm)[:, 0].sum()
+        return list(torch.autograd.grad(loss, weights))
+
+    mixed, full = adapter_gradients("bf16-mixed"), adapter_gradients("float32")
+    assert all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in mixed)
+    assert any(g.abs().sum() > 0 for g in mixed)
+    relative = torch.cat([(a - b).flatten() for a, b in zip(mixed, full)]).norm() / torch.cat([b.flatten() for b in full]).norm()
+    assert 0 < relative < 0.1, relative
+
+
+def test_the_score_cache_tells_precisions_apart(tiny_models):  # noqa: F811
+    prints = {dtype: model_fingerprint(LetterScoringLM(pretrained=str(tiny_models["llama"]), device="cpu", dtype=dtype,
+                                                        score_cache=None).model)
+              for dtype in ("auto", "float32", "bf16-mixed")}
+    assert prints["auto"] == prints["float32"] != prints["bf16-mixed"]  # float32 keeps the identity it always had
