@@ -142,11 +142,36 @@ def test_plan_says_when_the_machine_was_busy_while_it_calibrated(tmp_path, capsy
     grid = tmp_path / "grid.yaml"
     grid.write_text('defaults: {data: "demo:300", max_eval_people: 5}\ngrid:\n  - method: majority\n')
     for share, warned in ((0.97, False), (0.45, True)):
-        monkeypatch.setattr(cost, "calibrate", lambda share=share: cost.Calibration(1e11, share, 2))
+        monkeypatch.setattr(cost, "calibrate", lambda dtype="float32", share=share: cost.Calibration(1e11, share, 2))
         assert main(["sweep", str(grid), "--plan", "--out", str(tmp_path / "runs")]) == 0
         out = capsys.readouterr().out
         assert "measured 100 GFLOP/s" in out and ("the machine was busy" in out) == warned
         assert not warned or "got 45% of its 2 threads' time" in out
+
+
+def test_plan_costs_each_run_at_the_rate_measured_in_its_precision(tmp_path, capsys, monkeypatch, tiny_model_path):
+    from persona_bench.app.cli import main
+    from persona_bench.harness.training import cost
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f'defaults: {{data: "demo:300", max_eval_people: 5, model: "{tiny_model_path}"}}\n'
+                    'grid:\n  - method: raw\n    dtype: [auto, bf16-mixed]\n  - method: majority\n')
+    asked = []
+
+    def calibrate(dtype="float32"):
+        asked.append(dtype)
+        return cost.Calibration({"float32": 1e11, "bf16-mixed": 4e11}[dtype], 1.0, 2)
+
+    monkeypatch.setattr(cost, "calibrate", calibrate)
+    assert main(["sweep", str(grid), "--plan", "--out", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert sorted(asked) == ["bf16-mixed", "float32"]  # once per precision the LM runs use (the reference needs none)
+    assert "400 GFLOP/s in bf16-mixed, 100 GFLOP/s in float32" in out
+    lines = out.splitlines()
+    column = [cell.strip() for cell in next(line for line in lines if line.startswith("| run ")).split("|")].index("hours here")
+    hours = {line.split("|")[1].strip(): float(line.split("|")[column]) for line in lines if line.startswith("| raw ")}
+    assert len(hours) == 2 and set(hours) == {f"raw {tiny_model_path} individual seen", f"raw {tiny_model_path} individual seen bf16-mixed"}
+    assert hours[f"raw {tiny_model_path} individual seen"] == pytest.approx(4 * hours[f"raw {tiny_model_path} individual seen bf16-mixed"], rel=0.02)
 
 
 def test_dry_run_and_plan_say_where_each_run_stands(tmp_path, capsys, monkeypatch):
@@ -174,7 +199,7 @@ def test_dry_run_and_plan_say_where_each_run_stands(tmp_path, capsys, monkeypatc
     assert any(line.startswith(f"[3/3] running (pid {os.getpid()} on ") for line in lines)
     assert any(line.endswith("1 done, 1 running, 1 started, 0 to run of 3 runs") for line in lines)
     assert not (runs / "LEADERBOARD.md").exists()  # a dry run writes nothing
-    monkeypatch.setattr(cost, "calibrate", lambda: cost.Calibration(1e11, 1.0, 2))
+    monkeypatch.setattr(cost, "calibrate", lambda dtype="float32": cost.Calibration(1e11, 1.0, 2))
     assert main(["sweep", str(grid), "--plan", "--out", str(runs)]) == 0  # the plan beside the runs folder: states and measured time
     out = capsys.readouterr().out
     rows = {line.split("|")[1].strip().split()[0]: [cell.strip() for cell in line.split("|")[2:-1]] for line in out.splitlines()

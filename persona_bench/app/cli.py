@@ -534,16 +534,17 @@ def plan_command(args: argparse.Namespace) -> int:
     for number, config in enumerate(configs, start=1):
         stderr_log(f"[{number}/{len(configs)}] costing {config.run_id()}")
         costs.append(run_cost(config, args.out, trainings, scored))
-    measured = calibrate()
-    here = measured.flops_per_second
-    frame, totals = plan_table(costs, here, args.gpu)
+    used = sorted({c.dtype for c in costs if c.scoring_flops or c.training_flops}) or ["float32"]
+    calibrations = {dtype: calibrate(dtype=dtype) for dtype in used}
+    frame, totals = plan_table(costs, {dtype: c.flops_per_second for dtype, c in calibrations.items()}, args.gpu)
     if started:  # where each run stands, and what the done ones took
         frame.insert(1, "state", [run_state(args.out, config).split(" (")[0] for config in configs])
         frame["measured hours"] = [measured_hours(args.out, config) for config in configs]
     shown = frame.astype(object).where(frame.notna(), None)  # not yet measured: an empty cell
     print(tabulate(shown, headers="keys", showindex=False, tablefmt="github", floatfmt=",.3g", intfmt=",", missingval=""))
     print(f"\nTotal: {totals['runs']} runs, {totals['PFLOP']:,.1f} PFLOP, {hours_text(totals['hours here'])} on this machine "
-          f"(measured {here / 1e9:,.0f} GFLOP/s on LM forwards)")
+          f"(measured {', '.join(f'{c.flops_per_second / 1e9:,.0f} GFLOP/s' + (f' in {d}' if len(used) > 1 else '') for d, c in calibrations.items())} "
+          f"on LM forwards)")
     if started:
         done = frame["state"] == "done"
         unknown = int((done & frame["measured hours"].isna()).sum())
@@ -551,6 +552,7 @@ def plan_command(args: argparse.Namespace) -> int:
               f"took {hours_text(frame.loc[done, 'measured hours'].sum())} (their results.json wall_seconds; a run resumed across "
               f"sittings counts its last sitting{f'; {unknown} recorded none' if unknown else ''}); "
               f"{int((~done).sum())} left, planned {hours_text(frame.loc[~done, 'hours here'].sum())}")
+    measured = min(calibrations.values(), key=lambda c: c.cpu_share)
     if measured.busy:
         print(f"Warning: the machine was busy while it measured (the calibration got {measured.cpu_share:.0%} of its "
               f"{measured.threads} threads' time): the hours here read high; plan on a quiet machine.")

@@ -10,8 +10,8 @@ prompt across personas, e.g. SPM placed before the answer, counts that part once
 training step through the frozen LM (forward plus the backward pass to its inputs, no weight
 gradients; a LoRA adapter's own weight gradients are small beside it, but a head shared across
 personas is recomputed at every step while its adapter trains), N the parameters outside the input embedding. Hours come from FLOPs at a measured
-rate on this machine (a short calibration: SmolLM2-135M forwards, or matrix products when it is
-absent) and at a named GPU's dense bf16 peak times an assumed utilisation. Everything here is an
+rate on this machine (a short calibration in each precision the grid's runs use: SmolLM2-135M
+forwards, or matrix products when it is absent) and at a named GPU's dense bf16 peak times an assumed utilisation. Everything here is an
 estimate and says so; the prompt texts are built exactly as the runs would build them, and the
 tokens are counted with the run's tokenizer when its model is here (else SmolLM2's, a proxy).
 """
@@ -55,6 +55,12 @@ class RunCost:
     training_flops: float
     reuses_training: bool = False  # another run of the grid trains the same module: no training here
     cached_forwards: int = 0  # prompts an earlier run of the grid scores (the score cache serves them): not in ``forwards``
+    dtype: str = "float32"  # the precision its forwards run in on the CPU: which measured rate its hours use
+
+
+def cpu_dtype(dtype: str) -> str:
+    """The precision a ``--dtype`` runs in on the CPU (``auto`` is float32 there)."""
+    return "float32" if dtype == "auto" else dtype
 
 
 @lru_cache(maxsize=16)
@@ -111,7 +117,8 @@ def run_cost(config: RunConfig, runs_dir: Path, trainings: set | None = None, sc
     survey, split = survey_and_split(config.data, tuple(config.waves), config.split_config())
     docs = ordered_docs(scored_docs(survey, split, config.users, config.max_eval_people, config.seed), config.option_order)  # cyclic: every rotation
     method = get_method(config.method)
-    label = " ".join(str(p) for p in (config.method, config.model or "", config.persona, config.users, config.k or "", config.method_options or "") if p != "")
+    label = " ".join(str(p) for p in (config.method, config.model or "", config.persona, config.users, config.k or "", config.method_options or "",
+                                       config.dtype if config.dtype != "auto" else "") if p != "")
     if not method.needs_model:
         return RunCost(config.run_id(), label, len(docs), 0, 0, 0, 0, 0.0, 0.0)
     context = build_context(config, runs_dir / "_plan", survey, split, log=lambda message: None)
@@ -157,11 +164,11 @@ def run_cost(config: RunConfig, runs_dir: Path, trainings: set | None = None, sc
         mean_tokens = np.mean([trained_tokens.get(t, 0) for t in texts]) if texts else 0
         training_flops = 0.0 if reused else training_cost(examples, validation, epochs, mean_tokens, active)
     return RunCost(config.run_id(), label, len(docs), len(distinct), prompt_tokens, examples, epochs, 2.0 * prompt_tokens * active,
-                   training_flops, reused, cached)
+                   training_flops, reused, cached, cpu_dtype(config.dtype))
 
 
-def plan_table(costs: list[RunCost], here: float, gpu: str) -> tuple[pd.DataFrame, dict]:
-    """Per-run rows and the totals (hours here and on ``gpu``)."""
+def plan_table(costs: list[RunCost], here: dict[str, float], gpu: str) -> tuple[pd.DataFrame, dict]:
+    """Per-run rows and the totals (hours here, at the FLOP/s measured in each run's precision, and on ``gpu``)."""
     peak = GPUS[gpu] if gpu in GPUS else None
     rows = []
     for c in costs:
@@ -169,7 +176,7 @@ def plan_table(costs: list[RunCost], here: float, gpu: str) -> tuple[pd.DataFram
         rows.append({
             "run": c.label, "docs": c.docs, "forwards": c.forwards, "cached": c.cached_forwards, "prompt tokens": c.prompt_tokens,
             "train examples x epochs": ("reuses a training" if c.reuses_training else f"{c.train_examples:,} x {c.epochs}") if c.train_examples else "",
-            "PFLOP": (c.scoring_flops + c.training_flops) / 1e15, "hours here": (c.scoring_flops + c.training_flops) / here / 3600,
+            "PFLOP": (c.scoring_flops + c.training_flops) / 1e15, "hours here": (c.scoring_flops + c.training_flops) / here[c.dtype] / 3600,
             **({f"hours on {gpu}": gpu_hours} if peak else {}),
         })
     frame = pd.DataFrame(rows)

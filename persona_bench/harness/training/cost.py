@@ -39,21 +39,28 @@ class Calibration:
 BUSY_SHARE = 0.75  # below this share of its threads' time the calibration says the machine was busy
 
 
-def calibrate(seconds: float = 5.0) -> Calibration:
-    """FLOP/s this machine reaches on LM forwards on the CPU (SmolLM2-135M when here, else matrix
-    products), and how much of the CPU it got while measuring."""
+def calibrate(seconds: float = 5.0, dtype: str = "float32") -> Calibration:
+    """FLOP/s this machine reaches on LM forwards on the CPU in ``dtype`` (a ``--dtype`` value; SmolLM2-135M
+    when here, else matrix products), and how much of the CPU it got while measuring."""
+    import contextlib
+
     import torch
 
-    from ..scoring.models import ModelUnavailable, active_parameters, load_model
+    from ..scoring.models import MIXED_PRECISION, ModelUnavailable, active_parameters, load_model, pick_dtype
 
     try:
-        model, _ = load_model("smollm2-135m", "cpu", "float32")
+        model, _ = load_model("smollm2-135m", "cpu", dtype)
         batch = torch.randint(0, 1000, (8, 64))
         work = lambda: model.model(input_ids=batch)  # noqa: E731
         flops = 2.0 * active_parameters("smollm2-135m") * batch.numel()
     except ModelUnavailable:
-        a = torch.randn(1024, 1024)
-        work = lambda: a @ a  # noqa: E731
+        a = torch.randn(1024, 1024, dtype=pick_dtype(dtype, "cpu"))
+        mixed = torch.autocast("cpu", dtype=getattr(torch, MIXED_PRECISION[dtype])) if dtype in MIXED_PRECISION else contextlib.nullcontext()
+
+        def work():
+            with mixed:
+                return a @ a
+
         flops = 2.0 * 1024**3
     with torch.no_grad():
         work()
