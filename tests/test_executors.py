@@ -172,6 +172,11 @@ def test_plan_costs_each_run_at_the_rate_measured_in_its_precision(tmp_path, cap
     hours = {line.split("|")[1].strip(): float(line.split("|")[column]) for line in lines if line.startswith("| raw ")}
     assert len(hours) == 2 and set(hours) == {f"raw {tiny_model_path} individual seen", f"raw {tiny_model_path} individual seen bf16-mixed"}
     assert hours[f"raw {tiny_model_path} individual seen"] == pytest.approx(4 * hours[f"raw {tiny_model_path} individual seen bf16-mixed"], rel=0.02)
+    asked.clear()  # a grid whose LM runs are all mixed precision: one calibration, the reference costs nothing
+    grid.write_text(f'defaults: {{data: "demo:300", max_eval_people: 5, model: "{tiny_model_path}", dtype: bf16-mixed}}\n'
+                    'grid:\n  - method: [raw, majority]\n')
+    assert main(["sweep", str(grid), "--plan", "--out", str(tmp_path / "runs")]) == 0
+    assert asked == ["bf16-mixed"] and "(measured 400 GFLOP/s on LM forwards)" in capsys.readouterr().out
 
 
 def test_dry_run_and_plan_say_where_each_run_stands(tmp_path, capsys, monkeypatch):

@@ -67,8 +67,11 @@ def test_an_adapter_trains_under_bf16_mixed_with_float32_gradients_near_float32(
     assert 0 < relative < 0.1, relative
 
 
-def test_the_score_cache_tells_precisions_apart(tiny_models):  # noqa: F811
-    prints = {dtype: model_fingerprint(LetterScoringLM(pretrained=str(tiny_models["llama"]), device="cpu", dtype=dtype,
-                                                        score_cache=None).model)
+def test_the_score_cache_tells_precisions_apart_with_and_without_an_adapter(tiny_models):  # noqa: F811
+    models = {dtype: LetterScoringLM(pretrained=str(tiny_models["llama"]), device="cpu", dtype=dtype, score_cache=None).model
               for dtype in ("auto", "float32", "bf16-mixed")}
+    prints = {dtype: model_fingerprint(model) for dtype, model in models.items()}
     assert prints["auto"] == prints["float32"] != prints["bf16-mixed"]  # float32 keeps the identity it always had
+    adapted = {dtype: attach_lora(models[dtype], LoraSettings(4), 0) for dtype in ("float32", "bf16-mixed")}
+    assert autocast_dtype(adapted["bf16-mixed"]) is torch.bfloat16 and autocast_dtype(adapted["float32"]) is None  # through peft
+    assert model_fingerprint(models["float32"]) != model_fingerprint(models["bf16-mixed"])

@@ -132,9 +132,10 @@ def run_cost(config: RunConfig, runs_dir: Path, trainings: set | None = None, sc
     distinct = list(dict.fromkeys(zip(keys, texts)))
     cached = 0
     if not method.uses_persona and not issubclass(method, LearnedSteering):  # unsteered prompts: the score cache's by their text
-        seen = {(config.model, config.dtype, text) for _, text in distinct}
+        precision = cpu_dtype(config.dtype)  # as the score cache tells models apart: auto and float32 are one on the CPU
+        seen = {(config.model, precision, text) for _, text in distinct}
         left = seen - scored
-        cached, distinct = len(seen) - len(left), [(key, text) for key, text in distinct if (config.model, config.dtype, text) in left]
+        cached, distinct = len(seen) - len(left), [(key, text) for key, text in distinct if (config.model, precision, text) in left]
         scored |= left
     tokenizer = tokenizer_for(config.model)
     counted = TOKENS.setdefault(tokenizer.name_or_path, {})
@@ -176,7 +177,7 @@ def plan_table(costs: list[RunCost], here: dict[str, float], gpu: str) -> tuple[
         rows.append({
             "run": c.label, "docs": c.docs, "forwards": c.forwards, "cached": c.cached_forwards, "prompt tokens": c.prompt_tokens,
             "train examples x epochs": ("reuses a training" if c.reuses_training else f"{c.train_examples:,} x {c.epochs}") if c.train_examples else "",
-            "PFLOP": (c.scoring_flops + c.training_flops) / 1e15, "hours here": (c.scoring_flops + c.training_flops) / here[c.dtype] / 3600,
+            "PFLOP": (c.scoring_flops + c.training_flops) / 1e15, "hours here": (c.scoring_flops + c.training_flops) / here[c.dtype] / 3600 if c.scoring_flops + c.training_flops else 0.0,
             **({f"hours on {gpu}": gpu_hours} if peak else {}),
         })
     frame = pd.DataFrame(rows)

@@ -78,7 +78,7 @@ def shared_stems(rows: list[Row], earliest: dict[Row, int]) -> dict[Row, int]:
 
 
 def model_fingerprint(model) -> str:
-    """Identity of a model's weights, config and LoRA adapter weights (if any) for the score cache."""
+    """Identity of a model's weights, config, LoRA adapter weights (if any) and mixed precision (if any) for the score cache."""
     folder = Path(str(model.config.name_or_path))
     weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
     stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in weights if p.is_file()]

@@ -211,8 +211,8 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
-# mixed precision: float32 weights (and trained parameters), matrix products under torch.autocast in the named
-# dtype (Lightning's name); on a CPU with AMX or AVX512-BF16 training runs about 2.4x faster (benchmarks/bench_precision.py)
+# mixed precision: float32 weights (and trained parameters), the transformer body's products under torch.autocast
+# in the named dtype (Lightning's name); faster on a CPU with AMX or AVX512-BF16 (benchmarks/bench_lora.py --dtypes)
 MIXED_PRECISION = {"bf16-mixed": "bfloat16"}
 
 
@@ -236,35 +236,37 @@ def autocast_dtype(model):
 
 
 def use_mixed_precision(model, dtype: str) -> None:
-    """Run every forward pass of ``model`` and of its transformer body (which steering calls directly)
-    under ``torch.autocast`` to ``MIXED_PRECISION[dtype]``; their outputs (logits, hidden states) come back
-    as float32, so code reading them, the LM head applied to selected positions included, is unchanged.
-    The backward pass follows the forward's casts; weights and trained parameters stay float32."""
+    """Run every forward pass of ``model``'s transformer body (the model's own forward calls it, and steering
+    calls it directly) under ``torch.autocast`` to ``MIXED_PRECISION[dtype]`` on each device its layers use; its
+    outputs (last hidden state, hidden states) come back as float32, so the LM head runs in float32 (the
+    logits are not rounded to bfloat16) and code reading them is unchanged. The backward pass follows the
+    forward's casts; weights and trained parameters stay float32. A model without a body under its
+    ``base_model_prefix`` (some remote code) runs its whole forward under autocast."""
+    import contextlib
     import functools
 
     import torch
 
     low = getattr(torch, MIXED_PRECISION[dtype])
+    body = getattr(model, model.base_model_prefix, None)
+    module = body if isinstance(body, torch.nn.Module) else model
+    inner = module.forward
 
-    def wrap(module: torch.nn.Module) -> None:
-        inner = module.forward
+    @functools.wraps(inner)
+    def forward(*args, **kwargs):
+        devices = sorted({p.device.type for p in module.parameters()} - {"meta"})  # a device map may spread the layers
+        with contextlib.ExitStack() as stack:
+            for device_type in devices:
+                stack.enter_context(torch.autocast(device_type=device_type, dtype=low))
+            output = inner(*args, **kwargs)
+        for name in ("logits", "last_hidden_state"):
+            if getattr(output, name, None) is not None:
+                setattr(output, name, getattr(output, name).float())
+        if getattr(output, "hidden_states", None) is not None:
+            output.hidden_states = tuple(h.float() for h in output.hidden_states)
+        return output
 
-        @functools.wraps(inner)
-        def forward(*args, **kwargs):
-            device_type = next(module.parameters()).device.type
-            with torch.autocast(device_type=device_type, dtype=low):
-                output = inner(*args, **kwargs)
-            for name in ("logits", "last_hidden_state"):
-                if getattr(output, name, None) is not None:
-                    setattr(output, name, getattr(output, name).float())
-            if getattr(output, "hidden_states", None) is not None:
-                output.hidden_states = tuple(h.float() for h in output.hidden_states)
-            return output
-
-        module.forward = forward
-
-    wrap(model)
-    wrap(getattr(model, model.base_model_prefix))  # the body, as steering.body_of finds it
+    module.forward = forward
     model.persona_bench_autocast = low
 
 
