@@ -25,18 +25,14 @@ from persona_bench.methods.finetune.model import NoSteering
 from persona_bench.tasks.prompts import ANSWER_CUE, PROMPTS
 
 from .test_spm import interrupted_at_step_three, planted_examples, tiny_models  # noqa: F401  (fixture)
-from .tiny_models import ARCHITECTURES
+from .tiny_models import ARCHITECTURES, randomise_lora_b
 
 
-def adapted_lm(path, rank: int = 4, seed: int = 0) -> tuple[LetterScoringLM, object]:
+def adapted_lm(path, rank: int = 4, seed: int = 0, dtype: str = "auto") -> tuple[LetterScoringLM, object]:
     """A tiny LM with a LoRA adapter whose B weights are random (so the adapter changes the model)."""
-    lm = LetterScoringLM(pretrained=str(path), device="cpu", score_cache=None)
+    lm = LetterScoringLM(pretrained=str(path), device="cpu", dtype=dtype, score_cache=None)
     wrapped = attach_lora(lm.model, LoraSettings(rank), seed)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in lm.model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.5)
+    randomise_lora_b(lm.model, seed)
     return lm, wrapped
 
 

@@ -14,6 +14,7 @@ from persona_bench.harness.scoring.lm import LetterScoringLM, model_fingerprint
 from persona_bench.harness.scoring.models import autocast_dtype
 from persona_bench.harness.scoring.steering import Steering, has_sliding_window, token_batch, token_logprobs
 
+from .test_finetune import adapted_lm
 from .test_spm import tiny_models  # noqa: F401  (fixture)
 from .tiny_models import ARCHITECTURES
 
@@ -49,13 +50,7 @@ def test_bf16_mixed_scores_near_float32_with_float32_weights_and_outputs(archite
 
 def test_an_adapter_trains_under_bf16_mixed_with_float32_gradients_near_float32(tiny_models):  # noqa: F811
     def adapter_gradients(dtype: str) -> list[torch.Tensor]:
-        lm = LetterScoringLM(pretrained=str(tiny_models["llama"]), device="cpu", dtype=dtype, score_cache=None)
-        attach_lora(lm.model, LoraSettings(4), 0)
-        torch.manual_seed(0)
-        with torch.no_grad():
-            for name, parameter in lm.model.named_parameters():
-                if "lora_B" in name:
-                    parameter.normal_(0, 0.5)
+        lm, _ = adapted_lm(tiny_models["llama"], dtype=dtype)
         weights = trainable_parameters(lm.model)
         loss = -answer_placed_logprobs(lm)[:, 0].sum()
         return list(torch.autograd.grad(loss, weights))

@@ -20,7 +20,7 @@ from persona_bench.harness.scoring.steering import cache_argument
 from persona_bench.harness.training.loop import TrainOptions, build_examples, evaluate, train_steerer
 from persona_bench.methods.spm.model import SoftPromptModel
 
-from .tiny_models import ARCHITECTURES, make_tiny_model, training_architectures
+from .tiny_models import ARCHITECTURES, make_tiny_model, randomise_lora_b, training_architectures
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +52,7 @@ def test_batched_steering_equals_an_explicit_past_cache(architecture, mode, lora
     lm = LetterScoringLM(pretrained=str(tiny_models[architecture]), device="cpu", score_cache=None)
     if lora:
         attach_lora(lm.model, LoraSettings(4))
-        torch.manual_seed(1)
-        with torch.no_grad():
-            for name, parameter in lm.model.named_parameters():
-                if "lora_B" in name:
-                    parameter.normal_(0, 0.5)  # an adapter that changes the model
+        randomise_lora_b(lm.model, 1)  # an adapter that changes the model
     spm = random_spm(lm, mode)
     steered = SteeredLM(steerer=spm, model=lm.model, tokenizer=lm.tokenizer, score_cache=None, batch_tokens=4096)
     prompts = ["Question: Is it safe?\nA. Yes\nB. No\nAnswer:", "Question: A much longer question about the community?\nA. Yes\nB. No\nAnswer:"]

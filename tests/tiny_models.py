@@ -26,6 +26,15 @@ ARCHITECTURES = {
 
 
 
+def randomise_lora_b(model: torch.nn.Module, seed: int) -> None:
+    """Seeded random LoRA B weights (peft starts them at zero), so the adapter changes the model."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+
+
 def training_architectures(default: str = "llama") -> list:
     """Every architecture for a test that trains: ``default`` (SmolLM2's) in the default suite, the
     others marked ``slow`` (CI runs them; the exact-equivalence tests cover every one by default)."""

@@ -173,11 +173,12 @@ def plan_table(costs: list[RunCost], here: dict[str, float], gpu: str) -> tuple[
     peak = GPUS[gpu] if gpu in GPUS else None
     rows = []
     for c in costs:
+        flops = c.scoring_flops + c.training_flops
         gpu_hours = (c.scoring_flops / UTILISATION["scoring"] + c.training_flops / UTILISATION["training"]) / peak / 3600 if peak else None
         rows.append({
             "run": c.label, "docs": c.docs, "forwards": c.forwards, "cached": c.cached_forwards, "prompt tokens": c.prompt_tokens,
             "train examples x epochs": ("reuses a training" if c.reuses_training else f"{c.train_examples:,} x {c.epochs}") if c.train_examples else "",
-            "PFLOP": (c.scoring_flops + c.training_flops) / 1e15, "hours here": (c.scoring_flops + c.training_flops) / here[c.dtype] / 3600 if c.scoring_flops + c.training_flops else 0.0,
+            "PFLOP": flops / 1e15, "hours here": flops / here[c.dtype] / 3600 if flops else 0.0,  # no FLOPs: no rate measured for them
             **({f"hours on {gpu}": gpu_hours} if peak else {}),
         })
     frame = pd.DataFrame(rows)
