@@ -282,3 +282,18 @@ def test_sweep_values_sort_by_number_also_leading_a_label():
     values = ["untrained", "10,000 answers x 1 epochs", "0.001", "3,000 answers x 1 epochs", "5e-05", "4,8,12", "cluster:6"]
     assert sorted(values, key=sort_key) == ["5e-05", "0.001", "4,8,12", "3,000 answers x 1 epochs", "10,000 answers x 1 epochs",
                                             "cluster:6", "untrained"]
+
+
+def test_a_run_in_another_precision_is_its_own_column_labelled_by_its_dtype():
+    from persona_bench.leaderboard.frame import latest, results_frame
+    from persona_bench.leaderboard.tables import main_columns
+
+    def placed_in(dtype: str, run_id: str, accuracy: float) -> RunRecord:
+        record = placed_record(run_id, "1", accuracy, 1000)
+        return record.with_fields(config=replace(record.config, dtype=dtype))
+
+    frame = results_frame([placed_record("a", "1", 0.40, 1000), placed_in("bf16-mixed", "b", 0.45), placed_in("float32", "c", 0.42)])
+    assert list(frame["variant"]) == ["placement=answer", "dtype=bf16-mixed, placement=answer", "dtype=float32, placement=answer"]
+    shown = latest(main_columns(frame), ["model", "column"])
+    assert dict(zip(shown["column"], shown["run_id"])) == {
+        "spm [placement=answer]": "a", "spm [dtype=bf16-mixed, placement=answer]": "b", "spm [dtype=float32, placement=answer]": "c"}

@@ -5,8 +5,8 @@ Columns: every field of the record's results.json, ``score`` and ``score_ci95`` 
 leaderboard ranks by: ``accuracy`` unless ``--metric`` names another) and ``higher_is_better``.
 
 Derived columns: ``kind``, ``uses_persona`` (from the method's self-description), ``variant``
-(the options that change *what* a method is, e.g. ``k_context=3``, or a non-default CF space;
-empty for the defaults; ``variant_options`` holds them as a dict), ``budget_label`` (how much it
+(the options that change *what* a method is, e.g. ``k_context=3``, or a non-default CF space or
+precision, ``dtype=bf16-mixed``; empty for the defaults; ``variant_options`` holds them as a dict), ``budget_label`` (how much it
 trained: ``1,000 answers x 3 epochs``, empty for methods that do not train), ``train_answers`` and
 ``epochs`` (numbers, for learning curves), ``recipe`` (the named preset, followed by any of its
 settings the run overrode, e.g. ``default, init=scaled``: two runs with one label trained alike;
@@ -152,6 +152,8 @@ def results_frame(records: list[RunRecord], metric: str = "accuracy", names: dic
         for name in ("fold_in", "prompt_texts"):  # other vectors for people outside the fit; other prompts
             if getattr(config, name) != OMITTED_AT_DEFAULT[name]:
                 variant[name] = getattr(config, name)
+        if config.dtype != "auto":  # computed in another precision than the device's default
+            variant["dtype"] = config.dtype
         overrides = recipe_overrides(record, variant)
         score = record.metric(metric)
         row = record.as_dict()
