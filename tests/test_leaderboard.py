@@ -96,6 +96,30 @@ def test_toy_method_appears_on_the_leaderboard_with_a_marker(swept):
     assert len(list(swept.glob("board/*.png"))) == 3
 
 
+def test_the_paired_differences_table_holds_each_method_minus_each_reference(swept):
+    import pandas as pd
+
+    from persona_bench.harness.metrics.registry import holm, paired_comparison
+    from persona_bench.harness.runs.store import read_results, read_samples
+
+    board = (swept / "board" / "LEADERBOARD.md").read_text()
+    section = board.split("## Paired differences with the references")[1].split("\n## ")[0]
+    assert section.count("### Paired differences — ") == 1  # the seen-users table; the unseen ones hold references only
+    runs = {read_results(folder).config.method: folder for folder in (swept / "runs").iterdir()
+            if (folder / "results.json").is_file() and read_results(folder).config.users == "seen"
+            and read_results(folder).config.persona == "individual"}
+    toy = read_samples(runs["toy-first-option"])
+    expected = {name: paired_comparison(toy, read_samples(runs[name]), seed=0) for name in ("cf", "majority")}
+    adjusted = dict(zip(expected, holm([c.p_value for c in expected.values()])))
+    row = next(line for line in section.splitlines() if line.startswith("|") and "toy-first-option" in line)
+    for name, comparison in expected.items():
+        assert comparison.in_points() + ("*" if adjusted[name] < 0.05 else "") in row
+    cells = pd.read_csv(swept / "board" / "LEADERBOARD.csv")
+    differences = cells[cells["table"].str.startswith("Paired differences")].set_index("reference")
+    assert set(differences.index) == {"cf", "majority"}
+    assert differences.loc["majority", "difference"] == pytest.approx(expected["majority"].difference)
+
+
 def test_sweep_resumes_without_recomputing(swept, capsys):
     assert main(["sweep", str(swept / "grid.yaml"), "--out", str(swept / "runs"), "--leaderboard", str(swept / "board" / "LEADERBOARD.md")]) == 0
     log = capsys.readouterr().err

@@ -16,7 +16,7 @@ from .frame import display_names, results_frame
 from .groups import group_tables
 from .html import write_html
 from .plots import write_plots
-from .tables import (NOT_SIGNIFICANT, Table, main_tables, metric_tables, position_tables, seed_tables, sweep_tables,
+from .tables import (NOT_SIGNIFICANT, Table, difference_tables, main_tables, metric_tables, position_tables, seed_tables, sweep_tables,
                      shown_elsewhere, training_seed_tables)
 
 LEGEND = (
@@ -91,12 +91,14 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
     curves, curve_plots = learning_curves(accuracy, out.parent)
     plots = [*curve_plots, *write_plots(accuracy, out.parent)]
     main, groups = main_tables(ranked, runs_dir), group_tables(accuracy)
+    differences = difference_tables(ranked, runs_dir)
     sweeps = [*seed_tables(ranked), *training_seed_tables(every_ranked), *sweep_tables(ranked)]
     positions, every_metric = position_tables(ranked), metric_tables(accuracy)
     skipped = ["Left out (unreadable, --skip-bad): " + "; ".join(problems)] if problems else []
     legends = [LEGEND, metric_legend(metric, records) if metric != "accuracy" else ""]
     sections = [
         ("Main comparison (paper Table 3 layout)", main),
+        ("Paired differences with the references", differences),
         ("Every metric", every_metric),
         ("Answer positions (letter bias)", positions),
         ("Group alignment and subgroup disparity", groups),
@@ -115,6 +117,6 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
     ]
     atomic_write_text(out, "\n".join(s for s in markdown if s))
     table = out.with_suffix(".csv")
-    atomic_write_text(table, pd.DataFrame([cell for t in (*main, *positions, *groups, *curves, *sweeps) for cell in t.cells]).to_csv(index=False))
+    atomic_write_text(table, pd.DataFrame([cell for t in (*main, *differences, *positions, *groups, *curves, *sweeps) for cell in t.cells]).to_csv(index=False))
     page = [write_html(out.with_suffix(".html"), provenance.strip(), legends, sections, plots, records, skipped, names)] if html else []
     return [out, table, *page, *plots]

@@ -178,14 +178,13 @@ def budget_note(frame: pd.DataFrame) -> str:
     return "Training: " + "; ".join(dict.fromkeys(parts)) + "." if parts else ""
 
 
-def main_tables(results: pd.DataFrame, runs_dir: Path) -> list[Table]:
-    """One main table per (scope, persona kind).
+def main_scopes(results: pd.DataFrame):
+    """``(title, runs)`` of each main table: one per (scope, persona kind).
 
     The individual-persona table holds every method; a cluster or demographic table holds the
     persona methods and the references, and is drawn where a method other than a reference ran
     with that persona (the references alone are in the sweeps).
     """
-    tables = []
     for values, group in results.groupby(SCOPE, dropna=False, sort=True):
         scope = dict(zip(SCOPE, values))
         for persona in sorted(group["persona"].unique(), key=lambda p: (p != "individual", p)):
@@ -194,10 +193,62 @@ def main_tables(results: pd.DataFrame, runs_dir: Path) -> list[Table]:
                 subset = subset[subset["uses_persona"] | (subset["kind"] == "reference")]
                 if not ((subset["persona"] == persona) & (subset["kind"] != "reference")).any():
                     continue
-            title = f"{scope_title(scope, group)} — persona: {persona}"
-            frame, cells = main_table(subset, runs_dir, title)
-            shown = subset[subset["run_id"].isin([c["run_id"] for c in cells])]
-            tables.append(Table(title, budget_note(shown), frame, cells))
+            yield f"{scope_title(scope, group)} — persona: {persona}", subset
+
+
+def main_tables(results: pd.DataFrame, runs_dir: Path) -> list[Table]:
+    """One main table per (scope, persona kind) (:func:`main_scopes`)."""
+    tables = []
+    for title, subset in main_scopes(results):
+        frame, cells = main_table(subset, runs_dir, title)
+        shown = subset[subset["run_id"].isin([c["run_id"] for c in cells])]
+        tables.append(Table(title, budget_note(shown), frame, cells))
+    return tables
+
+
+def difference_text(comparison, metric: str, significant: bool) -> str:
+    """``-2.7 [-3.3, -2.2]*``: a paired difference in points (accuracy) or in the metric's units, with
+    its CI; ``*`` where it is significant after Holm's adjustment."""
+    if metric == "accuracy":
+        text = comparison.in_points()
+    else:
+        low, high = comparison.ci95
+        text = f"{comparison.difference:+.3f} [{low:+.3f}, {high:+.3f}]"
+    return text + ("*" if significant else "")
+
+
+def difference_tables(results: pd.DataFrame, runs_dir: Path, level: float = 0.05) -> list[Table]:
+    """Per main table with an LLM method and a reference: each method's paired difference with each
+    reference of the table (rows: the table's model and method columns; columns: the references),
+    in points of the ranked metric with its 95% bootstrap CI over people; ``*`` marks a difference whose
+    sign-flip p-value, Holm-adjusted over the table's comparisons, is below ``level``."""
+    tables = []
+    for title, subset in main_scopes(results):
+        chosen = latest(main_columns(subset), ["model", "column"])
+        chosen = chosen.assign(_rank=[method_rank(k, m) for k, m in zip(chosen["kind"], chosen["column"])]).sort_values(["model", "_rank"])
+        references, challengers = chosen[chosen["kind"] == "reference"], chosen[chosen["kind"] != "reference"]
+        if references.empty or challengers.empty:
+            continue
+        pairs = [(run, reference) for _, run in challengers.iterrows() for _, reference in references.iterrows()]
+        comparisons = [compared(runs_dir, run, reference) for run, reference in pairs]
+        adjusted = holm([c.p_value if c else 1.0 for c in comparisons])
+        rows: dict[tuple[str, str], dict] = {}
+        cells = []
+        for (run, reference), comparison, p in zip(pairs, comparisons, adjusted):
+            row = rows.setdefault((run["model"], run["column"]), {"model": run["model"], "method": run["column"]})
+            if comparison is None:
+                row[reference["column"]] = ""
+                continue
+            row[reference["column"]] = difference_text(comparison, run["metric"], p < level)
+            cells.append(cell_record(f"Paired differences — {title}", run, reference=reference["column"],
+                                     reference_run_id=reference["run_id"], difference=comparison.difference,
+                                     difference_ci_low=comparison.ci95[0], difference_ci_high=comparison.ci95[1],
+                                     p_value=comparison.p_value, p_holm=p))
+        note = ("Method minus reference, paired over the same people and docs: the difference of macro accuracy in points"
+                if (challengers["metric"] == "accuracy").all() else "Method minus reference on the ranked metric, paired over the same people")
+        note += (f" with its 95% bootstrap CI over people; * where its sign-flip permutation p-value, Holm-adjusted over this "
+                 f"table's {len(pairs)} comparisons, is below {level:g}: a difference resolved at this scale.")
+        tables.append(Table(f"Paired differences — {title}", note, pd.DataFrame(list(rows.values())), cells))
     return tables
 
 
