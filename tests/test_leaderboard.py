@@ -105,9 +105,8 @@ def test_the_paired_differences_table_holds_each_method_minus_each_reference(swe
     board = (swept / "board" / "LEADERBOARD.md").read_text()
     section = board.split("## Paired differences with the references")[1].split("\n## ")[0]
     assert section.count("### Paired differences — ") == 1  # the seen-users table; the unseen ones hold references only
-    runs = {read_results(folder).config.method: folder for folder in (swept / "runs").iterdir()
-            if (folder / "results.json").is_file() and read_results(folder).config.users == "seen"
-            and read_results(folder).config.persona == "individual"}
+    configs = {folder: read_results(folder).config for folder in (swept / "runs").iterdir() if (folder / "results.json").is_file()}
+    runs = {config.method: folder for folder, config in configs.items() if config.users == "seen" and config.persona == "individual"}
     toy = read_samples(runs["toy-first-option"])
     expected = {name: paired_comparison(toy, read_samples(runs[name]), seed=0) for name in ("cf", "majority")}
     adjusted = dict(zip(expected, holm([c.p_value for c in expected.values()])))

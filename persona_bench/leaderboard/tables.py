@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -81,13 +82,21 @@ def beats_after_holm(runs_dir: Path, challengers: list[pd.Series], reference: pd
 
 
 def compared(runs_dir: Path, run: pd.Series, reference: pd.Series):
-    """The paired comparison of ``run`` with ``reference`` on the ranked metric (None where a run kept no per-person values)."""
-    if run["metric"] == "accuracy":
-        return paired_comparison(samples(str(runs_dir), run["run_id"]), samples(str(runs_dir), reference["run_id"]), seed=int(run["seed"]))
-    mine, theirs = person_metrics(str(runs_dir), run["run_id"]), person_metrics(str(runs_dir), reference["run_id"])
-    if mine is None or theirs is None or run["metric"] not in mine or run["metric"] not in theirs:
+    """The paired comparison of ``run`` with ``reference`` on the ranked metric (None where a run kept no
+    per-person values); computed once per pair (:func:`paired_runs`), as the main table's significance
+    marks and the paired-differences table ask for the same pairs."""
+    return paired_runs(str(runs_dir), run["run_id"], reference["run_id"], run["metric"], int(run["seed"]))
+
+
+@lru_cache(maxsize=1024)
+def paired_runs(runs_dir: str, run_id: str, reference_id: str, metric: str, seed: int):
+    """:func:`compared` by run ids (cached: a bootstrap over every eval person is not free)."""
+    if metric == "accuracy":
+        return paired_comparison(samples(runs_dir, run_id), samples(runs_dir, reference_id), seed=seed)
+    mine, theirs = person_metrics(runs_dir, run_id), person_metrics(runs_dir, reference_id)
+    if mine is None or theirs is None or metric not in mine or metric not in theirs:
         return None
-    return paired_person_values(mine[run["metric"]], theirs[run["metric"]], seed=int(run["seed"]))
+    return paired_person_values(mine[metric], theirs[metric], seed=seed)
 
 
 def main_columns(frame: pd.DataFrame) -> pd.DataFrame:
