@@ -7,12 +7,15 @@ line with our model: requests split across ranks, the same result.
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,19 @@ def launch(args: list[str], processes: int, cache: Path, cwd: Path, module: str 
     done = subprocess.run([*prefix, "-m", module, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process descended from it (read from /proc: Linux)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            children.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [root]
+    while todo:
+        tree.append(pid := todo.pop())
+        todo += children.get(pid, [])
+    return tree
 
 
 def samples(run_dir: Path) -> list[dict]:
@@ -112,6 +128,50 @@ def test_fine_tuning_with_two_processes_equals_one(tiny_model_path, tmp_path):
     for a, b in zip(*histories):
         assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 and abs(a["val_loss"] - b["val_loss"]) < 1e-4
     assert histories[1][1]["train_loss"] < histories[1][0]["train_loss"]  # it trained
+
+
+@pytest.mark.slow  # three more torchrun launches (about 60 s)
+def test_fine_tuning_killed_mid_epoch_under_torchrun_resumes_to_the_uninterrupted_result(tiny_model_path, tmp_path):
+    """kill -9 of the whole 2-process launch (the launcher and its workers, as a scheduler kills a
+    job; torchrun starts each worker in its own session) after a mid-epoch checkpoint, then the same launch again: it resumes there and ends with the losses,
+    accuracy and per-doc scores of a launch never killed."""
+    args = ["run", "--method", "finetune", "--prompt", "demographics", "--model", str(tiny_model_path), "--data", "demo:600",
+            "--max-eval-people", "10", "--no-references", "--max-train-answers", "160", "--epochs", "2", "--lora-lr", "0.01",
+            "--batch-size", "8", "--checkpoint-minutes", "0.00001"]
+    launch([*args, "--out", str(tmp_path / "whole")], 2, tmp_path / "cache-whole", tmp_path)
+    env = {**os.environ, "PERSONA_BENCH_CACHE": str(tmp_path / "cache-killed"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "persona_bench", *args,
+               "--out", str(tmp_path / "killed")]
+    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    progress = None
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and process.poll() is None:
+            pointers = list((tmp_path / "killed" / "_shared").glob("*/steering/finetune-*/last.json"))
+            if pointers and (progress := json.loads(pointers[0].read_text())["progress"])["step"] > 0:
+                break  # a mid-epoch checkpoint exists: training is under way
+            time.sleep(0.02)
+    finally:
+        for pid in process_tree(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
+    assert progress is not None and progress["step"] > 0, "the launch ended before a mid-epoch checkpoint"
+    assert not list((tmp_path / "killed").glob("*/results.json"))  # killed before its run finished
+    resumed = launch([*args, "--out", str(tmp_path / "killed")], 2, tmp_path / "cache-killed", tmp_path)
+    assert "training: resuming at epoch" in resumed.stdout + resumed.stderr
+    histories = [json.loads(next((tmp_path / name / "_shared").glob("*/steering/finetune-*/training.json")).read_text())["history"]
+                 for name in ("whole", "killed")]
+    assert len(histories[0]) == len(histories[1]) == 2
+    for a, b in zip(*histories):
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-6 and abs(a["val_loss"] - b["val_loss"]) < 1e-6
+    runs = [next((tmp_path / name).glob("finetune-*")) for name in ("whole", "killed")]
+    accuracies = [json.loads((run / "results.json").read_text())["accuracy"] for run in runs]
+    assert accuracies[0] == accuracies[1]
+    for a, b in zip(*(samples(run) for run in runs)):
+        assert a["doc_id"] == b["doc_id"]
+        np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-6)
 
 
 @pytest.mark.slow  # a torchrun launch of lm-eval's own CLI (about 50 s); scoring across ranks is tested by default above
