@@ -43,6 +43,14 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (read from /proc: Linux)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def samples(run_dir: Path) -> list[dict]:
     with gzip.open(run_dir / "samples.jsonl.gz", "rt") as handle:
         return [json.loads(line) for line in handle]
@@ -208,3 +216,39 @@ def test_a_failing_rank_ends_the_launch_instead_of_hanging_it(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode != 0 and "rank 1 fails" in done.stderr
+
+
+SLEEPS = """
+import os, sys, time
+from persona_bench.harness.core.distributed import World
+world = World.current()
+with open(os.path.join(sys.argv[1], f"rank{world.rank}.pid"), "w") as handle:
+    handle.write(str(os.getpid()))
+time.sleep(120)
+"""
+
+
+def test_workers_stop_when_their_launcher_is_killed(tmp_path):
+    """kill -9 of torchrun alone (its workers run in their own sessions): the workers notice that
+    their launcher is gone and exit within seconds instead of working on beside a rerun."""
+    script = tmp_path / "sleeps.py"
+    script.write_text(SLEEPS)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path)]
+    launcher = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    pid_files = [tmp_path / f"rank{rank}.pid" for rank in (0, 1)]
+    deadline = time.monotonic() + 120
+    while not all(path.is_file() and path.read_text() for path in pid_files):
+        assert time.monotonic() < deadline and launcher.poll() is None, "the workers never started"
+        time.sleep(0.1)
+    workers = [int(path.read_text()) for path in pid_files]
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 20
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in workers if running(pid)]
+    for pid in alive:  # leave nothing behind if the test fails
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not alive, f"workers {alive} still running 20 s after their launcher was killed"

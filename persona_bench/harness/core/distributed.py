@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 from dataclasses import dataclass
 
 import torch.distributed as dist
@@ -39,6 +41,8 @@ class World:
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
             atexit.register(shutdown)
             sys.excepthook = failing(sys.excepthook)
+            if "TORCHELASTIC_RUN_ID" in os.environ:  # a worker of torchrun / accelerate launch
+                watch_launcher(dist.get_rank())
         return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
 
     @property
@@ -78,6 +82,23 @@ class World:
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+
+def watch_launcher(rank: int, every_seconds: float = 1.0) -> None:
+    """Stop this worker when its launcher dies. torchrun starts each worker in its own session, so
+    a ``kill -9`` of the launcher alone would leave the workers training on, and a rerun would then
+    train beside them into the same checkpoints; a worker whose parent is gone exits instead (its
+    last checkpoint stays whole, and the rerun resumes from it)."""
+    launcher = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(every_seconds)
+            if os.getppid() != launcher:
+                print(f"persona-bench rank {rank}: the launcher (pid {launcher}) is gone; stopping", file=sys.stderr, flush=True)
+                os._exit(1)
+
+    threading.Thread(target=watch, name="persona-bench-launcher-watch", daemon=True).start()
 
 
 FAILED = {"rank": False}  # set when this rank dies of an exception or exits with an error status
