@@ -51,6 +51,30 @@ def running(pid: int) -> bool:
         return False
 
 
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="follows processes through /proc (Linux)")
+
+
+def kill_launcher(launcher: subprocess.Popen, workers: list[int], seconds: float = 10.0) -> list[int]:
+    """kill -9 of ``launcher`` alone; the ``workers`` still running ``seconds`` later."""
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + seconds
+    while (alive := [pid for pid in workers if running(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return alive
+
+
+def kill_all(launcher: subprocess.Popen, workers: list[int]) -> None:
+    """kill -9 of the launcher, its processes and ``workers``, those still there (a failing test leaves nothing running)."""
+    pids = process_tree(launcher.pid)[1:] if launcher.poll() is None else []
+    launcher.kill()  # nothing once it has been waited for
+    launcher.wait()
+    for pid in {*pids, *workers}:
+        if running(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def samples(run_dir: Path) -> list[dict]:
     with gzip.open(run_dir / "samples.jsonl.gz", "rt") as handle:
         return [json.loads(line) for line in handle]
@@ -138,37 +162,40 @@ def test_fine_tuning_with_two_processes_equals_one(tiny_model_path, tmp_path):
     assert histories[1][1]["train_loss"] < histories[1][0]["train_loss"]  # it trained
 
 
-@pytest.mark.slow  # three more torchrun launches (about 60 s)
-def test_fine_tuning_killed_mid_epoch_under_torchrun_resumes_to_the_uninterrupted_result(tiny_model_path, tmp_path):
-    """kill -9 of the whole 2-process launch (the launcher and its workers, as a scheduler kills a
-    job; torchrun starts each worker in its own session) after a mid-epoch checkpoint, then the same launch again: it resumes there and ends with the losses,
-    accuracy and per-doc scores of a launch never killed."""
+@pytest.mark.slow  # three more torchrun launches (about 90 s)
+@needs_proc
+def test_fine_tuning_whose_launcher_is_killed_mid_epoch_resumes_to_the_uninterrupted_result(tiny_model_path, tmp_path):
+    """kill -9 of torchrun alone after a mid-epoch checkpoint of a 2-rank fine-tune: its workers stop
+    (they run in their own sessions, and exit when their launcher is gone), and the same launch
+    again resumes mid-epoch and ends with the losses, accuracy and per-doc scores of a launch never
+    killed."""
     args = ["run", "--method", "finetune", "--prompt", "demographics", "--model", str(tiny_model_path), "--data", "demo:600",
-            "--max-eval-people", "10", "--no-references", "--max-train-answers", "160", "--epochs", "2", "--lora-lr", "0.01",
+            "--max-eval-people", "10", "--no-references", "--max-train-answers", "480", "--epochs", "2", "--lora-lr", "0.01",
             "--batch-size", "8", "--checkpoint-minutes", "0.00001"]
     launch([*args, "--out", str(tmp_path / "whole")], 2, tmp_path / "cache-whole", tmp_path)
     env = {**os.environ, "PERSONA_BENCH_CACHE": str(tmp_path / "cache-killed"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "persona_bench", *args,
                "--out", str(tmp_path / "killed")]
-    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    progress = None
+    launcher = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    progress, workers, survivors = None, [], []
     try:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and process.poll() is None:
+        while time.monotonic() < deadline and launcher.poll() is None:
             pointers = list((tmp_path / "killed" / "_shared").glob("*/steering/finetune-*/last.json"))
             if pointers and (progress := json.loads(pointers[0].read_text())["progress"])["step"] > 0:
                 break  # a mid-epoch checkpoint exists: training is under way
             time.sleep(0.02)
+        workers = process_tree(launcher.pid)[1:]
+        survivors = kill_launcher(launcher, workers)
     finally:
-        for pid in process_tree(process.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        process.wait()
+        kill_all(launcher, workers)
     assert progress is not None and progress["step"] > 0, "the launch ended before a mid-epoch checkpoint"
+    assert workers and not survivors, f"workers {survivors} outlived their launcher"
     assert not list((tmp_path / "killed").glob("*/results.json"))  # killed before its run finished
     resumed = launch([*args, "--out", str(tmp_path / "killed")], 2, tmp_path / "cache-killed", tmp_path)
-    assert "training: resuming at epoch" in resumed.stdout + resumed.stderr
+    epoch, step, steps = map(int, re.search(r"training: resuming at epoch (\d+), step (\d+) of (\d+)", resumed.stdout + resumed.stderr).groups())
+    assert 0 < step < steps, (epoch, step, steps)  # mid-epoch
     histories = [json.loads(next((tmp_path / name / "_shared").glob("*/steering/finetune-*/training.json")).read_text())["history"]
                  for name in ("whole", "killed")]
     assert len(histories[0]) == len(histories[1]) == 2
@@ -228,27 +255,26 @@ time.sleep(120)
 """
 
 
+@needs_proc
 def test_workers_stop_when_their_launcher_is_killed(tmp_path):
     """kill -9 of torchrun alone (its workers run in their own sessions): the workers notice that
-    their launcher is gone and exit within seconds instead of working on beside a rerun."""
+    their launcher is gone, say so and exit within seconds instead of working on beside a rerun."""
     script = tmp_path / "sleeps.py"
     script.write_text(SLEEPS)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path)]
-    launcher = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
     pid_files = [tmp_path / f"rank{rank}.pid" for rank in (0, 1)]
-    deadline = time.monotonic() + 120
-    while not all(path.is_file() and path.read_text() for path in pid_files):
-        assert time.monotonic() < deadline and launcher.poll() is None, "the workers never started"
-        time.sleep(0.1)
-    workers = [int(path.read_text()) for path in pid_files]
-    launcher.kill()
-    launcher.wait()
-    deadline = time.monotonic() + 20
-    alive = workers
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.2)
-        alive = [pid for pid in workers if running(pid)]
-    for pid in alive:  # leave nothing behind if the test fails
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    assert not alive, f"workers {alive} still running 20 s after their launcher was killed"
+    with open(tmp_path / "stderr.txt", "w") as stderr:
+        launcher = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    workers, survivors = [], []
+    try:
+        deadline = time.monotonic() + 120
+        while not all(path.is_file() and path.read_text() for path in pid_files):
+            assert time.monotonic() < deadline and launcher.poll() is None, "the workers never started"
+            time.sleep(0.1)
+        workers = [int(path.read_text()) for path in pid_files]
+        survivors = kill_launcher(launcher, workers)
+    finally:
+        kill_all(launcher, workers)
+    assert not survivors, f"workers {survivors} still running 10 s after their launcher was killed"
+    said = (tmp_path / "stderr.txt").read_text()
+    assert all(f"persona-bench rank {rank}: the launcher (pid {launcher.pid}) is gone; stopping" in said for rank in (0, 1)), said[-2000:]

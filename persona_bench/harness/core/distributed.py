@@ -9,6 +9,7 @@ present, gloo otherwise.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -38,11 +39,11 @@ class World:
 
             import torch
 
+            if "TORCHELASTIC_RUN_ID" in os.environ:  # a worker of torchrun / accelerate launch (from before the rendezvous)
+                watch_launcher(os.environ.get("RANK", "?"))
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
             atexit.register(shutdown)
             sys.excepthook = failing(sys.excepthook)
-            if "TORCHELASTIC_RUN_ID" in os.environ:  # a worker of torchrun / accelerate launch
-                watch_launcher(dist.get_rank())
         return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
 
     @property
@@ -84,18 +85,20 @@ class World:
         return box[0]
 
 
-def watch_launcher(rank: int, every_seconds: float = 1.0) -> None:
-    """Stop this worker when its launcher dies. torchrun starts each worker in its own session, so
-    a ``kill -9`` of the launcher alone would leave the workers training on, and a rerun would then
-    train beside them into the same checkpoints; a worker whose parent is gone exits instead (its
-    last checkpoint stays whole, and the rerun resumes from it)."""
+def watch_launcher(rank: str, every_seconds: float = 1.0) -> None:
+    """Stop this worker when its launcher dies. A worker outlives a killed parent (a ``kill -9`` of
+    one process never takes its children, and torchrun starts each worker in its own session, so a
+    kill of the launcher's process group misses them too): it would train on, and a rerun would
+    train beside it into the same checkpoints. A worker whose parent is gone exits instead, as if
+    killed (its last checkpoint stays whole, and the rerun resumes from it)."""
     launcher = os.getppid()
 
     def watch() -> None:
         while True:
             time.sleep(every_seconds)
             if os.getppid() != launcher:
-                print(f"persona-bench rank {rank}: the launcher (pid {launcher}) is gone; stopping", file=sys.stderr, flush=True)
+                with contextlib.suppress(OSError):  # stderr may be a pipe whose reader died with the launcher
+                    os.write(2, f"persona-bench rank {rank}: the launcher (pid {launcher}) is gone; stopping\n".encode())
                 os._exit(1)
 
     threading.Thread(target=watch, name="persona-bench-launcher-watch", daemon=True).start()
