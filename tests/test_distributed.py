@@ -22,10 +22,16 @@ import numpy as np
 import pytest
 
 
-def launch(args: list[str], processes: int, cache: Path, cwd: Path, module: str = "persona_bench") -> subprocess.CompletedProcess:
+def launch_command(args: list[str], processes: int, cache: Path, module: str = "persona_bench") -> tuple[list[str], dict]:
+    """The command line (torchrun where ``processes`` > 1) and environment (its own cache, offline) of a launch."""
     env = {**os.environ, "PERSONA_BENCH_CACHE": str(cache), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)] if processes > 1 else [sys.executable]
-    done = subprocess.run([*prefix, "-m", module, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=900)
+    return [*prefix, "-m", module, *args], env
+
+
+def launch(args: list[str], processes: int, cache: Path, cwd: Path, module: str = "persona_bench") -> subprocess.CompletedProcess:
+    command, env = launch_command(args, processes, cache, module)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -173,10 +179,7 @@ def test_fine_tuning_whose_launcher_is_killed_mid_epoch_resumes_to_the_uninterru
             "--max-eval-people", "10", "--no-references", "--max-train-answers", "480", "--epochs", "2", "--lora-lr", "0.01",
             "--batch-size", "8", "--checkpoint-minutes", "0.00001"]
     launch([*args, "--out", str(tmp_path / "whole")], 2, tmp_path / "cache-whole", tmp_path)
-    env = {**os.environ, "PERSONA_BENCH_CACHE": str(tmp_path / "cache-killed"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "persona_bench", *args,
-               "--out", str(tmp_path / "killed")]
+    command, env = launch_command([*args, "--out", str(tmp_path / "killed")], 2, tmp_path / "cache-killed")
     launcher = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     progress, workers, survivors = None, [], []
     try:
