@@ -2,10 +2,12 @@
 registered in a test appears on it like any built-in method."""
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from persona_bench.app.cli import main
@@ -97,7 +99,6 @@ def test_toy_method_appears_on_the_leaderboard_with_a_marker(swept):
 
 
 def test_the_paired_differences_table_holds_each_method_minus_each_reference(swept):
-    import pandas as pd
 
     from persona_bench.harness.metrics.registry import holm, paired_comparison
     from persona_bench.harness.runs.store import read_results, read_samples
@@ -130,9 +131,25 @@ def test_leaderboard_holds_aggregates_only(swept, demo_survey):
     assert {path.suffix for path in files} >= {".md", ".csv"}
     ids = [str(respondent).encode() for respondent in demo_survey.respondents.index]
     assert ids[0].startswith(b"DEMO:")
+    assert (swept / "board" / "LEADERBOARD_groups.csv.gz") in files
     for path in files:  # no respondent id leaves the runs folder, in any file of the leaderboard
-        content = path.read_bytes()
+        content = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
         assert b"DEMO:" not in content and not any(respondent in content for respondent in ids[:200]), path
+
+
+def test_group_cells_go_to_their_own_compressed_csv(swept, tmp_path, monkeypatch):
+    board = swept / "board"
+    groups, tables = pd.read_csv(board / "LEADERBOARD_groups.csv.gz"), pd.read_csv(board / "LEADERBOARD.csv")
+    assert groups["group"].notna().any() and groups["table"].str.startswith(("Group alignment", "Steerability", "Subgroup")).all()
+    assert "group" not in tables.columns and not tables["table"].isin(groups["table"]).any()
+    markdown = (board / "LEADERBOARD.md").read_text()
+    assert all(f"### {title}" in markdown for title in groups["table"].unique())
+    again = [write_leaderboard(swept / "runs", tmp_path / name / "LEADERBOARD.md") for name in ("first", "second")]
+    assert all(tmp_path / name / "LEADERBOARD_groups.csv.gz" in paths for name, paths in zip(("first", "second"), again))
+    assert (tmp_path / "first" / "LEADERBOARD_groups.csv.gz").read_bytes() == (tmp_path / "second" / "LEADERBOARD_groups.csv.gz").read_bytes()
+    monkeypatch.setattr("persona_bench.leaderboard.render.group_tables", lambda frame: [])
+    write_leaderboard(swept / "runs", tmp_path / "first" / "LEADERBOARD.md")
+    assert not (tmp_path / "first" / "LEADERBOARD_groups.csv.gz").exists()  # no cells of an earlier render left behind
 
 
 def test_leaderboard_needs_runs(tmp_path):

@@ -2,13 +2,14 @@
 per-person data leaves the runs folder)."""
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 from tabulate import tabulate
 
-from ..harness.core.atomic import atomic_write_text
+from ..harness.core.atomic import atomic_write_bytes, atomic_write_text
 from ..harness.core.errors import ConfigError
 from ..harness.runs.store import finished_runs
 from .curves import learning_curves
@@ -24,7 +25,8 @@ LEGEND = (
     f"people. Bold: best in the row. {NOT_SIGNIFICANT}: does not beat the table's best no-LLM reference "
     "significantly: paired sign-flip permutation test over people on the same docs, p-values Holm-adjusted "
     "over the table's comparisons (family-wise 5%). The references (majority, cf, ...) need no "
-    "language model and appear in every row. The same tables are in the CSV file beside this one."
+    "language model and appear in every row. The same tables are in the CSV file beside this one, the group "
+    "alignment cells (one per run and group) in the gzip-compressed `…_groups.csv.gz` beside it."
 )
 
 
@@ -116,7 +118,26 @@ def write_leaderboard(runs_dir: Path, out: Path, provenance: str = "", skip_bad:
         *(f"![{p.stem}]({p.name})\n" for p in plots),
     ]
     atomic_write_text(out, "\n".join(s for s in markdown if s))
-    table = out.with_suffix(".csv")
-    atomic_write_text(table, pd.DataFrame([cell for t in (*main, *differences, *positions, *groups, *curves, *sweeps) for cell in t.cells]).to_csv(index=False))
+    table = write_cells(out.with_suffix(".csv"), (*main, *differences, *positions, *curves, *sweeps))
+    group_cells = [write_cells(group_cells_path(out), groups)] if groups else []
+    if not groups:  # a groups file of an earlier render would describe runs this one does not show
+        group_cells_path(out).unlink(missing_ok=True)
     page = [write_html(out.with_suffix(".html"), provenance.strip(), legends, sections, plots, records, skipped, names)] if html else []
-    return [out, table, *page, *plots]
+    return [out, table, *group_cells, *page, *plots]
+
+
+def group_cells_path(out: Path) -> Path:
+    """Where the leaderboard ``out`` keeps its group-alignment cells: a gzip-compressed CSV beside it
+    (one row per run and group; most of a grid's cells, so kept apart from the tables' CSV)."""
+    return out.with_name(f"{out.stem}_groups.csv.gz")
+
+
+def write_cells(path: Path, tables: Sequence[Table]) -> Path:
+    """Write the cells of ``tables`` as CSV to ``path`` atomically, gzip-compressed where its name ends
+    in ``.gz`` (with no timestamp in the gzip header, so an unchanged table gives an unchanged file)."""
+    text = pd.DataFrame([cell for table in tables for cell in table.cells]).to_csv(index=False)
+    if path.suffix == ".gz":
+        atomic_write_bytes(path, gzip.compress(text.encode("utf-8"), mtime=0))
+    else:
+        atomic_write_text(path, text)
+    return path
