@@ -99,7 +99,6 @@ def test_toy_method_appears_on_the_leaderboard_with_a_marker(swept):
 
 
 def test_the_paired_differences_table_holds_each_method_minus_each_reference(swept):
-
     from persona_bench.harness.metrics.registry import holm, paired_comparison
     from persona_bench.harness.runs.store import read_results, read_samples
 

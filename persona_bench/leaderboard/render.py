@@ -2,14 +2,13 @@
 per-person data leaves the runs folder)."""
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 from tabulate import tabulate
 
-from ..harness.core.atomic import atomic_write_bytes, atomic_write_text
+from ..harness.core.atomic import atomic_write_gzip_text, atomic_write_text
 from ..harness.core.errors import ConfigError
 from ..harness.runs.store import finished_runs
 from .curves import learning_curves
@@ -135,9 +134,6 @@ def group_cells_path(out: Path) -> Path:
 def write_cells(path: Path, tables: Sequence[Table]) -> Path:
     """Write the cells of ``tables`` as CSV to ``path`` atomically, gzip-compressed where its name ends
     in ``.gz`` (with no timestamp in the gzip header, so an unchanged table gives an unchanged file)."""
-    text = pd.DataFrame([cell for table in tables for cell in table.cells]).to_csv(index=False)
-    if path.suffix == ".gz":
-        atomic_write_bytes(path, gzip.compress(text.encode("utf-8"), mtime=0))
-    else:
-        atomic_write_text(path, text)
+    write = atomic_write_gzip_text if path.suffix == ".gz" else atomic_write_text
+    write(path, pd.DataFrame([cell for table in tables for cell in table.cells]).to_csv(index=False))
     return path

@@ -7,6 +7,7 @@ memory (safetensors' ``save``, ``torch.save`` to a buffer) and written with
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import tempfile
@@ -41,6 +42,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_writer(path, binary=True) as handle:
         handle.write(data)
+
+
+def atomic_write_gzip_text(path: Path, text: str) -> None:
+    """Write ``text`` gzip-compressed to ``path`` atomically, with no timestamp in the gzip header (the
+    same text gives the same bytes)."""
+    atomic_write_bytes(path, gzip.compress(text.encode("utf-8"), mtime=0))
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..core.atomic import atomic_write_json, atomic_writer
+from ..core.atomic import atomic_write_gzip_text, atomic_write_json
 from ..core.errors import PersonaBenchError
 from ..data.identity import split_fingerprint
 from ..data.pseudonyms import NO_PSEUDONYMS, Pseudonyms
@@ -103,8 +103,7 @@ def write_samples(
             "scores": [round(float(s), 6) for s in row[: doc.n_options]],
         }
         buffer.write(json.dumps(record) + "\n")
-    with atomic_writer(run_dir / SAMPLES, binary=True) as handle:
-        handle.write(gzip.compress(buffer.getvalue().encode(), mtime=0))
+    atomic_write_gzip_text(run_dir / SAMPLES, buffer.getvalue())
 
 
 def write_person_metrics(run_dir: Path, per_person: pd.DataFrame, names: Pseudonyms = NO_PSEUDONYMS) -> None:
@@ -113,8 +112,7 @@ def write_person_metrics(run_dir: Path, per_person: pd.DataFrame, names: Pseudon
     table["respondent"] = names.names(table["respondent"])
     if names.hides_ids:
         table = table.sort_values("respondent", kind="stable")
-    with atomic_writer(run_dir / PERSON_METRICS, binary=True) as handle:
-        handle.write(gzip.compress(table.to_csv(index=False, float_format="%.9g").encode(), mtime=0))
+    atomic_write_gzip_text(run_dir / PERSON_METRICS, table.to_csv(index=False, float_format="%.9g"))
 
 
 def read_person_metrics(run_dir: Path) -> pd.DataFrame | None:
