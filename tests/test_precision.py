@@ -70,3 +70,26 @@ def test_the_score_cache_tells_precisions_apart_with_and_without_an_adapter(tiny
     adapted = {dtype: attach_lora(models[dtype], LoraSettings(4), 0) for dtype in ("float32", "bf16-mixed")}
     assert autocast_dtype(adapted["bf16-mixed"]) is torch.bfloat16 and autocast_dtype(adapted["float32"]) is None  # through peft
     assert model_fingerprint(models["float32"]) != model_fingerprint(models["bf16-mixed"])
+
+
+def test_a_bf16_mixed_model_deep_copies_and_pickles_with_its_own_weights(tiny_models):  # noqa: F811
+    import copy
+    import pickle
+
+    model = LetterScoringLM(pretrained=str(tiny_models["llama"]), device="cpu", dtype="bf16-mixed", score_cache=None).model
+    ids = torch.tensor([[1, 5, 9, 13, 17]])
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        twins = {"deepcopy": copy.deepcopy(model), "pickle": pickle.loads(pickle.dumps(model))}  # our own bytes, in memory
+        for name, twin in twins.items():
+            assert autocast_dtype(twin) is torch.bfloat16, name
+            assert torch.equal(twin(input_ids=ids).logits, before), name  # the same mixed-precision forward
+            for parameter in twin.parameters():
+                parameter.mul_(0.5)
+            changed = twin(input_ids=ids).logits
+            assert changed.dtype == torch.float32 and not torch.allclose(changed, before), name  # the twin runs its own weights
+        assert torch.equal(model(input_ids=ids).logits, before)  # and the original its own
+        with pytest.raises(IndexError):
+            model(input_ids=torch.tensor([[10 ** 6]]))  # a forward that raises leaves no autocast open
+        assert not torch.is_autocast_enabled("cpu")
+        assert torch.equal(model(input_ids=ids).logits, before)

@@ -235,30 +235,42 @@ def autocast_dtype(model):
     return getattr(model, "persona_bench_autocast", None)
 
 
-def use_mixed_precision(model, dtype: str) -> None:
-    """Run every forward pass of ``model``'s transformer body (the model's own forward calls it, and steering
-    calls it directly) under ``torch.autocast`` to ``MIXED_PRECISION[dtype]`` on each device its layers use; its
-    outputs (last hidden state, hidden states) come back as float32, so the LM head runs in float32 (the
-    logits are not rounded to bfloat16) and code reading them is unchanged. The backward pass follows the
-    forward's casts; weights and trained parameters stay float32. A model without a body under its
-    ``base_model_prefix`` (some remote code) runs its whole forward under autocast."""
-    import contextlib
-    import functools
+class MixedPrecisionForward:
+    """The forward hooks that run a module under ``torch.autocast`` to one low dtype on each device its
+    layers use and hand its outputs back in float32. An object rather than a wrapping closure, so a model
+    carrying it deep-copies (the copy runs its own weights) and pickles."""
 
-    import torch
+    def __init__(self, low: str):
+        self.low = low  # a torch dtype's name: "bfloat16"
+        self.open: list = []  # one ExitStack per forward in progress
 
-    low = getattr(torch, MIXED_PRECISION[dtype])
-    body = getattr(model, model.base_model_prefix, None)
-    module = body if isinstance(body, torch.nn.Module) else model
-    inner = module.forward
+    def __getstate__(self) -> dict:
+        return {"low": self.low}  # no forward is in progress in a copy
 
-    @functools.wraps(inner)
-    def forward(*args, **kwargs):
-        devices = sorted({p.device.type for p in module.parameters()} - {"meta"})  # a device map may spread the layers
-        with contextlib.ExitStack() as stack:
-            for device_type in devices:
-                stack.enter_context(torch.autocast(device_type=device_type, dtype=low))
-            output = inner(*args, **kwargs)
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["low"])
+
+    def enter(self, module, args) -> None:
+        """Forward pre-hook: open autocast on every device ``module``'s parameters are on (a device map may spread them)."""
+        import contextlib
+
+        import torch
+
+        stack = contextlib.ExitStack()
+        try:
+            for device_type in sorted({p.device.type for p in module.parameters()} - {"meta"}):
+                stack.enter_context(torch.autocast(device_type=device_type, dtype=getattr(torch, self.low)))
+        except BaseException:
+            stack.close()
+            raise
+        self.open.append(stack)
+
+    def leave(self, module, args, output):
+        """Forward hook (always called, also when the forward raised): close autocast, outputs to float32."""
+        if self.open:
+            self.open.pop().close()
+        if output is None:
+            return None
         for name in ("logits", "last_hidden_state"):
             if getattr(output, name, None) is not None:
                 setattr(output, name, getattr(output, name).float())
@@ -266,8 +278,23 @@ def use_mixed_precision(model, dtype: str) -> None:
             output.hidden_states = tuple(h.float() for h in output.hidden_states)
         return output
 
-    module.forward = forward
-    model.persona_bench_autocast = low
+
+def use_mixed_precision(model, dtype: str) -> None:
+    """Run every forward pass of ``model``'s transformer body (the model's own forward calls it, and steering
+    calls it directly) under ``torch.autocast`` to ``MIXED_PRECISION[dtype]`` on each device its layers use; its
+    outputs (last hidden state, hidden states) come back as float32, so the LM head runs in float32 (the
+    logits are not rounded to bfloat16) and code reading them is unchanged. The backward pass follows the
+    forward's casts; weights and trained parameters stay float32. A model without a body under its
+    ``base_model_prefix`` (some remote code) runs its whole forward under autocast. The autocast lives in
+    forward hooks (:class:`MixedPrecisionForward`), so the model still deep-copies and pickles."""
+    import torch
+
+    body = getattr(model, model.base_model_prefix, None)
+    module = body if isinstance(body, torch.nn.Module) else model
+    hooks = MixedPrecisionForward(MIXED_PRECISION[dtype])
+    module.register_forward_pre_hook(hooks.enter)
+    module.register_forward_hook(hooks.leave, always_call=True)
+    model.persona_bench_autocast = getattr(torch, hooks.low)
 
 
 def load_model(name: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False, device_map: str | None = None):
