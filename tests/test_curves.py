@@ -168,7 +168,7 @@ def test_a_variant_gets_its_own_curve_and_control_and_sits_beside_the_default_at
     assert list(matched["spm [placement=answer]"].str[:4]) == ["45.0", "55.0"]
 
 
-def test_a_method_run_only_in_variants_gets_a_main_table_column_per_trained_variant():
+def test_every_trained_variant_gets_a_main_table_column_beside_the_default():
     from persona_bench.leaderboard.frame import latest, results_frame
     from persona_bench.leaderboard.tables import main_columns
 
@@ -176,9 +176,9 @@ def test_a_method_run_only_in_variants_gets_a_main_table_column_per_trained_vari
                      placed_record("vc", "5", 0.23, weights="random")]
     shown = latest(main_columns(results_frame(variants_only)), ["model", "column"])
     assert dict(zip(shown["column"], shown["run_id"])) == {"majority": "r", "spm [placement=answer]": "v2"}
-    with_default = [*variants_only, spm_record("a", "1", 0.40, 1000)]
-    shown = latest(main_columns(results_frame(with_default)), ["model", "column"])
-    assert dict(zip(shown["column"], shown["run_id"])) == {"majority": "r", "spm": "a"}
+    with_default = [*variants_only, spm_record("a", "1", 0.40, 1000), spm_record("c", "6", 0.21, weights="random")]
+    shown = latest(main_columns(results_frame(with_default)), ["model", "column"])  # the grid's headline is a variant
+    assert dict(zip(shown["column"], shown["run_id"])) == {"majority": "r", "spm": "a", "spm [placement=answer]": "v2"}
 
 
 def test_a_budget_trained_for_several_epoch_counts_is_listed_whole_and_drawn_at_its_fewest(tmp_path):

@@ -79,7 +79,7 @@ def write_plots(results: pd.DataFrame, folder: Path) -> list[Path]:
         clusters = plain[(plain["users"] == "seen") & plain["persona"].str.startswith("cluster:")]
         clusters = latest(clusters.assign(clusters=lambda f: f["persona"].str.split(":").str[1].astype(int)), ["model", "method", "clusters"])
         individual = group[(group["users"] == "seen") & (group["persona"] == "individual")]
-        individual = latest(main_columns(individual), ["model", "column"])  # the main table's columns: a method run only in variants too
+        individual = latest(main_columns(individual), ["model", "column"])  # the main table's columns: every trained variant too
         written += [
             line_plot(unseen.assign(k=unseen["k"].astype(float)), "k", f"Unseen users — {label}", "answers folded in (K)", folder / f"unseen_k_{name}.png"),
             line_plot(clusters, "clusters", f"Cluster personas — {label}", "clusters (k)", folder / f"cluster_k_{name}.png"),

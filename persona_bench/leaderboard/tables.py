@@ -101,11 +101,11 @@ def paired_runs(runs_dir: str, run_id: str, reference_id: str, metric: str, seed
 
 def main_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """The runs a main table may show, each with its ``column``: a method's default-variant runs
-    under its name; a method that ran in the scope only in variants (e.g. only ``spm [mode=prompt,
-    ...]``) gets a column per variant, its untrained controls (``weights=random``) excepted."""
+    under its name and each of its variants (e.g. ``spm [mode=prompt, ...]``, beside ``spm``) under its
+    own label, so every method a scope ran is compared with the references; untrained controls
+    (``weights=random``) are left to the sweeps."""
     plain = frame[frame["variant"] == ""]
-    trained = ~frame["untrained_control"].astype(bool)
-    variants = frame[(frame["variant"] != "") & trained & ~frame["method"].isin(plain["method"])]
+    variants = frame[(frame["variant"] != "") & ~frame["untrained_control"].astype(bool)]
     return pd.concat([plain.assign(column=plain["method"]), variants.assign(column=variant_label(variants))])
 
 
@@ -382,7 +382,7 @@ def recipe_sweeps(individual: pd.DataFrame, where: str) -> list[Table | None]:
 def budget_matched_methods(individual: pd.DataFrame, where: str) -> Table | None:
     """Trained methods and their variants (e.g. ``spm [mode=prompt, ...]``) side by side where two or
     more ran at the same training budget and recipe name (rows: model, budget, recipe): the fair
-    comparison the main table, which shows each method's default at its largest budget, is not."""
+    comparison the main table, which shows each column's latest run whatever its budget, is not."""
     trained = individual[(individual["budget_label"] != "") & (individual["train_answers"].fillna(0) > 0)]
     trained = trained.assign(_label=variant_label(trained))
     trained = latest(trained, ["model", "budget_label", "recipe", "_label"])
