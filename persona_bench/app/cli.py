@@ -549,8 +549,8 @@ def plan_command(args: argparse.Namespace) -> int:
         done = frame["state"] == "done"
         unknown = int((done & frame["measured hours"].isna()).sum())
         print(f"In {shown_path(args.out)}: {int(done.sum())} of {len(frame)} runs done, planned {hours_text(frame.loc[done, 'hours here'].sum())}, "
-              f"took {hours_text(frame.loc[done, 'measured hours'].sum())} (their results.json wall_seconds; a run resumed across "
-              f"sittings counts its last sitting{f'; {unknown} recorded none' if unknown else ''}); "
+              f"took {hours_text(frame.loc[done, 'measured hours'].sum())} (their results.json wall_seconds over every sitting; a run "
+              f"finished before persona-bench 0.11 counts its last{f'; {unknown} recorded none' if unknown else ''}); "
               f"{int((~done).sum())} left, planned {hours_text(frame.loc[~done, 'hours here'].sum())}")
     measured = min(calibrations.values(), key=lambda c: c.cpu_share)
     if measured.busy:

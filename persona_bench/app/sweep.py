@@ -141,8 +141,9 @@ def run_state(runs_dir: Path, config: RunConfig) -> str:
 
 
 def measured_hours(runs_dir: Path, config: RunConfig) -> float | None:
-    """A done run's own wall time in hours (its results.json ``wall_seconds``: for a run resumed across
-    sittings, the last sitting's); ``None`` for a run not done or a record without it."""
+    """A done run's own wall time in hours (its results.json ``wall_seconds``: every sitting's, see
+    :mod:`persona_bench.harness.runs.clock`; a run finished before 0.11 recorded its last sitting's);
+    ``None`` for a run not done or a record without it."""
     record = read_results(run_folder(runs_dir, config))
     return record.wall_seconds / 3600 if record is not None and record.wall_seconds is not None else None
 

@@ -15,9 +15,9 @@ availability) is checked before any data is loaded.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-import time
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +38,7 @@ from .method.context import RunContext
 from .metrics.groups import alignment, disparity, option_distributions, population_distributions, weighted_macro_accuracy
 from .metrics.registry import metric_summaries, per_person_metrics, registered_metrics
 from .personas.kind import PersonaKind
+from .runs.clock import RunClock
 from .runs.config import RunConfig
 from .runs.record import SCHEMA_VERSION, TRAINING_FIELDS, MethodInfo, MetricValue, RunRecord, Training
 from .runs.store import (
@@ -209,43 +210,45 @@ def evaluate_here(
     if finished is not None and not force:
         log(f"reusing finished run {run_dir}")
         return refreshed(config, runs_dir, finished, log) if finished.outdated and world.is_main else finished
-    started = time.perf_counter()
     if world.is_main:
         if not (Path(runs_dir) / SHARED).exists() and not config.data.startswith("demo"):  # no run has prepared here yet
             log(f"note: {runs_dir} will hold real respondents' answers (each run's docs.jsonl and samples.jsonl.gz): keep it private "
                 "and publish the leaderboard (aggregates only); --pseudonymize replaces respondent ids with salted hashes")
         write_config(run_dir, config.as_dict())
-    method, context = prepared_method(config, runs_dir, log, device, device_map)
-    docs = scored_docs(context._survey, context.split, config.users, config.max_eval_people, config.seed)  # targets: the harness's own
-    shown = ordered_docs(docs, config.option_order)  # one copy per rotation under cyclic order
-    log(f"{config.method}: scoring {len(docs)} docs of {docs['respondent'].nunique()} people"
-        + (f" ({len(shown)} with every rotation of their options)" if len(shown) != len(docs) else "")
-        + (f" on {world.size} processes" if world.distributed else ""))
-    scores = method.score(shown.drop(columns=["target", "source"]), context)
     record = None
-    if world.is_main:
-        scores = checked_scores(method, scores, shown)
-        answer_positions = position_shares(shown, scores, shown["target"].to_numpy())
-        scores = merged_scores(shown, scores, method.scores_are, len(docs))
-        predictions = scores.argmax(axis=1)
-        names = pseudonyms_for(config.pseudonymize, runs_dir)
-        write_samples(run_dir, docs, scores, predictions, names)
-        per_person, accuracy, metrics = person_metrics(docs, scores, context._survey, method.scores_are, config.seed)
-        write_person_metrics(run_dir, per_person, names)
-        report = method.report()
-        record = RunRecord(
-            run_id=run_dir.name, config=config, method_info=MethodInfo(**{**method.describe(), "protocols": tuple(method.protocols)}),
-            accuracy=accuracy.value, ci95=accuracy.ci95, n_people=len(per_person), n_answers=len(docs),
-            options=asdict(method.options),
-            variant={k: v for k, v in config.method_options.items() if k not in method.budget_options},
-            training=Training(**{k: report.pop(k) for k in TRAINING_FIELDS if k in report}) if "budget" in report else None,
-            preset=preset, data_identity=data_identity(config.data, config.waves), report=report, metrics=metrics,
-            answer_positions=answer_positions,
-            **group_figures(docs, scores, per_person["accuracy"], context._survey, context.train_answers(), config.seed, method.scores_are),
-            wall_seconds=round(time.perf_counter() - started, 2), processes=world.size,
-            finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), persona_bench_version=__version__,
-        )
-        write_results(run_dir, record)
+    with contextlib.ExitStack() as stack:  # the run's wall time over its attempts, kept by the main process
+        clock = stack.enter_context(RunClock(run_dir, fresh=finished is not None)) if world.is_main else None
+        method, context = prepared_method(config, runs_dir, log, device, device_map)
+        docs = scored_docs(context._survey, context.split, config.users, config.max_eval_people, config.seed)  # targets: the harness's own
+        shown = ordered_docs(docs, config.option_order)  # one copy per rotation under cyclic order
+        log(f"{config.method}: scoring {len(docs)} docs of {docs['respondent'].nunique()} people"
+            + (f" ({len(shown)} with every rotation of their options)" if len(shown) != len(docs) else "")
+            + (f" on {world.size} processes" if world.distributed else ""))
+        scores = method.score(shown.drop(columns=["target", "source"]), context)
+        if world.is_main:
+            scores = checked_scores(method, scores, shown)
+            answer_positions = position_shares(shown, scores, shown["target"].to_numpy())
+            scores = merged_scores(shown, scores, method.scores_are, len(docs))
+            predictions = scores.argmax(axis=1)
+            names = pseudonyms_for(config.pseudonymize, runs_dir)
+            write_samples(run_dir, docs, scores, predictions, names)
+            per_person, accuracy, metrics = person_metrics(docs, scores, context._survey, method.scores_are, config.seed)
+            write_person_metrics(run_dir, per_person, names)
+            report = method.report()
+            record = RunRecord(
+                run_id=run_dir.name, config=config, method_info=MethodInfo(**{**method.describe(), "protocols": tuple(method.protocols)}),
+                accuracy=accuracy.value, ci95=accuracy.ci95, n_people=len(per_person), n_answers=len(docs),
+                options=asdict(method.options),
+                variant={k: v for k, v in config.method_options.items() if k not in method.budget_options},
+                training=Training(**{k: report.pop(k) for k in TRAINING_FIELDS if k in report}) if "budget" in report else None,
+                preset=preset, data_identity=data_identity(config.data, config.waves), report=report, metrics=metrics,
+                answer_positions=answer_positions,
+                **group_figures(docs, scores, per_person["accuracy"], context._survey, context.train_answers(), config.seed, method.scores_are),
+                wall_seconds=round(clock.stop(), 2), processes=world.size,
+                finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), persona_bench_version=__version__,
+            )
+            write_results(run_dir, record)
+            clock.remove()
     return world.broadcast(record)
 
 

@@ -114,7 +114,7 @@ class RunRecord:
     groups: dict | None = None
     question_sets: dict | None = None
     disparity: dict | None = None
-    wall_seconds: float | None = None
+    wall_seconds: float | None = None  # over every attempt at the run (harness/runs/clock; before 0.11 the last attempt's)
     processes: int = 1
     finished_at: str = ""
     persona_bench_version: str = ""
