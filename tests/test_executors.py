@@ -179,6 +179,34 @@ def test_plan_costs_each_run_at_the_rate_measured_in_its_precision(tmp_path, cap
     assert asked == ["bf16-mixed"] and "(measured 400 GFLOP/s on LM forwards)" in capsys.readouterr().out
 
 
+def test_a_grid_costed_before_is_read_back_and_a_changed_or_damaged_one_is_costed_again(tmp_path, capsys, monkeypatch, tiny_model_path):
+    from persona_bench.app.cli import main
+    from persona_bench.harness import plan
+    from persona_bench.harness.training import cost
+
+    monkeypatch.setattr(cost, "calibrate", lambda dtype="float32": cost.Calibration(1e11, 1.0, 2))
+    grid, runs = tmp_path / "grid.yaml", tmp_path / "runs"
+    grid.write_text(f'defaults: {{data: "demo:300", max_eval_people: 5, model: "{tiny_model_path}"}}\ngrid:\n  - method: [raw, majority]\n')
+
+    def planned() -> tuple[str, str, int]:
+        costed = []
+        real = plan.run_cost
+        monkeypatch.setattr(plan, "run_cost", lambda *args, **kwargs: costed.append(1) or real(*args, **kwargs))
+        assert main(["sweep", str(grid), "--plan", "--out", str(runs)]) == 0
+        printed = capsys.readouterr()
+        return printed.out, printed.err, len(costed)
+
+    first, _, costed = planned()
+    assert costed == 2
+    again, err, costed = planned()
+    assert costed == 0 and again == first and "read from" in err  # the same table, nothing built or counted again
+    (saved,) = (runs / "_plan").glob("costs-*.json")
+    saved.write_text("[{")
+    assert planned()[2] == 2  # a damaged file: costed again
+    grid.write_text(grid.read_text().replace("[raw, majority]", "[raw, majority, cf]"))
+    assert planned()[2] == 3  # another grid: its own costs
+
+
 def test_dry_run_and_plan_say_where_each_run_stands(tmp_path, capsys, monkeypatch):
     from persona_bench.app.cli import main
     from persona_bench.app.sweep import load_grid

@@ -524,16 +524,13 @@ def check_sweep_data_names(args: argparse.Namespace) -> None:
 def plan_command(args: argparse.Namespace) -> int:
     """``sweep --plan``: the cost table of a grid and its totals."""
     from ..harness.training.cost import calibrate
-    from ..harness.plan import GPUS, UTILISATION, plan_table, run_cost
+    from ..harness.plan import GPUS, UTILISATION, grid_costs, plan_table
     from ..harness.runs.store import run_folder
     from .sweep import load_grid, measured_hours, run_state, with_seeds
 
     configs = with_seeds(load_grid(args.grid), args.seeds)
     started = any(run_folder(args.out, config).is_dir() for config in configs)  # the sweep has begun there (costing writes only _plan/)
-    costs, trainings, scored = [], set(), set()
-    for number, config in enumerate(configs, start=1):
-        stderr_log(f"[{number}/{len(configs)}] costing {config.run_id()}")
-        costs.append(run_cost(config, args.out, trainings, scored))
+    costs = grid_costs(configs, args.out, stderr_log)
     used = sorted({c.dtype for c in costs if c.scoring_flops or c.training_flops}) or ["float32"]
     calibrations = {dtype: calibrate(dtype=dtype) for dtype in used}
     frame, totals = plan_table(costs, {dtype: c.flops_per_second for dtype, c in calibrations.items()}, args.gpu)

@@ -17,15 +17,19 @@ tokens are counted with the run's tokenizer when its model is here (else SmolLM2
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from ..tasks.prompts import PROMPTS, scored_prompt, styled
+from .core.atomic import atomic_write_json
 from .data.loaders import load_survey
 from .data.protocol import SplitConfig, make_split, scored_docs, survey_for
 from .method.base import build_options, get_method
@@ -166,6 +170,37 @@ def run_cost(config: RunConfig, runs_dir: Path, trainings: set | None = None, sc
         training_flops = 0.0 if reused else training_cost(examples, validation, epochs, mean_tokens, active)
     return RunCost(config.run_id(), label, len(docs), len(distinct), prompt_tokens, examples, epochs, 2.0 * prompt_tokens * active,
                    training_flops, reused, cached, cpu_dtype(config.dtype))
+
+
+def grid_costs(configs: list[RunConfig], runs_dir: Path, log: Callable[[str], None]) -> list[RunCost]:
+    """Every run's :func:`run_cost` in grid order (later runs reuse the trainings and cached scores of
+    earlier ones), kept in ``runs_dir/_plan/costs-<key>.json``: costing the same grid again with the same
+    code and tokenizers reads them back instead of building and counting every prompt again."""
+    path = Path(runs_dir) / "_plan" / f"costs-{costs_key(configs)}.json"
+    try:
+        costs = [RunCost(**row) for row in json.loads(path.read_text())]
+        if [c.run_id for c in costs] == [config.run_id() for config in configs]:
+            log(f"costs of the {len(configs)} runs read from {path} (this grid, costed before by this code)")
+            return costs
+    except (OSError, ValueError, TypeError):  # not costed yet, or a damaged file: cost again
+        pass
+    costs, trainings, scored = [], set(), set()
+    for number, config in enumerate(configs, start=1):
+        log(f"[{number}/{len(configs)}] costing {config.run_id()}")
+        costs.append(run_cost(config, runs_dir, trainings, scored))
+    atomic_write_json(path, [asdict(c) for c in costs])
+    return costs
+
+
+def costs_key(configs: list[RunConfig]) -> str:
+    """What a grid's costs depend on: its runs in order, the tokenizer each model's prompts are counted
+    with, and the code that builds and costs them (persona-bench's sources and each method's module)."""
+    package = Path(__file__).resolve().parents[1]
+    sources = sorted(package.rglob("*.py")) + sorted({Path(inspect.getsourcefile(get_method(c.method))) for c in configs})
+    code = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
+    tokenizers = sorted({tokenizer_for(c.model).name_or_path for c in configs if get_method(c.method).needs_model})
+    payload = [code, tokenizers, [c.run_id() for c in configs]]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
 
 def plan_table(costs: list[RunCost], here: dict[str, float], gpu: str) -> tuple[pd.DataFrame, dict]:
