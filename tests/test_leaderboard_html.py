@@ -88,6 +88,9 @@ def test_a_browser_sorts_the_tables_and_shows_a_configuration(page, tmp_path, mo
         assert '"method"' in first.find_element(By.TAG_NAME, "pre").text  # the run's configuration, on demand
         images = browser.find_elements(By.TAG_NAME, "img")
         assert images and all(browser.execute_script("return arguments[0].naturalWidth", image) > 0 for image in images)
+        browser.set_window_size(800, 900)  # a narrow window: wide tables scroll on their own, the page does not
+        assert browser.execute_script("return document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+        assert browser.execute_script("return Array.from(document.querySelectorAll('table')).some(t => t.scrollWidth > t.clientWidth)")
         shot = tmp_path / "leaderboard.png"  # kept by pytest under its basetemp
         assert browser.save_screenshot(str(shot)) and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:

@@ -31,9 +31,10 @@ STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; } h3 { font-size: 1.02em; margin-top: 1.6em; }
 .provenance, .note, .legend { color: #555; font-size: 0.92em; }
-table { border-collapse: collapse; margin: 0.5em 0; font-variant-numeric: tabular-nums; }
+table { border-collapse: collapse; margin: 0.5em 0; font-variant-numeric: tabular-nums; display: block; max-width: 100%; overflow-x: auto; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
-th { background: #f4f4f4; cursor: pointer; user-select: none; white-space: nowrap; }
+th { background: #f4f4f4; cursor: pointer; user-select: none; }
+td.figure { white-space: nowrap; }
 th[aria-sort="ascending"]::after { content: " \\25B2"; } th[aria-sort="descending"]::after { content: " \\25BC"; }
 .ci { position: relative; height: 6px; min-width: 90px; background: #f0f0f0; margin-top: 3px; }
 .ci .band { position: absolute; top: 0; height: 6px; background: #9ecae1; }
@@ -110,7 +111,8 @@ def ci_bar(text: str, scale: tuple[float, float]) -> str:
 
 def cell_html(value: str, scale: tuple[float, float] | None) -> str:
     """One cell: its sort key, its text (markdown bold and code kept) and, given its table's scale, its CI bar."""
-    return f'<td data-sort="{html.escape(sort_value(value))}">{inline(value)}{ci_bar(value, scale) if scale else ""}</td>'
+    figure = ' class="figure"' if scale else ""  # a figure and its CI stay on one line; a wide table scrolls on its own
+    return f'<td{figure} data-sort="{html.escape(sort_value(value))}">{inline(value)}{ci_bar(value, scale) if scale else ""}</td>'
 
 
 def table_html(table: Table) -> str:
