@@ -168,7 +168,7 @@ def test_a_variant_gets_its_own_curve_and_control_and_sits_beside_the_default_at
     assert list(matched["spm [placement=answer]"].str[:4]) == ["45.0", "55.0"]
 
 
-def test_every_trained_variant_gets_a_main_table_column_beside_the_default():
+def test_every_trained_variant_gets_a_main_table_column_beside_the_default_and_untrained_ones_only_alone():
     from persona_bench.leaderboard.frame import latest, results_frame
     from persona_bench.leaderboard.tables import main_columns
 
@@ -179,6 +179,17 @@ def test_every_trained_variant_gets_a_main_table_column_beside_the_default():
     with_default = [*variants_only, spm_record("a", "1", 0.40, 1000), spm_record("c", "6", 0.21, weights="random")]
     shown = latest(main_columns(results_frame(with_default)), ["model", "column"])  # the grid's headline is a variant
     assert dict(zip(shown["column"], shown["run_id"])) == {"majority": "r", "spm": "a", "spm [placement=answer]": "v2"}
+
+    def context(run_id: str, **variant) -> RunRecord:  # a prompting method: nothing trained
+        record = majority_record(run_id, "7", 0.3)
+        return record.with_fields(config=replace(record.config, method="context", model="m", method_options=variant),
+                                  variant=variant, options=variant, method_info=MethodInfo("prompting"))
+
+    swept = [majority_record("r", "1", 0.6), context("c5", k_context=5), context("c3", k_context=3)]
+    shown = latest(main_columns(results_frame(swept)), ["model", "column"])  # no default run: each variant its column
+    assert sorted(shown["column"]) == ["context [k_context=3]", "context [k_context=5]", "majority"]
+    shown = latest(main_columns(results_frame([*swept, context("c")])), ["model", "column"])  # beside the default: the sweeps'
+    assert dict(zip(shown["column"], shown["run_id"])) == {"majority": "r", "context": "c"}
 
 
 def test_a_budget_trained_for_several_epoch_counts_is_listed_whole_and_drawn_at_its_fewest(tmp_path):

@@ -76,7 +76,7 @@ def test_a_browser_sorts_the_tables_and_shows_a_configuration(page, tmp_path, mo
         assert header.get_attribute("aria-sort") == "ascending" and column() == sorted(column()) and len(set(column())) > 1
         header.click()
         assert header.get_attribute("aria-sort") == "descending" and column() == sorted(column(), reverse=True)
-        metrics = browser.find_element(By.XPATH, "//h2[.='Every metric']/following-sibling::table[1]")  # a row per run
+        metrics = browser.find_element(By.XPATH, "(//h2[.='Every metric']/following::table)[1]")  # a row per run
         headers = [th.text.strip() for th in metrics.find_elements(By.CSS_SELECTOR, "thead th")]
         for name in ("log_loss", "method"):  # a figure column, then a text column
             metrics.find_elements(By.CSS_SELECTOR, "thead th")[headers.index(name)].click()
@@ -90,7 +90,7 @@ def test_a_browser_sorts_the_tables_and_shows_a_configuration(page, tmp_path, mo
         assert images and all(browser.execute_script("return arguments[0].naturalWidth", image) > 0 for image in images)
         browser.set_window_size(800, 900)  # a narrow window: wide tables scroll on their own, the page does not
         assert browser.execute_script("return document.documentElement.scrollWidth <= document.documentElement.clientWidth")
-        assert browser.execute_script("return Array.from(document.querySelectorAll('table')).some(t => t.scrollWidth > t.clientWidth)")
+        assert browser.execute_script("return Array.from(document.querySelectorAll('div.wide')).some(d => d.scrollWidth > d.clientWidth)")
         shot = tmp_path / "leaderboard.png"  # kept by pytest under its basetemp
         assert browser.save_screenshot(str(shot)) and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:

@@ -74,6 +74,7 @@ def test_the_score_cache_tells_precisions_apart_with_and_without_an_adapter(tiny
 
 def test_a_bf16_mixed_model_deep_copies_and_pickles_with_its_own_weights(tiny_models):  # noqa: F811
     import copy
+    import inspect
     import pickle
 
     model = LetterScoringLM(pretrained=str(tiny_models["llama"]), device="cpu", dtype="bf16-mixed", score_cache=None).model
@@ -89,7 +90,15 @@ def test_a_bf16_mixed_model_deep_copies_and_pickles_with_its_own_weights(tiny_mo
             changed = twin(input_ids=ids).logits
             assert changed.dtype == torch.float32 and not torch.allclose(changed, before), name  # the twin runs its own weights
         assert torch.equal(model(input_ids=ids).logits, before)  # and the original its own
-        with pytest.raises(IndexError):
-            model(input_ids=torch.tensor([[10 ** 6]]))  # a forward that raises leaves no autocast open
-        assert not torch.is_autocast_enabled("cpu")
+        body = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+        inner = body.layers[0].forward
+        for stop in (IndexError, KeyboardInterrupt):  # a forward that raises, or is interrupted, leaves no autocast on
+            def interrupted(*args, **kwargs):
+                raise stop
+            body.layers[0].forward = interrupted
+            with pytest.raises(stop):
+                model(input_ids=ids)
+            assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32  # bfloat16 under a CPU autocast left on
+        body.layers[0].forward = inner
         assert torch.equal(model(input_ids=ids).logits, before)
+        assert inspect.signature(body.forward) == inspect.signature(type(body).forward.__get__(body))  # as transformers reads it

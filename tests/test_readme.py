@@ -170,5 +170,5 @@ def test_the_version_is_one_in_the_package_its_metadata_the_citation_and_the_cha
 
     assert re.search(r'^version = "(\S+)"$', (ROOT / "pyproject.toml").read_text(), re.M).group(1) == __version__  # no tomllib on 3.10
     assert re.search(r"^version: (\S+)$", (ROOT / "CITATION.cff").read_text(), re.M).group(1) == __version__
-    latest = re.search(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(), re.M).group(1)
-    assert latest == __version__, "the CHANGELOG's latest entry names the package's version"
+    latest = re.search(r"^## (\d+\.\d+\.\d+)", (ROOT / "CHANGELOG.md").read_text(), re.M).group(1)  # past any "## Unreleased"
+    assert latest == __version__, "the CHANGELOG's latest release names the package's version"

@@ -172,10 +172,13 @@ def run_cost(config: RunConfig, runs_dir: Path, trainings: set | None = None, sc
                    training_flops, reused, cached, cpu_dtype(config.dtype))
 
 
+KEPT_COSTS = 4  # the costs of this many grids (the latest planned) stay in a runs folder's _plan/
+
+
 def grid_costs(configs: list[RunConfig], runs_dir: Path, log: Callable[[str], None]) -> list[RunCost]:
     """Every run's :func:`run_cost` in grid order (later runs reuse the trainings and cached scores of
-    earlier ones), kept in ``runs_dir/_plan/costs-<key>.json``: costing the same grid again with the same
-    code and tokenizers reads them back instead of building and counting every prompt again."""
+    earlier ones), kept in ``runs_dir/_plan/costs-<key>.json`` (:func:`costs_key`): costing the same grid
+    again reads them back instead of building and counting every prompt again."""
     path = Path(runs_dir) / "_plan" / f"costs-{costs_key(configs)}.json"
     try:
         costs = [RunCost(**row) for row in json.loads(path.read_text())]
@@ -189,18 +192,33 @@ def grid_costs(configs: list[RunConfig], runs_dir: Path, log: Callable[[str], No
         log(f"[{number}/{len(configs)}] costing {config.run_id()}")
         costs.append(run_cost(config, runs_dir, trainings, scored))
     atomic_write_json(path, [asdict(c) for c in costs])
+    for old in sorted(path.parent.glob("costs-*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)[KEPT_COSTS:]:
+        old.unlink(missing_ok=True)
     return costs
 
 
 def costs_key(configs: list[RunConfig]) -> str:
-    """What a grid's costs depend on: its runs in order, the tokenizer each model's prompts are counted
-    with, and the code that builds and costs them (persona-bench's sources and each method's module)."""
+    """What a grid's costs depend on: its runs in order (their ids count the data by content), the
+    tokenizers that count each model's prompts (by content), transformers' version, and the code that
+    builds and costs them (persona-bench's sources and each method's module; a method defined where
+    there is no source file is keyed by persona-bench's code alone)."""
+    import transformers
+
     package = Path(__file__).resolve().parents[1]
-    sources = sorted(package.rglob("*.py")) + sorted({Path(inspect.getsourcefile(get_method(c.method))) for c in configs})
+    methods = {get_method(c.method) for c in configs}
+    sources = sorted(set(package.rglob("*.py")) | {Path(file) for file in map(inspect.getsourcefile, methods) if file})
     code = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
-    tokenizers = sorted({tokenizer_for(c.model).name_or_path for c in configs if get_method(c.method).needs_model})
-    payload = [code, tokenizers, [c.run_id() for c in configs]]
+    tokenizers = sorted({tokenizer_identity(c.model) for c in configs if get_method(c.method).needs_model})
+    payload = [code, transformers.__version__, tokenizers, [c.run_id() for c in configs]]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
+
+
+def tokenizer_identity(model: str) -> str:
+    """The tokenizer :func:`tokenizer_for` counts ``model``'s prompts with, by its content where it is a fast one."""
+    tokenizer = tokenizer_for(model)
+    if getattr(tokenizer, "is_fast", False):
+        return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
+    return f"{type(tokenizer).__name__} {tokenizer.name_or_path} {len(tokenizer)}"
 
 
 def plan_table(costs: list[RunCost], here: dict[str, float], gpu: str) -> tuple[pd.DataFrame, dict]:

@@ -42,7 +42,7 @@ from .runs.clock import RunClock
 from .runs.config import RunConfig
 from .runs.record import SCHEMA_VERSION, TRAINING_FIELDS, MethodInfo, MetricValue, RunRecord, Training
 from .runs.store import (
-    CONFIG, SHARED, claim_or_wait, pseudonyms_for, read_results, read_samples, release, run_folder, shared_folder, write_config,
+    CONFIG, RESULTS, SHARED, claim_or_wait, pseudonyms_for, read_results, read_samples, release, run_folder, shared_folder, write_config,
     write_person_metrics,
     write_results, write_samples,
 )
@@ -217,7 +217,7 @@ def evaluate_here(
         write_config(run_dir, config.as_dict())
     record = None
     with contextlib.ExitStack() as stack:  # the run's wall time over its attempts, kept by the main process
-        clock = stack.enter_context(RunClock(run_dir, fresh=finished is not None)) if world.is_main else None
+        clock = stack.enter_context(RunClock(run_dir, finished=run_dir / RESULTS)) if world.is_main else None
         method, context = prepared_method(config, runs_dir, log, device, device_map)
         docs = scored_docs(context._survey, context.split, config.users, config.max_eval_people, config.seed)  # targets: the harness's own
         shown = ordered_docs(docs, config.option_order)  # one copy per rotation under cyclic order

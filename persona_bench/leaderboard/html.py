@@ -31,7 +31,8 @@ STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; } h3 { font-size: 1.02em; margin-top: 1.6em; }
 .provenance, .note, .legend { color: #555; font-size: 0.92em; }
-table { border-collapse: collapse; margin: 0.5em 0; font-variant-numeric: tabular-nums; display: block; max-width: 100%; overflow-x: auto; }
+table { border-collapse: collapse; margin: 0.5em 0; font-variant-numeric: tabular-nums; }
+.wide { max-width: 100%; overflow-x: auto; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f4f4f4; cursor: pointer; user-select: none; }
 td.figure { white-space: nowrap; }
@@ -124,7 +125,8 @@ def table_html(table: Table) -> str:
     for _, row in frame.iterrows():
         rows.append(f"<tr>{''.join(cell_html(value, scales.get(column)) for column, value in row.items())}</tr>")
     note = f'<p class="note">{inline(table.note)}</p>' if table.note else ""
-    return f"<h3>{inline(table.title)}</h3>\n<table class=\"sortable\"><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(rows) + f"\n</tbody></table>\n{note}"
+    return (f"<h3>{inline(table.title)}</h3>\n<div class=\"wide\"><table class=\"sortable\"><thead><tr>{head}</tr></thead><tbody>\n"
+            + "\n".join(rows) + f"\n</tbody></table></div>\n{note}")
 
 
 def image_html(path: Path) -> str:
@@ -156,7 +158,7 @@ def runs_html(records: list[RunRecord], names: dict[tuple, str] | None = None) -
         cells += [cell_html(value, scales.get(column)) for column, value in row.items() if column not in ("run", "_configuration")]
         body.append(f"<tr>{''.join(cells)}</tr>")
     head = "".join(f"<th>{html.escape(column)}</th>" for column in ["run (click for its configuration)", *list(frame.columns)[1:-1]])
-    return f'<table class="sortable" id="runs"><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(body) + "\n</tbody></table>"
+    return f'<div class="wide"><table class="sortable" id="runs"><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(body) + "\n</tbody></table></div>"
 
 
 def write_html(path: Path, provenance: str, legends: list[str], sections: list[tuple[str, list[Table]]], plots: list[Path],

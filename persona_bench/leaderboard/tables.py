@@ -100,12 +100,14 @@ def paired_runs(runs_dir: str, run_id: str, reference_id: str, metric: str, seed
 
 
 def main_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """The runs a main table may show, each with its ``column``: a method's default-variant runs
-    under its name and each of its variants (e.g. ``spm [mode=prompt, ...]``, beside ``spm``) under its
-    own label, so every method a scope ran is compared with the references; untrained controls
-    (``weights=random``) are left to the sweeps."""
+    """The runs a main table may show, each with its ``column``: a method's default-variant runs under
+    its name, each trained variant (e.g. ``spm [mode=prompt, ...]`` beside ``spm``) under its own label,
+    and a method's other variants where it has no default run (``context [k_context=5]`` alone); so every
+    trained method a scope ran is compared with the references, while sweeps of an untrained method's
+    option (``context`` by ``k_context``) and untrained controls (``weights=random``) stay in the sweeps."""
     plain = frame[frame["variant"] == ""]
-    variants = frame[(frame["variant"] != "") & ~frame["untrained_control"].astype(bool)]
+    trained = frame["train_answers"].fillna(0) > 0
+    variants = frame[(frame["variant"] != "") & ~frame["untrained_control"].astype(bool) & (trained | ~frame["method"].isin(plain["method"]))]
     return pd.concat([plain.assign(column=plain["method"]), variants.assign(column=variant_label(variants))])
 
 

@@ -1,4 +1,5 @@
-"""Run artifacts: the one module that writes and reads a runs folder (the runner and the leaderboard alike).
+"""Run artifacts: the module that writes and reads a runs folder (the runner and the leaderboard alike; a run's
+clock.json is harness.runs.clock's).
 
     RUNS_DIR/<run-id>/config.json        the RunConfig
                       docs.jsonl          the lm-eval docs of LLM methods (real answers: stays here)
@@ -8,6 +9,7 @@
                       results.json        a RunRecord (harness.runs.record), aggregates only: accuracy,
                                           metrics, CIs, counts, the method's self-description,
                                           budget and recipe, provenance
+                      clock.json          while the run is unfinished: its wall time so far (harness.runs.clock)
     RUNS_DIR/_shared/<split-key>/         split, persona spaces and trained modules shared by runs
     RUNS_DIR/_shared/pseudonym-salt       the salt of --pseudonymize (respondent ids -> hashes;
                                           with it, no file of the folder holds a respondent id)

@@ -236,41 +236,35 @@ def autocast_dtype(model):
 
 
 class MixedPrecisionForward:
-    """The forward hooks that run a module under ``torch.autocast`` to one low dtype on each device its
-    layers use and hand its outputs back in float32. An object rather than a wrapping closure, so a model
-    carrying it deep-copies (the copy runs its own weights) and pickles."""
+    """A module's forward run under ``torch.autocast`` to one low dtype on each device its layers use,
+    its outputs handed back in float32. An object holding the module, not a closure over it, so a model
+    carrying it deep-copies (the copy runs its own weights) and pickles; the autocast is a ``with``
+    block, so nothing stays switched on when a forward raises or is interrupted."""
 
-    def __init__(self, low: str):
-        self.low = low  # a torch dtype's name: "bfloat16"
-        self.open: list = []  # one ExitStack per forward in progress
+    def __init__(self, module, low: str, inner=None):
+        self.module, self.low = module, low  # low: a torch dtype's name, "bfloat16"
+        self.inner = inner  # a forward already set on the instance (e.g. by accelerate); None: the class's
 
-    def __getstate__(self) -> dict:
-        return {"low": self.low}  # no forward is in progress in a copy
+    def wrapped(self):
+        """The forward this one runs under autocast."""
+        return self.inner if self.inner is not None else type(self.module).forward.__get__(self.module)
 
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["low"])
+    @property
+    def __signature__(self):  # what inspect.signature(module.forward) reads, as before the wrapping
+        import inspect
 
-    def enter(self, module, args) -> None:
-        """Forward pre-hook: open autocast on every device ``module``'s parameters are on (a device map may spread them)."""
+        return inspect.signature(self.wrapped())
+
+    def __call__(self, *args, **kwargs):
         import contextlib
 
         import torch
 
-        stack = contextlib.ExitStack()
-        try:
-            for device_type in sorted({p.device.type for p in module.parameters()} - {"meta"}):
+        devices = sorted({p.device.type for p in self.module.parameters()} - {"meta"})  # a device map may spread the layers
+        with contextlib.ExitStack() as stack:
+            for device_type in devices:
                 stack.enter_context(torch.autocast(device_type=device_type, dtype=getattr(torch, self.low)))
-        except BaseException:
-            stack.close()
-            raise
-        self.open.append(stack)
-
-    def leave(self, module, args, output):
-        """Forward hook (always called, also when the forward raised): close autocast, outputs to float32."""
-        if self.open:
-            self.open.pop().close()
-        if output is None:
-            return None
+            output = self.wrapped()(*args, **kwargs)
         for name in ("logits", "last_hidden_state"):
             if getattr(output, name, None) is not None:
                 setattr(output, name, getattr(output, name).float())
@@ -285,16 +279,14 @@ def use_mixed_precision(model, dtype: str) -> None:
     outputs (last hidden state, hidden states) come back as float32, so the LM head runs in float32 (the
     logits are not rounded to bfloat16) and code reading them is unchanged. The backward pass follows the
     forward's casts; weights and trained parameters stay float32. A model without a body under its
-    ``base_model_prefix`` (some remote code) runs its whole forward under autocast. The autocast lives in
-    forward hooks (:class:`MixedPrecisionForward`), so the model still deep-copies and pickles."""
+    ``base_model_prefix`` (some remote code) runs its whole forward under autocast. The wrapper is an
+    object (:class:`MixedPrecisionForward`), so the model still deep-copies and pickles."""
     import torch
 
     body = getattr(model, model.base_model_prefix, None)
     module = body if isinstance(body, torch.nn.Module) else model
-    hooks = MixedPrecisionForward(MIXED_PRECISION[dtype])
-    module.register_forward_pre_hook(hooks.enter)
-    module.register_forward_hook(hooks.leave, always_call=True)
-    model.persona_bench_autocast = getattr(torch, hooks.low)
+    module.forward = MixedPrecisionForward(module, MIXED_PRECISION[dtype], module.__dict__.get("forward"))
+    model.persona_bench_autocast = getattr(torch, MIXED_PRECISION[dtype])
 
 
 def load_model(name: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False, device_map: str | None = None):
