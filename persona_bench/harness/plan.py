@@ -179,17 +179,18 @@ def grid_costs(configs: list[RunConfig], runs_dir: Path, log: Callable[[str], No
     """Every run's :func:`run_cost` in grid order (later runs reuse the trainings and cached scores of
     earlier ones), kept in ``runs_dir/_plan/costs-<key>.json`` (:func:`costs_key`): costing the same grid
     again reads them back instead of building and counting every prompt again."""
-    path = Path(runs_dir) / "_plan" / f"costs-{costs_key(configs)}.json"
+    run_ids = [config.run_id() for config in configs]
+    path = Path(runs_dir) / "_plan" / f"costs-{costs_key(configs, run_ids)}.json"
     try:
         costs = [RunCost(**row) for row in json.loads(path.read_text())]
-        if [c.run_id for c in costs] == [config.run_id() for config in configs]:
+        if [c.run_id for c in costs] == run_ids:
             log(f"costs of the {len(configs)} runs read from {path} (this grid, costed before by this code)")
             return costs
     except (OSError, ValueError, TypeError):  # not costed yet, or a damaged file: cost again
         pass
     costs, trainings, scored = [], set(), set()
-    for number, config in enumerate(configs, start=1):
-        log(f"[{number}/{len(configs)}] costing {config.run_id()}")
+    for number, (config, run_id) in enumerate(zip(configs, run_ids), start=1):
+        log(f"[{number}/{len(configs)}] costing {run_id}")
         costs.append(run_cost(config, runs_dir, trainings, scored))
     atomic_write_json(path, [asdict(c) for c in costs])
     for old in sorted(path.parent.glob("costs-*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)[KEPT_COSTS:]:
@@ -197,19 +198,19 @@ def grid_costs(configs: list[RunConfig], runs_dir: Path, log: Callable[[str], No
     return costs
 
 
-def costs_key(configs: list[RunConfig]) -> str:
-    """What a grid's costs depend on: its runs in order (their ids count the data by content), the
+def costs_key(configs: list[RunConfig], run_ids: list[str]) -> str:
+    """What a grid's costs depend on: its runs in order (``run_ids``: they count the data by content), the
     tokenizers that count each model's prompts (by content), transformers' version, and the code that
     builds and costs them (persona-bench's sources and each method's module; a method defined where
     there is no source file is keyed by persona-bench's code alone)."""
     import transformers
 
     package = Path(__file__).resolve().parents[1]
-    methods = {get_method(c.method) for c in configs}
-    sources = sorted(set(package.rglob("*.py")) | {Path(file) for file in map(inspect.getsourcefile, methods) if file})
+    methods = {c.method: get_method(c.method) for c in configs}
+    sources = sorted(set(package.rglob("*.py")) | {Path(file) for file in map(inspect.getsourcefile, methods.values()) if file})
     code = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
-    tokenizers = sorted({tokenizer_identity(c.model) for c in configs if get_method(c.method).needs_model})
-    payload = [code, transformers.__version__, tokenizers, [c.run_id() for c in configs]]
+    tokenizers = sorted({tokenizer_identity(c.model) for c in configs if methods[c.method].needs_model})
+    payload = [code, transformers.__version__, tokenizers, run_ids]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
 
 

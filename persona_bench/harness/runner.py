@@ -215,9 +215,8 @@ def evaluate_here(
             log(f"note: {runs_dir} will hold real respondents' answers (each run's docs.jsonl and samples.jsonl.gz): keep it private "
                 "and publish the leaderboard (aggregates only); --pseudonymize replaces respondent ids with salted hashes")
         write_config(run_dir, config.as_dict())
-    record = None
-    with contextlib.ExitStack() as stack:  # the run's wall time over its attempts, kept by the main process
-        clock = stack.enter_context(RunClock(run_dir, finished=run_dir / RESULTS)) if world.is_main else None
+    record = None  # the main process keeps the run's wall time over its attempts
+    with RunClock(run_dir, finished=run_dir / RESULTS) if world.is_main else contextlib.nullcontext() as clock:
         method, context = prepared_method(config, runs_dir, log, device, device_map)
         docs = scored_docs(context._survey, context.split, config.users, config.max_eval_people, config.seed)  # targets: the harness's own
         shown = ordered_docs(docs, config.option_order)  # one copy per rotation under cyclic order
