@@ -9,7 +9,7 @@ of the per-person difference on the same docs, p-values Holm-adjusted over the t
 several training budgets, the main table shows the largest and the budget sweep shows them all.
 
 Sweeps, for every method that has runs at several values (nothing here names a method):
-cluster k, demographic trait, unseen-user K, and each option that changes what a method is
+persona kind (the paper's Table 5 personas), cluster k, demographic trait, unseen-user K, and each option that changes what a method is
 (context K, prefix vs prompt, random vs trained weights, steered layers...), recipes at
 equal training budget, and trained methods at equal training budget. Training budgets are learning curves (:mod:`persona_bench.leaderboard.curves`).
 Every table also yields its cells as plain records for the machine-readable CSV.
@@ -329,14 +329,16 @@ def sort_key(value: str) -> tuple[float, str]:
         return (float(number.group().replace(",", "")) if number else float("inf"), value)
 
 
-def sweep(frame: pd.DataFrame, rows: list[str], column: pd.Series, title: str, note: str = "") -> Table | None:
-    """Pivot ``frame`` into rows x ``column`` values with formatted cells (None below two values)."""
+def sweep(frame: pd.DataFrame, rows: list[str], column: pd.Series, title: str, note: str = "",
+          order: list[str] | None = None) -> Table | None:
+    """Pivot ``frame`` into rows x ``column`` values with formatted cells (None below two values);
+    columns in ``order`` where given, else by :func:`sort_key`."""
     if frame.empty or column.nunique() < 2:
         return None
     data = frame.assign(_column=column.astype(str), _cell=frame.apply(cell_text, axis=1))
     data = data.drop_duplicates([*rows, "_column"], keep="last")
     pivot = data.pivot(index=rows, columns="_column", values="_cell").sort_index(key=lambda level: level.map(lambda v: sort_key(str(v))))
-    ordered = sorted(pivot.columns, key=sort_key)
+    ordered = sorted(pivot.columns, key=lambda value: (order.index(value), "") if order else sort_key(value))
     cells = [cell_record(title, row, value=row["_column"]) for _, row in data.iterrows()]
     return Table(title, note, pivot[ordered].fillna("").reset_index(), cells)
 
@@ -468,6 +470,22 @@ def training_seed_tables(results: pd.DataFrame) -> list[Table]:
     return tables
 
 
+TABLE5_PERSONAS = ["demographic:POLPARTY", "cluster:6", "individual"]  # the paper's Table 5 columns, in its order
+
+
+def persona_kinds(plain: pd.DataFrame, where: str) -> Table | None:
+    """Paper Table 5: each persona method (cf, the no-LLM one, among them) with the paper's demographic
+    (party), cluster (6) and individual personas, where it ran with individual ones and one of the others."""
+    runs = plain[plain["uses_persona"] & plain["persona"].isin(TABLE5_PERSONAS)]
+    if runs.empty:
+        return None
+    runs = runs[runs.groupby(["model", "method"])["persona"].transform(lambda personas: "individual" in set(personas) and personas.nunique() > 1)]
+    return sweep(runs, ["model", "method"], runs["persona"], f"Persona kinds (paper Table 5) — {where}",
+                 "The same people and held-out answers under each persona: the party group's centroid, the person's cluster's "
+                 "(6 K-Means clusters) and the person's own; the references that take no persona are in the main tables.",
+                 order=TABLE5_PERSONAS)
+
+
 def sweep_tables(results: pd.DataFrame) -> list[Table]:
     """Sweeps per data scope (see module docstring)."""
     tables = []
@@ -475,6 +493,7 @@ def sweep_tables(results: pd.DataFrame) -> list[Table]:
         where = series_label(dict(zip(SERIES, values)), group)
         seen = group[group["users"] == "seen"]
         plain = latest(seen[seen["variant"] == ""], ["model", "method", "persona"])
+        tables.append(persona_kinds(plain, where))
         clusters = plain[plain["persona"].str.startswith("cluster:") & plain["uses_persona"]]
         tables.append(sweep(clusters, ["model", "method"], clusters["persona"].str.split(":").str[1],
                             f"Cluster personas by number of clusters k (paper Table 11) — {where}"))
