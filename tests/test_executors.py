@@ -241,3 +241,15 @@ def test_dry_run_and_plan_say_where_each_run_stands(tmp_path, capsys, monkeypatc
     hours = read_results(run_folder(runs, majority)).wall_seconds / 3600
     assert float(rows["majority"][-1]) == pytest.approx(hours, rel=1e-2) and rows["cf"][-1] == "" and rows["letter-prior"][-1] == ""
     assert "1 of 3 runs done, planned 0.0 minutes, took" in out and "2 left, planned 0.0 minutes" in out
+    assert "at the pace of the done runs" not in out  # a done run with no planned cost (a reference) gives no pace
+
+
+def test_the_pace_of_done_runs_is_their_measured_over_planned_hours():
+    import pandas as pd
+
+    from persona_bench.harness.plan import measured_pace
+
+    frame = pd.DataFrame({"state": ["done", "done", "done", "done", "started", "to run"],
+                          "hours here": [1.0, 2.0, 0.0, 3.0, 1.0, 5.0], "measured hours": [1.5, 2.5, 0.1, None, None, None]})
+    assert measured_pace(frame) == pytest.approx(4.0 / 3.0)  # only done runs with a plan and a measurement
+    assert measured_pace(frame.assign(state="to run")) is None

@@ -524,7 +524,7 @@ def check_sweep_data_names(args: argparse.Namespace) -> None:
 def plan_command(args: argparse.Namespace) -> int:
     """``sweep --plan``: the cost table of a grid and its totals."""
     from ..harness.training.cost import calibrate
-    from ..harness.plan import GPUS, UTILISATION, grid_costs, plan_table
+    from ..harness.plan import GPUS, UTILISATION, grid_costs, measured_pace, plan_table
     from ..harness.runs.store import run_folder
     from .sweep import load_grid, measured_hours, run_state, with_seeds
 
@@ -545,10 +545,12 @@ def plan_command(args: argparse.Namespace) -> int:
     if started:
         done = frame["state"] == "done"
         unknown = int((done & frame["measured hours"].isna()).sum())
+        left, pace = frame.loc[~done, "hours here"].sum(), measured_pace(frame)
         print(f"In {shown_path(args.out)}: {int(done.sum())} of {len(frame)} runs done, planned {hours_text(frame.loc[done, 'hours here'].sum())}, "
               f"took {hours_text(frame.loc[done, 'measured hours'].sum())} (their results.json wall_seconds over every sitting; a run "
               f"finished before persona-bench 0.11 counts its last{f'; {unknown} recorded none' if unknown else ''}); "
-              f"{int((~done).sum())} left, planned {hours_text(frame.loc[~done, 'hours here'].sum())}")
+              f"{int((~done).sum())} left, planned {hours_text(left)}"
+              + (f", about {hours_text(left * pace)} at the pace of the done runs that had a cost ({pace:.2f}x their plan)" if pace and left else ""))
     measured = min(calibrations.values(), key=lambda c: c.cpu_share)
     if measured.busy:
         print(f"Warning: the machine was busy while it measured (the calibration got {measured.cpu_share:.0%} of its "

@@ -240,3 +240,10 @@ def plan_table(costs: list[RunCost], here: dict[str, float], gpu: str) -> tuple[
     if peak:
         totals[f"hours on {gpu}"] = frame[f"hours on {gpu}"].sum()
     return frame, totals
+
+
+def measured_pace(frame: pd.DataFrame) -> float | None:
+    """Measured over planned hours of the done runs that have both (:func:`plan_table` rows with the
+    ``state`` and ``measured hours`` a started runs folder adds); ``None`` where none has."""
+    timed = (frame["state"] == "done") & frame["measured hours"].notna() & (frame["hours here"] > 0)
+    return float(frame.loc[timed, "measured hours"].sum() / frame.loc[timed, "hours here"].sum()) if timed.any() else None
