@@ -557,7 +557,8 @@ def plan_command(args: argparse.Namespace) -> int:
               f"{measured.threads} threads' time): the hours here read high; plan on a quiet machine.")
     if args.gpu in GPUS:
         print(f"Total on one {args.gpu}: {hours_text(totals[f'hours on {args.gpu}'])} (dense bf16 peak {GPUS[args.gpu] / 1e12:,.0f} TFLOP/s "
-              f"x assumed utilisation {UTILISATION['scoring']:.0%} scoring, {UTILISATION['training']:.0%} training)")
+              f"x assumed utilisation {UTILISATION['scoring']:.0%} scoring, {UTILISATION['training']:.0%} training; a model under a "
+              f"billion parameters keeps a GPU far less busy than that, so for one it is a floor)")
     print("An estimate: FLOPs from parameter counts and the runs' own prompts; training epochs are the recipe's (early stopping may end sooner).")
     return 0
 
