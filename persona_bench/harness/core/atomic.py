@@ -1,7 +1,9 @@
 """Atomic file writes: write to a temporary file beside the target, then rename over it.
 
 A killed process leaves either the old file or the new one, never half a file; an OSError
-(no space, no permission) names the file it was writing. Arrays and tensors are serialised in
+(no space, no permission) names the file it was writing. The file gets the permissions a plain
+``open()`` would give it (the replaced file's, or 0o666 less the umask), not the temporary file's
+owner-only ones, so a runs folder or leaderboard shared with a group stays readable. Arrays and tensors are serialised in
 memory (safetensors' ``save``, ``torch.save`` to a buffer) and written with
 :func:`atomic_write_bytes`, so they are atomic too.
 """
@@ -11,9 +13,20 @@ import gzip
 import json
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Iterator
+
+UMASK = os.umask(0o022)  # read once, at import (before any thread of ours): setting it is process-wide
+os.umask(UMASK)
+
+
+def new_file_mode(path: Path) -> int:
+    """The permissions ``path`` gets when written: those of the file it replaces, else 0o666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return 0o666 & ~UMASK
 
 
 @contextmanager
@@ -21,9 +34,11 @@ def atomic_writer(path: Path, binary: bool = False) -> Iterator[IO]:
     """Open a temporary file for writing; on success it replaces ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # owner-only until renamed
     try:
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
+            with suppress(OSError):  # a filesystem without permissions (some network mounts) keeps its own
+                os.fchmod(handle.fileno(), new_file_mode(path))
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
