@@ -350,7 +350,7 @@ def personas_fit(args: argparse.Namespace, extra: list[str]) -> int:
     chosen = pick_elbow(curve)
     clusters = kmeans(space.vectors, chosen, seed=args.seed)
     assignments = space.people.to_frame(index=False).assign(cluster=clusters.labels)
-    assignments.to_csv(args.out / "clusters.csv", index=False)
+    atomic_write_text(args.out / "clusters.csv", assignments.to_csv(index=False))
     rmse = tabulate([[k, f"{v:.4f}"] for k, v in space.rmse.items()], headers=["answers", "RMSE"], tablefmt="github")
     elbow = tabulate(curve, headers="keys", showindex=False, tablefmt="github", floatfmt=".5f")
     report = (
