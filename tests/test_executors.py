@@ -21,11 +21,12 @@ defaults:
   max_eval_people: 30
 grid:
   - method: [majority, cf, demographic-majority]
+    preset: quick  # sets nothing these runs lack (max_eval_people is the defaults'): named in their records
   - method: [majority, cf, demographic-majority]
     users: unseen
     k: 5
 """
-SAME = ("run_id", "method", "accuracy", "ci95", "n_people", "n_answers", "persona", "users", "k")
+SAME = ("run_id", "method", "accuracy", "ci95", "n_people", "n_answers", "persona", "users", "k", "preset")
 
 
 def sweep(grid: Path, runs: Path, *extra: str) -> subprocess.Popen:
@@ -43,7 +44,7 @@ def finished(process: subprocess.Popen) -> str:
 
 def results(runs: Path) -> dict[str, dict]:
     found = [json.loads(p.read_text()) for p in runs.glob("*/results.json")]
-    return {r["run_id"]: {k: r[k] for k in SAME} for r in found}
+    return {r["run_id"]: {k: r.get(k) for k in SAME} for r in found}
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +72,7 @@ def test_two_sweeps_together_do_every_run_once(sequential):
     logs = [finished(p) for p in [sweep(root / "grid.yaml", runs), sweep(root / "grid.yaml", runs)]]
     prepared = sum(log.count(": preparing on") for log in logs)
     assert prepared == 6 and results(runs) == expected
+    assert sorted(str(run["preset"]) for run in expected.values()) == ["None"] * 3 + ["quick"] * 3  # as `run --preset` records it
 
 
 def test_a_claim_is_exclusive_and_a_dead_holder_is_taken_over(tmp_path):

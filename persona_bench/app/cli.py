@@ -526,9 +526,9 @@ def plan_command(args: argparse.Namespace) -> int:
     from ..harness.training.cost import calibrate
     from ..harness.plan import GPUS, UTILISATION, grid_costs, measured_pace, plan_table
     from ..harness.runs.store import run_folder
-    from .sweep import load_grid, measured_hours, run_state, with_seeds
+    from .sweep import grid_runs, measured_hours, run_state, with_seeds
 
-    configs = with_seeds(load_grid(args.grid), args.seeds)
+    configs = [run.config for run in with_seeds(grid_runs(args.grid), args.seeds)]
     started = any(run_folder(args.out, config).is_dir() for config in configs)  # the sweep has begun there (costing writes only _plan/)
     costs = grid_costs(configs, args.out, stderr_log)
     used = sorted({c.dtype for c in costs if c.scoring_flops or c.training_flops}) or ["float32"]

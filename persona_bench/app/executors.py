@@ -44,8 +44,10 @@ class Outcome:
     results: RunRecord | None = None
 
 
-def run_claimed(config: dict, runs_dir: str, imports: tuple[str, ...] = (), log: Callable[[str], None] | None = None) -> Outcome:
-    """Run one configuration if no one else is running it (importable by Ray and submitit workers)."""
+def run_claimed(config: dict, runs_dir: str, imports: tuple[str, ...] = (), preset: str | None = None,
+                log: Callable[[str], None] | None = None) -> Outcome:
+    """Run one configuration if no one else is running it (importable by Ray and submitit workers);
+    ``preset``: the one its grid entry named, for its record."""
     load_methods(tuple(imports))
     config = RunConfig.from_dict(config)
     try:
@@ -59,7 +61,7 @@ def run_claimed(config: dict, runs_dir: str, imports: tuple[str, ...] = (), log:
     if not claim(run_dir):
         return Outcome(run_dir.name, "elsewhere")
     try:
-        return Outcome(run_dir.name, "done", results=evaluate_here(config, Path(runs_dir), log=log or print))
+        return Outcome(run_dir.name, "done", results=evaluate_here(config, Path(runs_dir), log=log or print, preset=preset))
     except PersonaBenchError as exc:
         return Outcome(run_dir.name, "failed", error=str(exc))
     except Exception as exc:  # a crash in one run must not stop the sweep: report it, keep the traceback's last line
@@ -97,21 +99,24 @@ def execute(
     configs: list[RunConfig], runs_dir: Path, executor: str = "local", imports: tuple[str, ...] = (),
     log: Callable[[str], None] = print, workers: int | None = None, address: str | None = None,
     slurm_local: bool = False, slurm_partition: str | None = None, gpus_per_run: int = 1, timeout_min: int = 720,
+    presets: list[str | None] | None = None,
 ) -> list[Outcome]:
-    """Run every configuration with ``executor``; every outcome, in the order of ``configs``."""
+    """Run every configuration with ``executor``; every outcome, in the order of ``configs`` (``presets``:
+    the preset each one's grid entry named, for its record)."""
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor!r}: choose from {', '.join(EXECUTORS)}")
+    presets = presets or [None] * len(configs)
     if executor == "local":
         outcomes = []
-        for number, config in enumerate(configs, start=1):
+        for number, (config, preset) in enumerate(zip(configs, presets), start=1):
             log(f"[{number}/{len(configs)}] {describe(config)}")
-            outcomes.append(run_claimed(config.as_dict(), str(runs_dir), imports, log))
+            outcomes.append(run_claimed(config.as_dict(), str(runs_dir), imports, preset, log))
             if outcomes[-1].status == "failed":
                 log(f"  failed: {outcomes[-1].error}")
     elif executor == "ray":
-        outcomes = with_ray(configs, runs_dir, imports, workers, address)
+        outcomes = with_ray(configs, presets, runs_dir, imports, workers, address)
     else:
-        outcomes = with_submitit(configs, runs_dir, imports, workers, slurm_local, slurm_partition, gpus_per_run, timeout_min)
+        outcomes = with_submitit(configs, presets, runs_dir, imports, workers, slurm_local, slurm_partition, gpus_per_run, timeout_min)
     return wait_for_others(configs, outcomes, runs_dir, log)
 
 
@@ -132,7 +137,8 @@ def optional(module: str, extra: str):
         raise ConfigError(f"this executor needs {module}: pip install 'persona-bench[{extra}]'") from None
 
 
-def with_ray(configs: list[RunConfig], runs_dir: Path, imports: tuple[str, ...], workers: int | None, address: str | None) -> list[Outcome]:
+def with_ray(configs: list[RunConfig], presets: list[str | None], runs_dir: Path, imports: tuple[str, ...], workers: int | None,
+             address: str | None) -> list[Outcome]:
     """One Ray task per run (a local Ray with ``workers`` CPUs when no address is given)."""
     ray = optional("ray", "ray")
     started_here = not ray.is_initialized()
@@ -142,8 +148,8 @@ def with_ray(configs: list[RunConfig], runs_dir: Path, imports: tuple[str, ...],
         gpus = ray.cluster_resources().get("GPU", 0) > 0
         task = ray.remote(ray_task)
         refs = [
-            task.options(num_cpus=1, num_gpus=1 if gpus and get_method(c.method).needs_model else 0).remote(c.as_dict(), str(runs_dir), imports)
-            for c in configs
+            task.options(num_cpus=1, num_gpus=1 if gpus and get_method(c.method).needs_model else 0).remote(c.as_dict(), str(runs_dir), imports, preset)
+            for c, preset in zip(configs, presets)
         ]
         return ray.get(refs)
     finally:
@@ -151,23 +157,25 @@ def with_ray(configs: list[RunConfig], runs_dir: Path, imports: tuple[str, ...],
             ray.shutdown()
 
 
-def ray_task(config: dict, runs_dir: str, imports: tuple[str, ...]) -> Outcome:
+def ray_task(config: dict, runs_dir: str, imports: tuple[str, ...], preset: str | None = None) -> Outcome:
     """A Ray worker: use the CPUs Ray gave it, then run."""
     import ray
     import torch
 
     torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
-    return run_claimed(config, runs_dir, imports, log=lambda message: None)
+    return run_claimed(config, runs_dir, imports, preset, log=lambda message: None)
 
 
 def with_submitit(
-    configs: list[RunConfig], runs_dir: Path, imports: tuple[str, ...], workers: int | None, local: bool,
+    configs: list[RunConfig], presets: list[str | None], runs_dir: Path, imports: tuple[str, ...], workers: int | None, local: bool,
     partition: str | None, gpus_per_run: int, timeout_min: int,
 ) -> list[Outcome]:
     """Job arrays through submitit: language-model runs (with GPUs) and the rest (CPU only)."""
     submitit = optional("submitit", "slurm")
     outcomes: dict[str, Outcome] = {}
-    groups = {True: [c for c in configs if get_method(c.method).needs_model], False: [c for c in configs if not get_method(c.method).needs_model]}
+    groups = {True: [], False: []}
+    for config, preset in zip(configs, presets):
+        groups[get_method(config.method).needs_model].append((config, preset))
     for needs_gpu, group in groups.items():
         if not group:
             continue
@@ -178,8 +186,9 @@ def with_submitit(
             if partition:
                 parameters["slurm_partition"] = partition
         executor.update_parameters(**parameters)
-        jobs = executor.map_array(run_claimed, [c.as_dict() for c in group], [str(runs_dir)] * len(group), [imports] * len(group))
-        for config, job in zip(group, jobs):
+        jobs = executor.map_array(run_claimed, [c.as_dict() for c, _ in group], [str(runs_dir)] * len(group), [imports] * len(group),
+                                  [preset for _, preset in group])
+        for (config, _), job in zip(group, jobs):
             try:
                 outcomes[config.run_id()] = job.result()
             except Exception as exc:  # the job itself failed (node lost, time limit): report, the claim is gone with it

@@ -9,7 +9,7 @@
         method: [majority, cf, raw, demographics]
       - method: context
         options: {k_context: [3, 5, 8, 10]}
-      - preset: paper             # a named preset (persona-bench methods lists them): fills what the entry leaves unset
+      - preset: paper             # a named preset (persona-bench methods lists them): fills what the entry leaves unset; named in the runs' records
         method: spm
 
 Runs already finished in the runs folder are reused, so an interrupted sweep continues where it
@@ -20,7 +20,7 @@ each is claimed atomically, so any number of sweeps on one grid and runs folder 
 from __future__ import annotations
 
 import itertools
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -90,8 +90,22 @@ def mapping(section: object, where: str) -> None:
         raise ConfigError(f"{where}: options: expected 'option: value' pairs, got {type(section['options']).__name__}")
 
 
+@dataclass(frozen=True)
+class GridRun:
+    """One run of a grid: its configuration and the preset its entry named (recorded in the run's
+    results as ``--preset`` is; not part of its identity)."""
+
+    config: RunConfig
+    preset: str | None = None
+
+
 def load_grid(path: Path) -> list[RunConfig]:
     """The run configurations a grid file describes, in file order, duplicates removed."""
+    return [run.config for run in grid_runs(path)]
+
+
+def grid_runs(path: Path) -> list[GridRun]:
+    """:func:`load_grid`'s runs with the preset each entry named (the first entry's where two give one run)."""
     try:
         spec = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -100,11 +114,12 @@ def load_grid(path: Path) -> list[RunConfig]:
         raise ConfigError(f"{path}: a grid file needs a 'grid:' list of at least one entry (and optionally 'defaults:')")
     defaults = spec.get("defaults") or {}
     mapping(defaults, f"{path}: defaults")
-    configs: dict[str, RunConfig] = {}
+    runs: dict[str, GridRun] = {}
     for number, entry in enumerate(spec["grid"], start=1):
         mapping(entry, f"{path}: grid entry {number}")
         for expanded in expand({**defaults, **entry, "options": {**(defaults.get("options") or {}), **(entry.get("options") or {})}}):
             unknown = set(expanded) - CONFIG_FIELDS - {"method_options", "preset"}
+            preset = expanded.get("preset")
             if unknown:
                 raise ConfigError(f"{path}: grid entry {number} has unknown setting(s) {', '.join(sorted(unknown))}")
             try:
@@ -113,19 +128,23 @@ def load_grid(path: Path) -> list[RunConfig]:
                 raise ConfigError(f"{path}: grid entry {number}: {exc}") from None
             try:
                 config = resolve_config(RunConfig(**settings))
-                configs.setdefault(config.run_id(), config)  # the id reads the data (its content identifies it)
+                runs.setdefault(config.run_id(), GridRun(config, preset))  # the id reads the data (its content identifies it)
             except (PersonaBenchError, TypeError) as exc:
                 raise ConfigError(f"{path}: grid entry {number}: {exc}") from None
-    if not configs:
+    if not runs:
         raise ConfigError(f"{path}: the grid expands to no runs (an empty list of choices?)")
-    return list(configs.values())
+    return list(runs.values())
 
 
-def with_seeds(configs: list[RunConfig], seeds: list[int] | None) -> list[RunConfig]:
-    """Every configuration at each seed (``None``: as the grid says)."""
+def with_seeds(runs: list[GridRun], seeds: list[int] | None) -> list[GridRun]:
+    """Every run at each seed (``None``: as the grid says), duplicates removed."""
     if not seeds:
-        return configs
-    return list({c.run_id(): c for c in (replace(config, seed=seed) for config in configs for seed in seeds)}.values())
+        return runs
+    seeded = (replace(run, config=replace(run.config, seed=seed)) for run in runs for seed in seeds)
+    unique: dict[str, GridRun] = {}
+    for run in seeded:
+        unique.setdefault(run.config.run_id(), run)
+    return list(unique.values())
 
 
 def run_state(runs_dir: Path, config: RunConfig) -> str:
@@ -153,7 +172,8 @@ def sweep(
 ) -> tuple[list, list[str]]:
     """Run every configuration of the grid (at each of ``seeds`` when given; reusing finished runs)
     with the chosen executor (:func:`persona_bench.app.executors.execute` options); return results and failures."""
-    configs = with_seeds(load_grid(path), seeds)
+    runs = with_seeds(grid_runs(path), seeds)
+    configs = [run.config for run in runs]
     if dry_run:
         states = [run_state(runs_dir, config) for config in configs]
         for number, (config, state) in enumerate(zip(configs, states), start=1):
@@ -161,6 +181,6 @@ def sweep(
         counts = {kind: sum(state.startswith(kind) for state in states) for kind in ("done", "running", "started", "to run")}
         log(f"{runs_dir}: " + ", ".join(f"{count} {kind}" for kind, count in counts.items()) + f" of {len(configs)} runs")
         return [], []
-    outcomes = execute(configs, runs_dir, log=log, **executor)
+    outcomes = execute(configs, runs_dir, log=log, presets=[run.preset for run in runs], **executor)
     failures = [f"{describe(c)}: {o.error}" for c, o in zip(configs, outcomes) if o.status == "failed"]
     return [o.results for o in outcomes if o.results is not None], failures
