@@ -243,7 +243,7 @@ def test_dry_run_and_plan_say_where_each_run_stands(tmp_path, capsys, monkeypatc
     hours = read_results(run_folder(runs, majority)).wall_seconds / 3600
     assert float(rows["majority"][-1]) == pytest.approx(hours, rel=1e-2) and rows["cf"][-1] == "" and rows["letter-prior"][-1] == ""
     assert "1 of 3 runs done, planned 0.0 minutes, took" in out and "2 left, planned 0.0 minutes" in out
-    assert "at the pace of the done runs" not in out  # a done run with no planned cost (a reference) gives no pace
+    assert "at the pace of the done runs" not in out  # no run here has a planned cost: no pace, and none to project
 
 
 def test_the_pace_of_done_runs_is_their_measured_over_planned_hours():

@@ -150,18 +150,19 @@ def test_a_run_outside_a_git_checkout_prints_no_git_noise(tiny_model_path, tmp_p
 def test_written_files_get_the_permissions_a_plain_open_gives(tmp_path):
     """Not the owner-only mode of the temporary file they were written to (a runs folder or leaderboard
     shared with a group stays readable); a replaced file keeps its own."""
-    from persona_bench.harness.core.atomic import UMASK, atomic_write_text
-
-    runs = tmp_path / "runs"
-    assert main(["run", "--method", "majority", "--data", "demo:300", "--max-eval-people", "5", "--no-references", "--out", str(runs)]) == 0
-    assert main(["leaderboard", "--runs", str(runs), "--out", str(tmp_path / "board" / "LEADERBOARD.md"), "--html"]) == 0
-    written = [*runs.glob("majority-*/*"), *(tmp_path / "board").iterdir()]
-    assert {path.suffix for path in written} >= {".json", ".gz", ".md", ".csv", ".html"}
-    assert {oct(path.stat().st_mode & 0o777) for path in written} == {oct(0o666 & ~UMASK)}
+    from persona_bench.harness.core.atomic import atomic_write_text
     from persona_bench.harness.runs.store import CLAIM, claim, release
 
-    assert claim(tmp_path / "claimed")  # another user's sweep can read whose run it is
-    assert (tmp_path / "claimed" / CLAIM).stat().st_mode & 0o777 == 0o666 & ~UMASK
+    runs, umask = tmp_path / "runs", os.umask(0o022)  # a group- and world-readable umask, whatever this shell's
+    try:
+        assert main(["run", "--method", "majority", "--data", "demo:300", "--max-eval-people", "5", "--no-references", "--out", str(runs)]) == 0
+        assert main(["leaderboard", "--runs", str(runs), "--out", str(tmp_path / "board" / "LEADERBOARD.md"), "--html"]) == 0
+        assert claim(tmp_path / "claimed")  # another user's sweep can read whose run it is
+    finally:
+        os.umask(umask)
+    written = [*runs.glob("majority-*/*"), *(tmp_path / "board").iterdir(), tmp_path / "claimed" / CLAIM]
+    assert {path.suffix for path in written} >= {".json", ".gz", ".md", ".csv", ".html"}
+    assert {oct(path.stat().st_mode & 0o777) for path in written} == {oct(0o644)}
     release(tmp_path / "claimed")
     kept = tmp_path / "board" / "LEADERBOARD.md"
     kept.chmod(0o640)

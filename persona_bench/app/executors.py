@@ -106,6 +106,8 @@ def execute(
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor!r}: choose from {', '.join(EXECUTORS)}")
     presets = presets or [None] * len(configs)
+    if len(presets) != len(configs):
+        raise ValueError(f"{len(presets)} presets for {len(configs)} runs")
     if executor == "local":
         outcomes = []
         for number, (config, preset) in enumerate(zip(configs, presets), start=1):

@@ -338,7 +338,8 @@ def sweep(frame: pd.DataFrame, rows: list[str], column: pd.Series, title: str, n
     data = frame.assign(_column=column.astype(str), _cell=frame.apply(cell_text, axis=1))
     data = data.drop_duplicates([*rows, "_column"], keep="last")
     pivot = data.pivot(index=rows, columns="_column", values="_cell").sort_index(key=lambda level: level.map(lambda v: sort_key(str(v))))
-    ordered = sorted(pivot.columns, key=lambda value: (order.index(value), "") if order else sort_key(value))
+    ordered = sorted(pivot.columns, key=lambda value: (order.index(value) if value in order else len(order), sort_key(value))
+                     if order else sort_key(value))
     cells = [cell_record(title, row, value=row["_column"]) for _, row in data.iterrows()]
     return Table(title, note, pivot[ordered].fillna("").reset_index(), cells)
 

@@ -12,13 +12,25 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Iterator
 
-UMASK = os.umask(0o022)  # read once, at import (before any thread of ours): setting it is process-wide
-os.umask(UMASK)
+def current_umask() -> int:
+    """The process's umask: read from /proc on Linux, which leaves it alone; elsewhere set and put back
+    (process-wide for that instant, as no reading API exists there)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        status = ""
+    found = re.search(r"^Umask:\s*([0-7]+)", status, re.MULTILINE)
+    if found:
+        return int(found.group(1), 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def new_file_mode(path: Path) -> int:
@@ -26,7 +38,7 @@ def new_file_mode(path: Path) -> int:
     try:
         return path.stat().st_mode & 0o777
     except FileNotFoundError:
-        return 0o666 & ~UMASK
+        return 0o666 & ~current_umask()
 
 
 @contextmanager

@@ -5,7 +5,7 @@ method options; each method option is applied only where the chosen method decla
 quick --method raw`` takes just the eval-people cap). Flags given explicitly always win. A preset
 is a shorthand, not part of a run's identity: a run made with ``--preset quick`` is the run made
 with the flags it stands for, and is reused by either. The record of a run names the preset of the
-command that made it (``preset``).
+command or grid entry that made it (``preset``).
 """
 from __future__ import annotations
 

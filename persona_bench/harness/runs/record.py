@@ -105,7 +105,7 @@ class RunRecord:
     options: dict = field(default_factory=dict)  # the method's resolved options
     variant: dict = field(default_factory=dict)  # the options that say what the method is (not how much it trained)
     training: Training | None = None
-    preset: str | None = None  # the preset named by the command that made the run (``--preset``; not part of its identity)
+    preset: str | None = None  # the preset named by the command or grid entry that made the run (``--preset``, ``preset:``; not its identity)
     data_identity: str | None = None  # what the run's data is apart from its path (``KIND:FINGERPRINT``; None before 0.9)
     report: dict = field(default_factory=dict)  # the method's other report fields (e.g. group-prompt's steering_contexts)
     metrics: dict[str, MetricValue] = field(default_factory=dict)
