@@ -123,6 +123,18 @@ def test_recipes_are_compared_at_equal_budget_and_controls_within_their_recipe()
     assert weights.loc["default, init=scaled", "random"].startswith("25.0") and weights.loc["default, init=scaled", "trained"].startswith("30.0")
 
 
+def test_a_variant_s_untrained_control_is_swept_beside_it_in_a_row_of_its_own():
+    from persona_bench.leaderboard.frame import results_frame
+    from persona_bench.leaderboard.tables import sweep_tables
+
+    records = [spm_record("a", "1", 0.43, 10000), spm_record("b", "2", 0.31, weights="random"),
+               placed_record("c", "3", 0.58, 10000), placed_record("d", "4", 0.32, weights="random")]
+    weights = {t.title.split(" — ")[0]: t for t in sweep_tables(results_frame(records))}["spm by weights"].frame
+    assert weights.to_dict("records") == [
+        {"model": "m", "variant": "", "recipe": "default", "random": "31.0 [26.0, 36.0]", "trained": "43.0 [38.0, 48.0]"},
+        {"model": "m", "variant": "placement=answer", "recipe": "default", "random": "32.0 [27.0, 37.0]", "trained": "58.0 [53.0, 63.0]"}]
+
+
 def test_an_option_sweep_of_a_trained_method_compares_runs_at_one_budget_in_budget_order():
     from persona_bench.leaderboard.frame import results_frame
     from persona_bench.leaderboard.tables import sweep_tables

@@ -26,7 +26,7 @@ import pandas as pd
 from ..harness.metrics.registry import holm, paired_comparison, paired_person_values
 from ..harness.training.audit import describe_audit
 from ..tasks.prompts import LETTERS
-from .frame import latest, method_label, method_rank, person_metrics, samples
+from .frame import latest, method_label, method_rank, options_label, person_metrics, samples
 
 SCOPE = ["data", "waves_label", "protocol", "option_order", "users", "k", "max_eval_people", "seed"]
 NOT_SIGNIFICANT = "°"
@@ -349,21 +349,24 @@ def label_with_model(frame: pd.DataFrame) -> pd.Series:
 
 
 def option_sweeps(seen: pd.DataFrame, where: str) -> list[Table | None]:
-    """Per method and option: runs that differ from the defaults in that option alone (a trained
-    method's at each training budget, within one recipe)."""
+    """Per method and option: runs that differ in that option alone, from the defaults or from a variant
+    (its other options in a ``variant`` column; e.g. an answer-placed SPM beside its untrained control);
+    a trained method's at each training budget, within one recipe."""
     tables = []
     for method, runs in seen.groupby("method"):
         keys = sorted({k for variant in runs["variant_options"] for k in variant})
         for key in keys:
-            alike = runs[runs["variant_options"].map(lambda v: set(v) <= {key})]
-            values = alike["options"].map(lambda o: (o or {}).get(key))
-            rows = ["model", "recipe"] if (alike["recipe"] != "").any() else ["model"]  # compared within one recipe
-            if "recipe" in rows and not alike["untrained_control"].astype(bool).any():  # and at one training budget, unless the
-                # sweep sets a module beside its untrained control (by weights), whose budget is none
-                rows.insert(1, "budget_label")
-            alike = latest(alike.assign(_value=values.astype(str)), [*rows, "_value"])
+            rest = runs["variant_options"].map(lambda options: options_label({k: v for k, v in options.items() if k != key}))
+            alike = runs.assign(_rest=rest, _value=runs["options"].map(lambda o: (o or {}).get(key)).astype(str))
+            rows = ["model", "_rest"] if (rest != "").any() else ["model"]
+            if (alike["recipe"] != "").any():  # compared within one recipe
+                rows.append("recipe")
+                if not alike["untrained_control"].astype(bool).any():  # and at one training budget, unless the sweep
+                    rows.insert(rows.index("recipe"), "budget_label")  # sets a module beside its untrained control, whose budget is none
+            alike = latest(alike, [*rows, "_value"])
             alike = alike[alike.groupby(rows)["_value"].transform("nunique") > 1]  # a row compares two values or more
-            tables.append(sweep(alike, rows, alike["_value"], f"{method} by {key} — {where}"))
+            table = sweep(alike, rows, alike["_value"], f"{method} by {key} — {where}")
+            tables.append(table and replace(table, frame=table.frame.rename(columns={"_rest": "variant"})))
     return tables
 
 
