@@ -72,6 +72,7 @@ def test_two_sweeps_together_do_every_run_once(sequential):
     logs = [finished(p) for p in [sweep(root / "grid.yaml", runs), sweep(root / "grid.yaml", runs)]]
     prepared = sum(log.count(": preparing on") for log in logs)
     assert prepared == 6 and results(runs) == expected
+    assert sum(log.count(" minutes (its wall time over every attempt)") for log in logs) == 6  # each run's end, said once
     assert sorted(str(run["preset"]) for run in expected.values()) == ["None"] * 3 + ["quick"] * 3  # as `run --preset` records it
 
 

@@ -115,6 +115,9 @@ def execute(
             outcomes.append(run_claimed(config.as_dict(), str(runs_dir), imports, preset, log))
             if outcomes[-1].status == "failed":
                 log(f"  failed: {outcomes[-1].error}")
+            elif outcomes[-1].status == "done" and outcomes[-1].results.wall_seconds is not None:  # when, and how long: a long sweep's log
+                log(f"  done at {time.strftime('%H:%M UTC', time.gmtime())} in {outcomes[-1].results.wall_seconds / 60:,.1f} minutes "
+                    f"(its wall time over every attempt)")
     elif executor == "ray":
         outcomes = with_ray(configs, presets, runs_dir, imports, workers, address)
     else:
