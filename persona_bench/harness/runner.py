@@ -47,7 +47,7 @@ from .runs.store import (
     write_results, write_samples,
 )
 from .scoring.evaluation import padded_scores
-from .scoring.models import resolve_model
+from .scoring.models import check_available
 from .scoring.option_order import merged_scores, ordered_docs, position_shares
 
 # The no-LLM references a run is read beside, per protocol (under heldout-questions no train answer
@@ -88,7 +88,7 @@ def checked(config: RunConfig) -> RunConfig:
     """``config`` resolved, with every check that needs no data done (the model must be available)."""
     config = resolve_config(config)
     if config.model is not None:
-        resolve_model(config.model)
+        check_available(config.model)
     return config
 
 

