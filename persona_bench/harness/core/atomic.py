@@ -18,6 +18,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Iterator
 
+
 def current_umask() -> int:
     """The process's umask: read from /proc on Linux, which leaves it alone; elsewhere set and put back
     (process-wide for that instant, as no reading API exists there)."""
@@ -41,6 +42,13 @@ def new_file_mode(path: Path) -> int:
         return 0o666 & ~current_umask()
 
 
+def give_plain_mode(handle: IO, path: Path) -> None:
+    """Give the open temporary file ``handle`` (mkstemp's: owner-only) the mode ``path`` gets
+    (:func:`new_file_mode`); a filesystem without permissions (some network mounts) keeps its own."""
+    with suppress(OSError):
+        os.fchmod(handle.fileno(), new_file_mode(path))
+
+
 @contextmanager
 def atomic_writer(path: Path, binary: bool = False) -> Iterator[IO]:
     """Open a temporary file for writing; on success it replaces ``path``."""
@@ -49,8 +57,7 @@ def atomic_writer(path: Path, binary: bool = False) -> Iterator[IO]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # owner-only until renamed
     try:
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
-            with suppress(OSError):  # a filesystem without permissions (some network mounts) keeps its own
-                os.fchmod(handle.fileno(), new_file_mode(path))
+            give_plain_mode(handle, path)
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

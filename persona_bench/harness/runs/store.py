@@ -26,14 +26,13 @@ import os
 import socket
 import tempfile
 import time
-from contextlib import suppress
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from ..core.atomic import atomic_write_gzip_text, atomic_write_json, new_file_mode
+from ..core.atomic import atomic_write_gzip_text, atomic_write_json, give_plain_mode
 from ..core.errors import PersonaBenchError
 from ..data.identity import split_fingerprint
 from ..data.pseudonyms import NO_PSEUDONYMS, Pseudonyms
@@ -187,8 +186,7 @@ def claim(run_dir: Path) -> bool:
     try:
         try:
             with os.fdopen(handle, "w") as file:
-                with suppress(OSError):  # readable as any file written here (another user's sweep reads whose it is)
-                    os.fchmod(file.fileno(), new_file_mode(path))
+                give_plain_mode(file, path)  # readable as any file written here (another user's sweep reads whose it is)
                 json.dump({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}, file)
         except OSError as exc:  # no space: said with the file
             raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc

