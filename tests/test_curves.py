@@ -270,6 +270,32 @@ def test_plots_and_sweeps_never_mix_split_seeds_or_eval_people(tmp_path):
     assert [c["run_id"] for c in k_sweeps[0].cells] == ["u1", "u5"]
 
 
+def test_the_unseen_k_sweep_gives_a_variant_its_own_row_and_line(tmp_path, monkeypatch):
+    """Paper Table 6 where a method ran only as a variant (the benchmark scores Demographics + Raw Q in
+    bf16-mixed; here the answer-placed SPM) beside the defaults: a row each, labelled as the main tables
+    label them, and a line each in the plot."""
+    from persona_bench.leaderboard import plots
+    from persona_bench.leaderboard.frame import results_frame
+    from persona_bench.leaderboard.tables import sweep_tables
+
+    def unseen(record: RunRecord, k: int) -> RunRecord:
+        return record.with_fields(run_id=f"{record.run_id}{k}", config=replace(record.config, users="unseen", k=k))
+
+    records = [unseen(spm_record("d", "2026-01-01", 0.40 + k / 100), k) for k in (1, 5)]
+    records += [unseen(placed_record("p", "2026-01-01", 0.50 + k / 100), k) for k in (1, 5)]
+    frame = results_frame(records)
+    [table] = [t for t in sweep_tables(frame) if t.title.startswith("Unseen users by number")]
+    assert table.frame.to_dict("records") == [
+        {"model": "m", "method": "spm", "1": "41.0 [36.0, 46.0]", "5": "45.0 [40.0, 50.0]"},
+        {"model": "m", "method": "spm [placement=answer]", "1": "51.0 [46.0, 56.0]", "5": "55.0 [50.0, 60.0]"},
+    ]
+    assert sorted(c["run_id"] for c in table.cells) == ["d1", "d5", "p1", "p5"]
+    drawn = {}
+    monkeypatch.setattr(plots, "line_plot", lambda frame, x, *rest: drawn.setdefault(x, frame))
+    plots.write_plots(frame, tmp_path)
+    assert sorted(drawn["k"]["method"].unique()) == ["spm", "spm [placement=answer]"]
+
+
 def test_the_bar_chart_shows_the_main_tables_columns(tmp_path, monkeypatch):
     """A method run only in variants (answer-placed SPM) gets its bar, as it gets its main-table column;
     its untrained control does not."""

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from ..harness.core.atomic import atomic_writer
 from .frame import latest
-from .tables import SERIES, main_columns, series_label
+from .tables import SERIES, main_columns, series_label, unseen_runs
 
 
 def save(figure: Figure, path: Path) -> Path:
@@ -75,13 +75,13 @@ def write_plots(results: pd.DataFrame, folder: Path) -> list[Path]:
                               *(setting for setting in (scope["protocol"], scope["option_order"]) if setting not in ("answers", "given"))]))
         name += (f"_{int(scope['max_eval_people'])}people" if pd.notna(scope["max_eval_people"]) else "") + (f"_seed{int(scope['seed'])}" if scope["seed"] else "")
         plain = group[group["variant"] == ""]
-        unseen = latest(plain[(plain["users"] == "unseen") & (plain["persona"] == "individual") & plain["k"].notna()], ["model", "method", "k"])
+        unseen = unseen_runs(group)
         clusters = plain[(plain["users"] == "seen") & plain["persona"].str.startswith("cluster:")]
         clusters = latest(clusters.assign(clusters=lambda f: f["persona"].str.split(":").str[1].astype(int)), ["model", "method", "clusters"])
         individual = group[(group["users"] == "seen") & (group["persona"] == "individual")]
         individual = latest(main_columns(individual), ["model", "column"])  # the main table's columns: every trained variant too
         written += [
-            line_plot(unseen.assign(k=unseen["k"].astype(float)), "k", f"Unseen users — {label}", "answers folded in (K)", folder / f"unseen_k_{name}.png"),
+            line_plot(unseen.assign(k=unseen["k"].astype(float), method=unseen["_label"]), "k", f"Unseen users — {label}", "answers folded in (K)", folder / f"unseen_k_{name}.png"),
             line_plot(clusters, "clusters", f"Cluster personas — {label}", "clusters (k)", folder / f"cluster_k_{name}.png"),
             method_bars(individual, f"Seen users, individual personas — {label}", folder / f"methods_{name}.png"),
         ]

@@ -490,6 +490,14 @@ def persona_kinds(plain: pd.DataFrame, where: str) -> Table | None:
                  order=TABLE5_PERSONAS)
 
 
+def unseen_runs(group: pd.DataFrame) -> pd.DataFrame:
+    """Paper Table 6's runs in ``group``: unseen people with individual personas at each K, the latest
+    of each method and variant, labelled as the main tables label them (``_label``: e.g.
+    ``demographics [dtype=bf16-mixed]``)."""
+    unseen = group[(group["users"] == "unseen") & (group["persona"] == "individual") & group["k"].notna()]
+    return latest(unseen.assign(_label=variant_label(unseen)), ["model", "_label", "k"])
+
+
 def sweep_tables(results: pd.DataFrame) -> list[Table]:
     """Sweeps per data scope (see module docstring)."""
     tables = []
@@ -504,11 +512,11 @@ def sweep_tables(results: pd.DataFrame) -> list[Table]:
         traits = plain[plain["persona"].str.startswith("demographic:") & plain["uses_persona"]]
         tables.append(sweep(traits, ["persona"], label_with_model(traits),
                             f"Demographic personas by trait and trait combination (paper Tables 9, 10) — {where}"))
-        unseen = group[(group["users"] == "unseen") & (group["variant"] == "") & (group["persona"] == "individual") & group["k"].notna()]
-        unseen = latest(unseen, ["model", "method", "k"])
-        tables.append(sweep(unseen, ["model", "method"], unseen["k"].astype(int),
-                            f"Unseen users by number of answers folded in, K (paper Table 6) — {where}",
-                            "K is capped by the train-part answers each person gave, so large K can coincide."))
+        unseen = unseen_runs(group)
+        table = sweep(unseen, ["model", "_label"], unseen["k"].astype(int),
+                      f"Unseen users by number of answers folded in, K (paper Table 6) — {where}",
+                      "K is capped by the train-part answers each person gave, so large K can coincide.")
+        tables.append(table and replace(table, frame=table.frame.rename(columns={"_label": "method"})))
         tables += option_sweeps(seen[seen["persona"] == "individual"], where)
         tables += recipe_sweeps(seen[seen["persona"] == "individual"], where)
         tables.append(budget_matched_methods(seen[seen["persona"] == "individual"], where))
