@@ -1,2 +1,2 @@
 """The package version (one place; pyproject.toml repeats it)."""
-__version__ = "0.12.1"
+__version__ = "0.12.2"
